@@ -1,0 +1,24 @@
+# Sourced by ./run.sh and ./test.sh: install missing Debian packages.
+# need_packages PKG...: installs what is missing with apt-get when run as
+# root; otherwise prints the exact apt-get line and exits 1.
+need_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "mcdb needs these Debian packages; install them with:" >&2
+        echo "  sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || true
+    apt-get install -y -qq "${missing[@]}" >&2
+}
+
+MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev)
+MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
+                    python3-pymemcache memcached redis-server)

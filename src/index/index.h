@@ -1,0 +1,80 @@
+/*
+ * index: the keydir. Maps a key to where the newest record of that key lies in
+ * the log, with what the server needs to answer add/replace/cas/touch/delete
+ * and expiry without reading the disk, and to read a value with one read of a
+ * known length.
+ *
+ * The index is sharded by hash; each shard has its own lock and its own table,
+ * so worker threads, the compactor and the replica applier share it, and a
+ * resize only ever stalls one shard (a small fraction of the keys).
+ *
+ * Locking: every call that takes a hash requires the caller to hold that
+ * hash's shard lock (index_lock/index_unlock). This lets the store keep a key
+ * locked across "look up, decide, append to the log, update the index", which
+ * is what makes log order equal index order for every key.
+ *
+ * Nothing here knows about the log format, sockets or the protocol.
+ */
+#ifndef MCDB_INDEX_H
+#define MCDB_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the index keeps per key (besides the key itself). */
+struct index_entry {
+    uint64_t off;     /* log offset of the record's first byte */
+    uint32_t vlen;    /* value length in bytes */
+    uint32_t exptime; /* absolute unix seconds, 0 = never */
+    uint64_t cas;     /* the record's cas unique */
+};
+
+typedef struct index index_t;
+
+/* Status codes: 0 or negative, never colliding with -errno. */
+#define INDEX_ENOMEM (-2001)
+
+/* Create an index with 2^shard_bits shards (0 picks the default, 10). */
+index_t *index_new(unsigned shard_bits);
+void index_free(index_t *ix);
+
+/* The hash of a key: use it for index_lock and every keyed call. */
+uint64_t index_hash(const void *key, size_t klen);
+
+void index_lock(index_t *ix, uint64_t hash);
+void index_unlock(index_t *ix, uint64_t hash);
+
+/* Find key; on success copy its entry to *out (if out) and return true. */
+bool index_find(index_t *ix, uint64_t hash, const void *key, size_t klen,
+                struct index_entry *out);
+
+/*
+ * Insert or overwrite key with *e. Returns 1 if an entry was replaced (its old
+ * value copied to *old if old is not NULL), 0 if inserted, INDEX_ENOMEM.
+ * klen is 1..255.
+ */
+int index_put(index_t *ix, uint64_t hash, const void *key, size_t klen,
+              const struct index_entry *e, struct index_entry *old);
+
+/* Remove key; returns true (old entry in *old if old) when it was present. */
+bool index_remove(index_t *ix, uint64_t hash, const void *key, size_t klen,
+                  struct index_entry *old);
+
+/*
+ * Visit every entry of one shard while holding that shard's lock (taken and
+ * released by index_scan itself). The callback may change *e in place (its
+ * key stays the same) and returns INDEX_KEEP or INDEX_DROP (the entry is
+ * removed). Used to sweep after flush_all and by compaction and tools.
+ */
+enum { INDEX_KEEP = 0, INDEX_DROP = 1 };
+typedef int (*index_visit_fn)(void *arg, const void *key, size_t klen,
+                              struct index_entry *e);
+unsigned index_shards(const index_t *ix);
+void index_scan(index_t *ix, unsigned shard, index_visit_fn fn, void *arg);
+
+/* Figures for stats: number of keys, bytes of memory the index holds. */
+uint64_t index_count(index_t *ix);
+uint64_t index_bytes(index_t *ix);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * store: the storage engine. An append-only log of records on disk, an
+ * in-RAM index (src/index) pointing at the newest record of every key, and
+ * memcached's semantics on top, so that every front end (the text protocol,
+ * the meta protocol, the replica applier, the tools) shares them.
+ *
+ * Writes. A write call locks its key, checks what it must (add, replace,
+ * cas...), appends its record to the log's append buffer, updates the index,
+ * unlocks, and returns at once with an "ack" offset in struct store_write.
+ * The log-writer thread writes the buffer to the active segment and, with
+ * --fsync always, calls fdatasync; all writes that arrive while one
+ * fdatasync runs share the next one (group commit). A caller must not tell
+ * its client "STORED" before store_ack_status(ack) is 1:
+ *   always    the record is on disk (fdatasync covered it)
+ *   everysec  the record is in the file (a crash of the process loses
+ *   never     nothing; a crash of the machine may lose the last second)
+ * Callers that cannot block (an io_uring loop) register an eventfd with
+ * store_subscribe(); it is written whenever the acked offset advances or the
+ * store fails, and then they check their pending acks.
+ *
+ * Reads. store_get() is the simple blocking read. A caller that must not
+ * block on the disk (an io_uring loop) uses the three steps
+ * store_lookup() -> [store_read_buffered() or its own read of loc.fd] ->
+ * store_read_finish().
+ *
+ * Status codes: 0 on success, a negative STORE_* code below, or -errno.
+ */
+#ifndef MCDB_STORE_H
+#define MCDB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_MAX_KEY 250
+
+/* name, code, message */
+#define STORE_ERRORS(X)                                                        \
+    X(STORE_NOT_FOUND, -1001, "not found")                                     \
+    X(STORE_EXISTS, -1002, "exists (cas mismatch)")                            \
+    X(STORE_NOT_STORED, -1003, "not stored")                                   \
+    X(STORE_TOO_LARGE, -1004, "object too large for cache")                    \
+    X(STORE_NON_NUMERIC, -1005,                                                \
+      "cannot increment or decrement non-numeric value")                       \
+    X(STORE_READONLY, -1006, "store is read-only after a write error")         \
+    X(STORE_CORRUPT, -1007, "corrupt record")                                  \
+    X(STORE_LOCKED, -1008, "data directory is in use")                         \
+    X(STORE_BAD_KEY, -1009, "bad key")                                         \
+    X(STORE_NOMEM, -1010, "out of memory")                                     \
+    X(STORE_BAD_CONFIG, -1011, "bad configuration")                            \
+    X(STORE_CLOSED, -1012, "store is closing")
+
+enum {
+#define X(name, code, msg) name = code,
+    STORE_ERRORS(X)
+#undef X
+};
+
+/* Message for a STORE_* code or a -errno. */
+const char *store_strerror(int err);
+
+enum store_fsync { STORE_FSYNC_ALWAYS, STORE_FSYNC_EVERYSEC, STORE_FSYNC_NEVER };
+
+struct store_config {
+    const char *dir;           /* data directory; created if missing */
+    uint64_t segment_size;     /* roll to a new segment at this size */
+    enum store_fsync fsync;
+    uint32_t max_item_size;    /* largest value, bytes */
+    /* Wall clock in unix milliseconds; NULL means the real clock. Tests
+     * move time with it. */
+    int64_t (*now_ms)(void *arg);
+    void *now_arg;
+};
+
+#define STORE_DEFAULT_SEGMENT_SIZE (64ull << 20)
+#define STORE_DEFAULT_MAX_ITEM (1u << 20)
+#define STORE_MIN_SEGMENT_SIZE (64u << 10)
+
+void store_config_default(struct store_config *cfg);
+
+typedef struct store store_t;
+
+/*
+ * Open (creating if needed) and recover a data directory. On failure returns
+ * a status and, in err, a message naming the file and offset concerned.
+ */
+int store_open(const struct store_config *cfg, store_t **out, char *err,
+               size_t errlen);
+
+/* Write out and sync everything, stop the writer thread, release LOCK. */
+void store_close(store_t *s);
+
+/* ---- writes ---- */
+
+enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_APPEND,
+                  STORE_PREPEND, STORE_CAS };
+
+struct store_write {
+    uint64_t cas; /* the cas unique of what was written, 0 when nothing was */
+    uint64_t ack; /* pass to store_ack_status(); 0 = nothing to wait for */
+};
+
+/*
+ * exptime is as memcached clients send it: 0 never expires, up to 30 days
+ * is relative seconds, beyond that absolute unix time, negative is already
+ * expired. cas_in is used by STORE_CAS only. Append and prepend keep the
+ * item's flags, exptime. Returns 0, STORE_NOT_STORED (add: exists; replace,
+ * append, prepend: missing), STORE_EXISTS or STORE_NOT_FOUND (cas),
+ * STORE_TOO_LARGE (nothing changed), STORE_READONLY, STORE_BAD_KEY.
+ */
+int store_set(store_t *s, enum store_mode mode, const void *key, size_t klen,
+              const void *val, size_t vlen, uint32_t flags, int64_t exptime,
+              uint64_t cas_in, struct store_write *w);
+
+/* cas_in 0 deletes whatever is there; otherwise only that version. */
+int store_delete(store_t *s, const void *key, size_t klen, uint64_t cas_in,
+                 struct store_write *w);
+
+int store_touch(store_t *s, const void *key, size_t klen, int64_t exptime,
+                struct store_write *w);
+
+/* incr (wraps at 2^64) or decr (stops at 0) a decimal value; the new value
+ * is stored in *value. STORE_NON_NUMERIC leaves the item unchanged. */
+int store_arith(store_t *s, const void *key, size_t klen, bool incr,
+                uint64_t delta, uint64_t *value, struct store_write *w);
+
+/* flush_all [delay]: items stored before now + delay become invisible at
+ * that time (delay <= 0: now). */
+int store_flush(store_t *s, int64_t delay, struct store_write *w);
+
+/* 1 when the write with this ack may be acknowledged, 0 while pending, a
+ * negative status when the store failed before making it safe. */
+int store_ack_status(store_t *s, uint64_t ack);
+
+/* Block until store_ack_status(ack) != 0; returns 0 or the failure. */
+int store_wait(store_t *s, uint64_t ack);
+
+/* Have eventfd efd written (value 1) whenever acks advance or the store
+ * fails. At most 256 subscribers. */
+int store_subscribe(store_t *s, int efd);
+void store_unsubscribe(store_t *s, int efd);
+
+/* ---- reads ---- */
+
+struct store_item {
+    uint32_t flags;
+    uint32_t exptime;     /* absolute unix seconds, 0 = never */
+    uint64_t cas;
+    const char *key;      /* point into the record buffer */
+    uint32_t klen;
+    const char *value;
+    uint32_t vlen;
+};
+
+/* Where a key's newest record is. Between store_lookup() and
+ * store_read_finish() the segment file stays open (pinned). */
+struct store_loc {
+    int fd;          /* segment file to read len bytes from at pos */
+    uint64_t pos;
+    uint32_t len;    /* whole record: allocate this many bytes to read it */
+    uint64_t off;    /* log offset of the record */
+    uint64_t cas;
+    uint32_t exptime;
+    uint32_t vlen;
+    void *pin;
+};
+
+/* STORE_NOT_FOUND for a missing, expired or flushed key (an expired item is
+ * dropped from the index on the way). */
+int store_lookup(store_t *s, const void *key, size_t klen,
+                 struct store_loc *loc);
+
+/* If the record is still in the append buffer, copy it to buf (loc.len
+ * bytes) and return 1; return 0 when it is in the file (read it yourself). */
+int store_read_buffered(store_t *s, const struct store_loc *loc, void *buf);
+
+/* Verify the record read into buf (nread bytes) and decode it into *it
+ * (pointing into buf); unpins. STORE_CORRUPT names nothing: the store logs
+ * the file and offset. Must be called exactly once per successful lookup. */
+int store_read_finish(store_t *s, struct store_loc *loc, const void *buf,
+                      size_t nread, const void *key, size_t klen,
+                      struct store_item *it);
+
+/* Lookup + read + finish in one blocking call. *bufp is malloc()ed, the
+ * caller frees it; it holds the record that *it points into. */
+int store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
+              void **bufp);
+
+/* ---- statistics ---- */
+
+/* name, description: the struct fields and the stats output come from this
+ * one table. */
+#define STORE_STATS(X)                                                         \
+    X(items, "keys in the index")                                              \
+    X(live_bytes, "bytes of records the index points at")                      \
+    X(value_bytes, "bytes of values the index points at")                      \
+    X(log_bytes, "bytes of log on disk (all segments)")                        \
+    X(log_start, "log offset of the oldest byte still on disk")               \
+    X(log_end, "log offset where the next record goes")                        \
+    X(segments, "segment files")                                               \
+    X(written_offset, "log offset written to the segment file")                \
+    X(durable_offset, "log offset covered by fdatasync")                       \
+    X(records_written, "records appended since start")                         \
+    X(fsyncs, "fdatasync calls since start")                                   \
+    X(fsync_batch_avg, "average records per fdatasync")                        \
+    X(fsync_batch_max, "most records one fdatasync covered")                   \
+    X(index_bytes, "bytes of memory the index holds")                          \
+    X(index_bytes_per_key, "index memory per key, bytes")                      \
+    X(expired_unfetched, "items dropped because they expired")                 \
+    X(error, "1 when the store is read-only after a write or sync error")
+
+struct store_stats {
+#define X(name, desc) uint64_t name;
+    STORE_STATS(X)
+#undef X
+};
+
+void store_stats(store_t *s, struct store_stats *st);
+
+/* Call fn for each figure of st, in table order. */
+void store_stats_each(const struct store_stats *st,
+                      void (*fn)(void *arg, const char *name, uint64_t value),
+                      void *arg);
+
+/* The error that made the store read-only ("" when healthy). */
+const char *store_error_text(store_t *s);
+
+/* The store's clock, in unix seconds (the configured now_ms). */
+uint32_t store_now(store_t *s);
+
+#endif
