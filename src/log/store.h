@@ -70,6 +70,11 @@ struct store_config {
      * move time with it. */
     int64_t (*now_ms)(void *arg);
     void *now_arg;
+    /* Tests only: called before every pwrite ("pwrite") and fdatasync
+     * ("fdatasync") of a segment; a negative errno fails that call as if
+     * the disk had. NULL in production. */
+    int (*fault)(void *arg, const char *op);
+    void *fault_arg;
 };
 
 #define STORE_DEFAULT_SEGMENT_SIZE (64ull << 20)
@@ -206,7 +211,7 @@ int store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
     X(fsync_batch_max, "most records one fdatasync covered")                   \
     X(index_bytes, "bytes of memory the index holds")                          \
     X(index_bytes_per_key, "index memory per key, bytes")                      \
-    X(expired_unfetched, "items dropped because they expired")                 \
+    X(expired_items, "items dropped because they expired")                 \
     X(error, "1 when the store is read-only after a write or sync error")
 
 struct store_stats {

@@ -1,0 +1,131 @@
+/*
+ * Internals of the log module shared by its files (store.c, writer.c,
+ * recover.c, dir.c). Nothing outside src/log includes this.
+ */
+#ifndef MCDB_LOG_INT_H
+#define MCDB_LOG_INT_H
+
+#include "index/index.h"
+#include "log/record.h"
+#include "log/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/*
+ * A segment file. Lifecycle (the function that makes each transition):
+ *   active   created by log_append() when the previous one is full, or by
+ *            recovery; records are appended to it
+ *   sealed   log_append() reserved its footer (seg_end set); the writer
+ *            writes the footer and fdatasyncs it (seg_synced set)
+ *   dropped  (compaction, a later issue) removed from the table; its file
+ *            is closed when the last pin goes (seg_unpin)
+ * The table of segments holds one reference; every reader's pin another.
+ */
+struct seg {
+    uint64_t seg_base;          /* log offset of the first byte */
+    uint64_t seg_end;           /* past the footer once sealed, else 0 */
+    int seg_fd;
+    atomic_int seg_refs;
+    atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
+    uint64_t seg_records;       /* records appended (by log_append) */
+};
+
+#define STORE_MAX_SUBS 256
+
+struct store {
+    struct store_config cfg;
+    char *dir;
+    int dirfd;
+    int lockfd;
+    uint8_t log_id[16];
+    uint64_t log_seed;
+    index_t *ix;
+
+    /* The segment table, oldest first. */
+    pthread_mutex_t seg_mu;
+    struct seg **segs;
+    size_t nsegs, segs_cap;
+
+    /*
+     * The append buffer (double-buffered) and the writer thread. mu guards
+     * everything up to `subs`. Writers fill buf[fill]; the writer thread
+     * swaps and writes the other one (wbuf) without holding mu.
+     */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work;  /* wakes the writer */
+    pthread_cond_t cv_space; /* wakes appenders waiting for buffer space */
+    pthread_cond_t cv_ack;   /* wakes store_wait() */
+    char *buf[2];
+    size_t buf_cap;
+    int fill;
+    size_t fill_len;
+    uint64_t fill_start; /* log offset of buf[fill][0] */
+    uint64_t fill_recs;
+    const char *wbuf;    /* being written: [wstart, wstart + wlen) */
+    uint64_t wstart;
+    size_t wlen;
+    uint64_t end;        /* log end: fill_start + fill_len */
+    struct seg *active;
+    uint64_t next_cas;
+    bool stop;
+    int subs[STORE_MAX_SUBS];
+    int nsubs;
+    pthread_t writer;
+    bool writer_running;
+
+    atomic_uint_fast64_t written; /* bytes [.., written) are in the files */
+    atomic_uint_fast64_t durable; /* ... and covered by fdatasync */
+    atomic_int failed;            /* 0 or the -errno that made us read-only */
+    char errtext[256];
+
+    /* flush_all: items with cas < flush_before_cas are gone; a delayed
+     * flush waits in flush_deadline (unix seconds, 0 = none). */
+    atomic_uint_fast64_t flush_before_cas;
+    atomic_uint flush_deadline;
+    pthread_mutex_t flush_mu;
+
+    /* statistics */
+    atomic_uint_fast64_t st_fsyncs, st_synced_recs, st_batch_max;
+    atomic_uint_fast64_t st_records, st_expired, st_value_bytes;
+};
+
+/* dir.c: LOCK, META, segment file names */
+int dir_lock(struct store *s, char *err, size_t errlen);
+int dir_meta_load_or_create(struct store *s, bool fresh, char *err,
+                            size_t errlen);
+void dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n);
+/* Sorted bases of the *.seg files; *out malloc()ed. */
+int dir_list_segments(struct store *s, uint64_t **out, size_t *n);
+int dir_sync(struct store *s);
+
+/* writer.c: appending and the writer thread */
+int log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off);
+int log_start_writer(struct store *s);
+void log_stop_writer(struct store *s);
+int log_read_buffered(struct store *s, uint64_t off, size_t len, void *out);
+uint64_t log_acked(struct store *s);
+void log_fail(struct store *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int log_open_segment(struct store *s, uint64_t base, bool create,
+                     struct seg **out);
+void log_add_segment(struct store *s, struct seg *g);
+
+/* store.c: segment pins, live-byte accounting, index helpers */
+struct seg *seg_pin(struct store *s, uint64_t off);
+void seg_unpin(struct seg *g);
+void seg_account(struct store *s, uint64_t off, int64_t delta);
+int64_t store_now_ms(struct store *s);
+/* Put e for key in the index (caller holds the key's lock) and move the
+ * live-byte accounting from the entry it replaces. */
+int store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
+                    const struct index_entry *e);
+bool store_index_remove(struct store *s, uint64_t h, const void *key,
+                        size_t klen);
+void store_sweep_flushed(struct store *s);
+
+/* recover.c */
+int log_recover(struct store *s, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * Recovery: rebuild the index from the segment files at start-up.
+ *
+ * Rules (the format and why they are safe are in record.c):
+ *   1. Segment files must be contiguous: each starts where the previous one
+ *      ends. Every segment starts with a header of this log at its base.
+ *   2. Every segment but the last must be sealed (end with its footer). Any
+ *      invalid record in them is corruption: open refuses, naming the file
+ *      and offset, and points to mcdb-fsck.
+ *   3. In the last (active) segment the first invalid record starts a torn
+ *      tail: the file is cut there and the cut is logged. Bytes cut that are
+ *      not all zero are first saved beside the segment as
+ *      <segment>.tail-<offset>, so that not even unacknowledged bytes are
+ *      thrown away unseen.
+ *   4. Records are applied in offset order: later records win, DELETE
+ *      removes, FLUSH removes every item with a smaller cas (at once, or when
+ *      its time comes), expired items are not loaded, and the next cas is
+ *      above every cas seen and every segment's cas floor.
+ */
+#include "log/log_int.h"
+#include "util/say.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct scan {
+    struct store *s;
+    struct seg *g;
+    const char *map;
+    uint64_t size;  /* file size */
+    bool last;
+    bool sealed;
+    uint64_t valid; /* bytes of valid records from the start */
+    uint64_t records;
+    uint32_t now;
+    char path[4096];
+};
+
+static void
+apply_put(struct store *s, const struct rec *r, uint64_t off, uint32_t now)
+{
+    uint64_t h = index_hash(r->key, r->klen);
+    index_lock(s->ix, h);
+    if (r->exptime && r->exptime <= now) {
+        store_index_remove(s, h, r->key, r->klen);
+        atomic_fetch_add(&s->st_expired, 1);
+    } else if (r->cas >= atomic_load(&s->flush_before_cas)) {
+        struct index_entry e = {.off = off, .vlen = r->vlen,
+                                .exptime = r->exptime, .cas = r->cas};
+        store_index_put(s, h, r->key, r->klen, &e);
+    }
+    index_unlock(s->ix, h);
+}
+
+static void
+apply_touch(struct store *s, const struct rec *r, uint32_t now)
+{
+    uint64_t h = index_hash(r->key, r->klen);
+    struct index_entry e;
+    index_lock(s->ix, h);
+    if (index_find(s->ix, h, r->key, r->klen, &e)) {
+        if (r->exptime && r->exptime <= now) {
+            store_index_remove(s, h, r->key, r->klen);
+        } else {
+            e.exptime = r->exptime;
+            index_put(s->ix, h, r->key, r->klen, &e, NULL);
+        }
+    }
+    index_unlock(s->ix, h);
+}
+
+static void
+apply(struct scan *sc, const struct rec *r, uint64_t off)
+{
+    struct store *s = sc->s;
+    if (r->type == REC_SEG_HEADER || r->type == REC_SEG_FOOTER)
+        return;
+    if (r->cas >= s->next_cas)
+        s->next_cas = r->cas + 1;
+    switch (r->type) {
+    case REC_PUT:
+        apply_put(s, r, off, sc->now);
+        break;
+    case REC_DELETE: {
+        uint64_t h = index_hash(r->key, r->klen);
+        index_lock(s->ix, h);
+        store_index_remove(s, h, r->key, r->klen);
+        index_unlock(s->ix, h);
+        break;
+    }
+    case REC_TOUCH:
+        apply_touch(s, r, sc->now);
+        break;
+    case REC_FLUSH:
+        if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
+            atomic_store(&s->flush_before_cas, r->cas);
+            atomic_store(&s->flush_deadline, 0);
+            store_sweep_flushed(s);
+        } else {
+            atomic_store(&s->flush_deadline, r->exptime);
+        }
+        break;
+    }
+}
+
+static int
+check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
+{
+    struct rec_seg_header h;
+    if (rec_seg_header_decode(r, &h) != 0) {
+        snprintf(err, errlen, "%s: offset %" PRIu64 ": no segment header",
+                 sc->path, sc->g->seg_base);
+        return STORE_CORRUPT;
+    }
+    if (memcmp(h.log_id, sc->s->log_id, 16) != 0 ||
+        h.base != sc->g->seg_base) {
+        snprintf(err, errlen,
+                 "%s: segment header names another log or base offset "
+                 "%" PRIu64 " (this log's META disagrees)",
+                 sc->path, h.base);
+        return STORE_CORRUPT;
+    }
+    if (h.cas_floor > sc->s->next_cas)
+        sc->s->next_cas = h.cas_floor;
+    return 0;
+}
+
+/* Save the non-zero part of a torn tail beside the segment, then cut. */
+static int
+cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
+{
+    uint64_t from = sc->valid, to = sc->size;
+    while (to > from && sc->map[to - 1] == 0)
+        to--;
+    uint64_t off = sc->g->seg_base + from;
+    if (to > from) {
+        char save[4200];
+        snprintf(save, sizeof(save), "%s.tail-%" PRIu64, sc->path, off);
+        int fd = open(save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, sc->map + from, to - from) != (ssize_t)(to - from) ||
+            fsync(fd) != 0) {
+            snprintf(err, errlen, "saving torn tail to %s: %s", save,
+                     strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -EIO;
+        }
+        close(fd);
+        say(SAY_WARN, "saved %" PRIu64 " bytes of the torn tail to %s",
+            to - from, save);
+    }
+    say(SAY_WARN,
+        "%s: torn tail at offset %" PRIu64 " (file position %" PRIu64
+        "): %s; truncating %" PRIu64 " bytes",
+        sc->path, off, from, why, sc->size - from);
+    if (ftruncate(sc->g->seg_fd, (off_t)from) != 0 ||
+        fdatasync(sc->g->seg_fd) != 0) {
+        snprintf(err, errlen, "truncating %s: %s", sc->path, strerror(errno));
+        return -errno;
+    }
+    sc->size = from;
+    return 0;
+}
+
+static int
+scan_records(struct scan *sc, char *err, size_t errlen)
+{
+    struct store *s = sc->s;
+    uint64_t pos = 0;
+    while (pos < sc->size) {
+        struct rec r;
+        uint64_t off = sc->g->seg_base + pos;
+        long n = rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
+        if (n < 0) {
+            if (sc->last)
+                return cut_tail(sc, rec_strerror((int)n), err, errlen);
+            snprintf(err, errlen,
+                     "%s: corrupt record at offset %" PRIu64
+                     " (file position %" PRIu64 "): %s; run mcdb-fsck",
+                     sc->path, off, pos, rec_strerror((int)n));
+            return STORE_CORRUPT;
+        }
+        if (pos == 0) {
+            int rc = check_header(sc, &r, err, errlen);
+            if (rc)
+                return rc;
+        } else if (r.type == REC_SEG_HEADER) {
+            snprintf(err, errlen, "%s: offset %" PRIu64 ": stray segment "
+                     "header; run mcdb-fsck", sc->path, off);
+            return STORE_CORRUPT;
+        }
+        apply(sc, &r, off);
+        pos += (uint64_t)n;
+        sc->valid = pos;
+        sc->records++;
+        if (r.type == REC_SEG_FOOTER) {
+            sc->sealed = true;
+            if (pos != sc->size) {
+                if (sc->last)
+                    return cut_tail(sc, "bytes after the footer", err, errlen);
+                snprintf(err, errlen, "%s: %" PRIu64 " bytes after the footer "
+                         "at offset %" PRIu64 "; run mcdb-fsck",
+                         sc->path, sc->size - pos, off);
+                return STORE_CORRUPT;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+scan_segment(struct scan *sc, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(sc->g->seg_fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", sc->path, strerror(errno));
+        return -errno;
+    }
+    sc->size = (uint64_t)st.st_size;
+    if (sc->size == 0)
+        return 0;
+    void *m = mmap(NULL, sc->size, PROT_READ, MAP_PRIVATE, sc->g->seg_fd, 0);
+    if (m == MAP_FAILED) {
+        snprintf(err, errlen, "mmap %s: %s", sc->path, strerror(errno));
+        return -errno;
+    }
+    madvise(m, sc->size, MADV_SEQUENTIAL);
+    sc->map = m;
+    int rc = scan_records(sc, err, errlen);
+    munmap(m, st.st_size);
+    return rc;
+}
+
+/* Start a segment at base with only its header, written and synced. */
+static int
+start_segment(struct store *s, uint64_t base, struct seg *reuse, char *err,
+              size_t errlen)
+{
+    struct seg *g = reuse;
+    int rc = 0;
+    if (!g) {
+        rc = log_open_segment(s, base, true, &g);
+        if (rc == 0)
+            log_add_segment(s, g);
+    }
+    char hv[REC_SEG_HEADER_VLEN], buf[REC_HDR_SIZE + REC_SEG_HEADER_VLEN];
+    struct rec_seg_header h = {.version = REC_FORMAT_VERSION, .base = base,
+                               .cas_floor = s->next_cas};
+    memcpy(h.log_id, s->log_id, 16);
+    rec_seg_header_encode(hv, &h);
+    struct rec r = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv,
+                    .cas = base, .time_ms = (uint64_t)store_now_ms(s)};
+    size_t n = rec_encode(buf, &r, s->log_seed, base);
+    if (rc == 0 && (pwrite(g->seg_fd, buf, n, 0) != (ssize_t)n ||
+                    fdatasync(g->seg_fd) != 0))
+        rc = -errno;
+    if (rc == 0)
+        rc = dir_sync(s);
+    if (rc) {
+        char path[4096];
+        dir_seg_path(s, base, path, sizeof(path));
+        snprintf(err, errlen, "starting segment %s: %s", path,
+                 store_strerror(rc));
+        return rc;
+    }
+    g->seg_records = 1;
+    s->active = g;
+    s->end = base + n;
+    return 0;
+}
+
+int
+log_recover(struct store *s, char *err, size_t errlen)
+{
+    uint64_t *bases;
+    size_t n;
+    int rc = dir_list_segments(s, &bases, &n);
+    if (rc) {
+        snprintf(err, errlen, "listing %s: %s", s->dir, store_strerror(rc));
+        return rc;
+    }
+    rc = dir_meta_load_or_create(s, n == 0, err, errlen);
+    if (rc == 0)
+        s->log_seed = rec_log_seed(s->log_id);
+    struct scan sc = {.s = s, .now = store_now(s)};
+    uint64_t expect = n ? bases[0] : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sc.last = i == n - 1;
+        sc.sealed = false;
+        sc.valid = 0;
+        sc.records = 0;
+        dir_seg_path(s, bases[i], sc.path, sizeof(sc.path));
+        if (bases[i] != expect) {
+            snprintf(err, errlen,
+                     "%s: starts at offset %" PRIu64 " but the previous "
+                     "segment ends at %" PRIu64 " (a segment is missing or "
+                     "damaged); run mcdb-fsck",
+                     sc.path, bases[i], expect);
+            rc = STORE_CORRUPT;
+            break;
+        }
+        rc = log_open_segment(s, bases[i], false, &sc.g);
+        if (rc) {
+            snprintf(err, errlen, "%s: %s", sc.path, store_strerror(rc));
+            break;
+        }
+        log_add_segment(s, sc.g);
+        rc = scan_segment(&sc, err, errlen);
+        if (rc)
+            break;
+        sc.g->seg_records = sc.records;
+        if (!sc.last && !sc.sealed) {
+            snprintf(err, errlen, "%s: not sealed (no footer) but not the last "
+                     "segment; run mcdb-fsck", sc.path);
+            rc = STORE_CORRUPT;
+        }
+        expect = bases[i] + sc.size;
+        if (sc.sealed)
+            sc.g->seg_end = expect;
+    }
+    free(bases);
+    if (rc)
+        return rc;
+    /* The log continues in a fresh segment when there is none, when the
+     * last one is sealed, or when its header itself was torn. */
+    if (n == 0 || sc.sealed)
+        rc = start_segment(s, expect, NULL, err, errlen);
+    else if (sc.size == 0)
+        rc = start_segment(s, expect, sc.g, err, errlen);
+    else {
+        s->active = sc.g;
+        s->end = expect;
+    }
+    if (rc)
+        return rc;
+    s->fill_start = s->end;
+    atomic_store(&s->written, s->end);
+    atomic_store(&s->durable, s->end);
+    say(SAY_INFO, "recovered %" PRIu64 " keys from %zu segment(s) in %s, log "
+        "end %" PRIu64, index_count(s->ix), s->nsegs, s->dir, s->end);
+    return 0;
+}

@@ -1,0 +1,425 @@
+/*
+ * Appending to the log, and the writer thread.
+ *
+ * Appenders (worker threads, holding their key's index lock) encode their
+ * record straight into the fill buffer at the log's end, under `mu`. The
+ * writer thread repeatedly:
+ *   1. swaps the fill buffer for the empty one (under mu), so appenders keep
+ *      going while it writes;
+ *   2. pwrite()s the swapped buffer to the segment files, splitting it where
+ *      a segment was sealed; a sealed segment is fdatasynced at once and the
+ *      directory is fsynced so the next segment's name is durable;
+ *   3. publishes `written`, and with --fsync always calls fdatasync and
+ *      publishes `durable` (everysec: at most once a second);
+ *   4. wakes waiters (store_wait) and subscribers (eventfds).
+ * Group commit falls out of step 1: whatever arrived while one fdatasync ran
+ * is written and synced by the next one.
+ *
+ * Reads of records not yet in the files copy them from the buffers (under
+ * mu): the fill buffer, or the one being written, which the writer only
+ * reuses after publishing `written` under mu.
+ *
+ * Failure: a failed pwrite or fdatasync sets `failed` (sticky); the writer
+ * stops writing but keeps its buffers, so reads of everything already
+ * appended keep working; appends are refused; pending acks beyond what was
+ * made safe fail.
+ */
+#include "log/log_int.h"
+#include "util/say.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void
+log_fail(struct store *s, int err, const char *fmt, ...)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load(&s->failed)) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->errtext, sizeof(s->errtext), fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < sizeof(s->errtext))
+            snprintf(s->errtext + n, sizeof(s->errtext) - (size_t)n, ": %s",
+                     strerror(-err));
+        atomic_store(&s->failed, err);
+        say(SAY_ERROR, "store is read-only from now on: %s", s->errtext);
+    }
+    pthread_cond_broadcast(&s->cv_ack);
+    pthread_cond_broadcast(&s->cv_space);
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t
+log_acked(struct store *s)
+{
+    return s->cfg.fsync == STORE_FSYNC_ALWAYS ? atomic_load(&s->durable)
+                                               : atomic_load(&s->written);
+}
+
+int
+log_open_segment(struct store *s, uint64_t base, bool create, struct seg **out)
+{
+    char path[4096];
+    dir_seg_path(s, base, path, sizeof(path));
+    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
+    int fd = open(path, flags, 0644);
+    if (fd < 0)
+        return -errno;
+    struct seg *g = calloc(1, sizeof(*g));
+    if (!g) {
+        close(fd);
+        return STORE_NOMEM;
+    }
+    g->seg_base = base;
+    g->seg_fd = fd;
+    atomic_init(&g->seg_refs, 1);
+    atomic_init(&g->seg_live, 0);
+    *out = g;
+    return 0;
+}
+
+void
+log_add_segment(struct store *s, struct seg *g)
+{
+    pthread_mutex_lock(&s->seg_mu);
+    if (s->nsegs == s->segs_cap) {
+        size_t cap = s->segs_cap ? s->segs_cap * 2 : 16;
+        struct seg **v = realloc(s->segs, cap * sizeof(*v));
+        if (!v)
+            abort(); /* a few pointers: not worth a recovery path */
+        s->segs = v;
+        s->segs_cap = cap;
+    }
+    s->segs[s->nsegs++] = g;
+    pthread_mutex_unlock(&s->seg_mu);
+}
+
+/* Encode a record at the end of the fill buffer (mu held, space checked). */
+static uint64_t
+append_locked(struct store *s, struct rec *r)
+{
+    uint64_t off = s->end;
+    rec_encode(s->buf[s->fill] + s->fill_len, r, s->log_seed, off);
+    size_t size = rec_size(r->klen, r->vlen);
+    s->fill_len += size;
+    s->fill_recs++;
+    s->end += size;
+    s->active->seg_records++;
+    return off;
+}
+
+/* Seal the active segment and start the next one (mu held, space for the
+ * footer and the next header checked). */
+static int
+roll_locked(struct store *s, int64_t now_ms)
+{
+    struct seg *old = s->active;
+    char fv[REC_SEG_FOOTER_VLEN], hv[REC_SEG_HEADER_VLEN];
+    struct rec_seg_footer f = {.records = old->seg_records + 1,
+                               .end = s->end + REC_SEG_FOOTER_SIZE};
+    struct seg *g;
+    int rc = log_open_segment(s, f.end, true, &g);
+    if (rc) {
+        char path[4096];
+        dir_seg_path(s, f.end, path, sizeof(path));
+        pthread_mutex_unlock(&s->mu);
+        log_fail(s, rc, "creating %s", path);
+        pthread_mutex_lock(&s->mu);
+        return STORE_READONLY;
+    }
+    rec_seg_footer_encode(fv, &f);
+    struct rec fr = {.type = REC_SEG_FOOTER, .vlen = sizeof(fv), .val = fv,
+                     .time_ms = (uint64_t)now_ms};
+    append_locked(s, &fr);
+    old->seg_end = s->end;
+
+    struct rec_seg_header h = {.version = REC_FORMAT_VERSION,
+                               .base = s->end, .cas_floor = s->next_cas};
+    memcpy(h.log_id, s->log_id, 16);
+    rec_seg_header_encode(hv, &h);
+    log_add_segment(s, g);
+    s->active = g;
+    struct rec hr = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv,
+                     .cas = s->end, .time_ms = (uint64_t)now_ms};
+    append_locked(s, &hr);
+    return 0;
+}
+
+int
+log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
+{
+    size_t size = rec_size(r->klen, r->vlen);
+    size_t roll = REC_SEG_FOOTER_SIZE + rec_size(0, REC_SEG_HEADER_VLEN);
+    int64_t now_ms = store_now_ms(s);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (atomic_load(&s->failed) || s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            return s->stop ? STORE_CLOSED : STORE_READONLY;
+        }
+        if (s->fill_len + size + roll <= s->buf_cap)
+            break;
+        pthread_cond_wait(&s->cv_space, &s->mu);
+    }
+    struct seg *a = s->active;
+    /* Roll when this record and a footer would not fit, unless the segment
+     * holds nothing but its header (a record larger than a segment then
+     * gets a segment of its own). */
+    if (s->end - a->seg_base + size + REC_SEG_FOOTER_SIZE >
+            s->cfg.segment_size &&
+        a->seg_records > 1) {
+        int rc = roll_locked(s, now_ms);
+        if (rc) {
+            pthread_mutex_unlock(&s->mu);
+            return rc;
+        }
+    }
+    if (new_cas)
+        r->cas = s->next_cas++;
+    r->time_ms = (uint64_t)now_ms;
+    *off = append_locked(s, r);
+    pthread_cond_signal(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->st_records, 1);
+    return 0;
+}
+
+int
+log_read_buffered(struct store *s, uint64_t off, size_t len, void *out)
+{
+    int found = 0;
+    pthread_mutex_lock(&s->mu);
+    if (off >= atomic_load(&s->written)) {
+        if (s->wbuf && off >= s->wstart && off + len <= s->wstart + s->wlen) {
+            memcpy(out, s->wbuf + (off - s->wstart), len);
+            found = 1;
+        } else if (off >= s->fill_start &&
+                   off + len <= s->fill_start + s->fill_len) {
+            memcpy(out, s->buf[s->fill] + (off - s->fill_start), len);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+static struct seg *
+seg_after(struct store *s, uint64_t base)
+{
+    struct seg *g = NULL;
+    pthread_mutex_lock(&s->seg_mu);
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i]->seg_base == base)
+            g = s->segs[i];
+    pthread_mutex_unlock(&s->seg_mu);
+    return g;
+}
+
+static int
+fault(struct store *s, const char *op)
+{
+    return s->cfg.fault ? s->cfg.fault(s->cfg.fault_arg, op) : 0;
+}
+
+static int
+do_fdatasync(struct store *s, struct seg *g)
+{
+    int rc = fault(s, "fdatasync");
+    if (!rc && fdatasync(g->seg_fd) != 0)
+        rc = -errno;
+    if (rc) {
+        char path[4096];
+        dir_seg_path(s, g->seg_base, path, sizeof(path));
+        log_fail(s, rc, "fdatasync of %s", path);
+    }
+    return rc;
+}
+
+/* Write [start, start + len) of the log from p, sealing segments on the way.
+ * *wseg is the segment that holds `start`. */
+static int
+write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
+            size_t len)
+{
+    while (len) {
+        struct seg *g = *wseg;
+        size_t n = len;
+        if (g->seg_end && start + n > g->seg_end)
+            n = g->seg_end - start;
+        int rc = fault(s, "pwrite");
+        uint64_t pos = start - g->seg_base;
+        while (!rc && n) {
+            ssize_t w = pwrite(g->seg_fd, p, n, (off_t)pos);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = w < 0 ? -errno : -EIO;
+                break;
+            }
+            p += w;
+            pos += (uint64_t)w;
+            start += (uint64_t)w;
+            len -= (size_t)w;
+            n -= (size_t)w;
+        }
+        if (rc) {
+            char path[4096];
+            dir_seg_path(s, g->seg_base, path, sizeof(path));
+            log_fail(s, rc, "writing %s at offset %" PRIu64, path, start);
+            return rc;
+        }
+        if (g->seg_end && start == g->seg_end) {
+            /* Sealed: durable now whatever --fsync says, and the next
+             * segment's directory entry with it. */
+            if (do_fdatasync(s, g))
+                return -EIO;
+            atomic_fetch_add(&s->st_fsyncs, 1);
+            *wseg = seg_after(s, g->seg_end);
+            if (!*wseg) {
+                log_fail(s, -EIO, "segment after %" PRIu64 " missing",
+                         g->seg_end);
+                return -EIO;
+            }
+            int drc = dir_sync(s);
+            if (drc) {
+                log_fail(s, drc, "fsync of directory %s", s->dir);
+                return drc;
+            }
+        }
+    }
+    return 0;
+}
+
+static void
+notify(struct store *s)
+{
+    int subs[STORE_MAX_SUBS], n;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv_ack);
+    n = s->nsubs;
+    memcpy(subs, s->subs, (size_t)n * sizeof(int));
+    pthread_mutex_unlock(&s->mu);
+    uint64_t one = 1;
+    for (int i = 0; i < n; i++)
+        if (write(subs[i], &one, sizeof(one)) < 0 && errno != EAGAIN)
+            say(SAY_WARN, "eventfd %d: %s", subs[i], strerror(errno));
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sync_now(struct store *s, struct seg *wseg, uint64_t upto, uint64_t recs)
+{
+    if (do_fdatasync(s, wseg))
+        return;
+    atomic_fetch_add(&s->st_fsyncs, 1);
+    atomic_fetch_add(&s->st_synced_recs, recs);
+    if (recs > atomic_load(&s->st_batch_max))
+        atomic_store(&s->st_batch_max, recs);
+    atomic_store(&s->durable, upto);
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct store *s = arg;
+    struct seg *wseg = seg_after(s, s->active->seg_base);
+    int64_t last_sync = mono_ms();
+    uint64_t unsynced_recs = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->fill_len == 0 && !s->stop) {
+            if (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
+                atomic_load(&s->durable) < atomic_load(&s->written)) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                pthread_cond_timedwait(&s->cv_work, &s->mu, &ts);
+                break;
+            }
+            pthread_cond_wait(&s->cv_work, &s->mu);
+        }
+        if (atomic_load(&s->failed))
+            break;
+        /* step 1: swap */
+        const char *p = s->buf[s->fill];
+        uint64_t start = s->fill_start;
+        size_t len = s->fill_len;
+        uint64_t recs = s->fill_recs;
+        s->wbuf = p;
+        s->wstart = start;
+        s->wlen = len;
+        s->fill ^= 1;
+        s->fill_start += len;
+        s->fill_len = 0;
+        s->fill_recs = 0;
+        bool stopping = s->stop;
+        pthread_cond_broadcast(&s->cv_space);
+        pthread_mutex_unlock(&s->mu);
+
+        /* step 2 and 3 */
+        if (len && write_range(s, &wseg, p, start, len) == 0) {
+            pthread_mutex_lock(&s->mu);
+            atomic_store(&s->written, start + len);
+            s->wbuf = NULL;
+            pthread_mutex_unlock(&s->mu);
+            unsynced_recs += recs;
+        }
+        uint64_t written = atomic_load(&s->written);
+        if (!atomic_load(&s->failed) && written > atomic_load(&s->durable) &&
+            (s->cfg.fsync == STORE_FSYNC_ALWAYS || stopping ||
+             (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
+              mono_ms() - last_sync >= 1000))) {
+            sync_now(s, wseg, written, unsynced_recs);
+            unsynced_recs = 0;
+            last_sync = mono_ms();
+        }
+        /* step 4 */
+        notify(s);
+        pthread_mutex_lock(&s->mu);
+        if (atomic_load(&s->failed) || (stopping && s->fill_len == 0))
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    notify(s);
+    return NULL;
+}
+
+int
+log_start_writer(struct store *s)
+{
+    int rc = pthread_create(&s->writer, NULL, writer_main, s);
+    if (rc)
+        return -rc;
+    s->writer_running = true;
+    return 0;
+}
+
+void
+log_stop_writer(struct store *s)
+{
+    if (!s->writer_running)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv_work);
+    pthread_cond_broadcast(&s->cv_space);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+    s->writer_running = false;
+}
