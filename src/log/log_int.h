@@ -123,7 +123,8 @@ int store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
                     const struct index_entry *e);
 bool store_index_remove(struct store *s, uint64_t h, const void *key,
                         size_t klen);
-void store_sweep_flushed(struct store *s);
+/* Drop every flushed or expired entry from the index. */
+void store_sweep(struct store *s);
 
 /* recover.c */
 int log_recover(struct store *s, char *err, size_t errlen);

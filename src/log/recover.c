@@ -39,19 +39,19 @@ struct scan {
     bool sealed;
     uint64_t valid; /* bytes of valid records from the start */
     uint64_t records;
-    uint32_t now;
     char path[4096];
 };
 
+/* Expiry is not judged here: a later TOUCH may extend an item. Expired
+ * items are swept out once the whole log is replayed. */
 static void
-apply_put(struct store *s, const struct rec *r, uint64_t off, uint32_t now)
+apply_put(struct store *s, const struct rec *r, uint64_t off)
 {
     uint64_t h = index_hash(r->key, r->klen);
     index_lock(s->ix, h);
-    if (r->exptime && r->exptime <= now) {
+    if (r->cas < atomic_load(&s->flush_before_cas)) {
         store_index_remove(s, h, r->key, r->klen);
-        atomic_fetch_add(&s->st_expired, 1);
-    } else if (r->cas >= atomic_load(&s->flush_before_cas)) {
+    } else {
         struct index_entry e = {.off = off, .vlen = r->vlen,
                                 .exptime = r->exptime, .cas = r->cas};
         store_index_put(s, h, r->key, r->klen, &e);
@@ -60,18 +60,14 @@ apply_put(struct store *s, const struct rec *r, uint64_t off, uint32_t now)
 }
 
 static void
-apply_touch(struct store *s, const struct rec *r, uint32_t now)
+apply_touch(struct store *s, const struct rec *r)
 {
     uint64_t h = index_hash(r->key, r->klen);
     struct index_entry e;
     index_lock(s->ix, h);
     if (index_find(s->ix, h, r->key, r->klen, &e)) {
-        if (r->exptime && r->exptime <= now) {
-            store_index_remove(s, h, r->key, r->klen);
-        } else {
-            e.exptime = r->exptime;
-            index_put(s->ix, h, r->key, r->klen, &e, NULL);
-        }
+        e.exptime = r->exptime;
+        index_put(s->ix, h, r->key, r->klen, &e, NULL);
     }
     index_unlock(s->ix, h);
 }
@@ -86,7 +82,7 @@ apply(struct scan *sc, const struct rec *r, uint64_t off)
         s->next_cas = r->cas + 1;
     switch (r->type) {
     case REC_PUT:
-        apply_put(s, r, off, sc->now);
+        apply_put(s, r, off);
         break;
     case REC_DELETE: {
         uint64_t h = index_hash(r->key, r->klen);
@@ -96,13 +92,13 @@ apply(struct scan *sc, const struct rec *r, uint64_t off)
         break;
     }
     case REC_TOUCH:
-        apply_touch(s, r, sc->now);
+        apply_touch(s, r);
         break;
     case REC_FLUSH:
         if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
             atomic_store(&s->flush_before_cas, r->cas);
             atomic_store(&s->flush_deadline, 0);
-            store_sweep_flushed(s);
+            store_sweep(s);
         } else {
             atomic_store(&s->flush_deadline, r->exptime);
         }
@@ -289,7 +285,7 @@ log_recover(struct store *s, char *err, size_t errlen)
     rc = dir_meta_load_or_create(s, n == 0, err, errlen);
     if (rc == 0)
         s->log_seed = rec_log_seed(s->log_id);
-    struct scan sc = {.s = s, .now = store_now(s)};
+    struct scan sc = {.s = s};
     uint64_t expect = n ? bases[0] : 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sc.last = i == n - 1;
@@ -340,6 +336,7 @@ log_recover(struct store *s, char *err, size_t errlen)
     }
     if (rc)
         return rc;
+    store_sweep(s); /* expired items */
     s->fill_start = s->end;
     atomic_store(&s->written, s->end);
     atomic_store(&s->durable, s->end);

@@ -174,23 +174,32 @@ store_index_remove(struct store *s, uint64_t h, const void *key, size_t klen)
     return true;
 }
 
+struct sweep {
+    struct store *s;
+    uint32_t now;
+};
+
 static int
 sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
 {
-    struct store *s = arg;
+    struct sweep *sw = arg;
     (void)key;
-    if (e->cas >= atomic_load(&s->flush_before_cas))
+    bool gone = expired(e->exptime, sw->now);
+    if (!gone && e->cas >= atomic_load(&sw->s->flush_before_cas))
         return INDEX_KEEP;
-    seg_account(s, e->off, -entry_size(klen, e));
-    atomic_fetch_sub(&s->st_value_bytes, e->vlen);
+    if (gone)
+        atomic_fetch_add(&sw->s->st_expired, 1);
+    seg_account(sw->s, e->off, -entry_size(klen, e));
+    atomic_fetch_sub(&sw->s->st_value_bytes, e->vlen);
     return INDEX_DROP;
 }
 
 void
-store_sweep_flushed(struct store *s)
+store_sweep(struct store *s)
 {
+    struct sweep sw = {.s = s, .now = store_now(s)};
     for (unsigned i = 0; i < index_shards(s->ix); i++)
-        index_scan(s->ix, i, sweep_visit, s);
+        index_scan(s->ix, i, sweep_visit, &sw);
 }
 
 /* ---- flush_all ---- */
@@ -228,7 +237,7 @@ flush_tick(struct store *s)
     pthread_mutex_lock(&s->flush_mu);
     if (atomic_load(&s->flush_deadline) == d &&
         append_flush(s, 0, NULL) == 0)
-        store_sweep_flushed(s);
+        store_sweep(s);
     pthread_mutex_unlock(&s->flush_mu);
 }
 
@@ -242,7 +251,7 @@ store_flush(store_t *s, int64_t delay, struct store_write *w)
     pthread_mutex_lock(&s->flush_mu);
     int rc = append_flush(s, deadline, w);
     if (rc == 0 && deadline == 0)
-        store_sweep_flushed(s);
+        store_sweep(s);
     pthread_mutex_unlock(&s->flush_mu);
     return rc;
 }
