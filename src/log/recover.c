@@ -165,11 +165,30 @@ cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
     return 0;
 }
 
+/* A header that names another log is never a torn tail: refuse before the
+ * checksum (seeded with this log's id) could make it look like one. */
+static int
+check_foreign(struct scan *sc, char *err, size_t errlen)
+{
+    const char *v = sc->map + REC_HDR_SIZE;
+    if (sc->size < REC_HDR_SIZE + REC_SEG_HEADER_VLEN ||
+        memcmp(v, REC_MAGIC, 8) != 0 || memcmp(v + 16, sc->s->log_id, 16) == 0)
+        return 0;
+    snprintf(err, errlen,
+             "%s: belongs to another log (its header's log id differs from "
+             "META's); was META replaced? run mcdb-fsck",
+             sc->path);
+    return STORE_CORRUPT;
+}
+
 static int
 scan_records(struct scan *sc, char *err, size_t errlen)
 {
     struct store *s = sc->s;
     uint64_t pos = 0;
+    int rc = check_foreign(sc, err, errlen);
+    if (rc)
+        return rc;
     while (pos < sc->size) {
         struct rec r;
         uint64_t off = sc->g->seg_base + pos;

@@ -1,0 +1,301 @@
+/* Segments, torn tails and corruption: what reopening a data dir does. */
+#include "helpers/store_util.h"
+#include "log/record.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct tstore t;
+
+static void
+setup(void)
+{
+    ts_init(&t, 64 << 10, 0); /* 64 KiB segments */
+    ts_open(&t);
+}
+
+static void
+teardown(void)
+{
+    ts_destroy(&t);
+}
+
+TestSuite(recovery, .init = setup, .fini = teardown);
+
+static void
+fill(int n, int vlen, const char *prefix)
+{
+    char key[64], *val = malloc((size_t)vlen + 1);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%s%d", prefix, i);
+        memset(val, 'a' + i % 26, (size_t)vlen);
+        val[vlen] = '\0';
+        cr_assert_eq(ts_set(&t, key, val, (uint32_t)i, 0), 0);
+    }
+    free(val);
+}
+
+static void
+check(int n, int vlen, const char *prefix)
+{
+    char key[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "%s%d", prefix, i);
+        uint32_t flags;
+        char *v = ts_get(&t, key, &flags, NULL);
+        cr_assert_not_null(v, "%s lost", key);
+        cr_assert_eq(strlen(v), (size_t)vlen);
+        cr_assert_eq(v[0], 'a' + i % 26);
+        cr_assert_eq(flags, (uint32_t)i);
+        free(v);
+    }
+}
+
+static void
+read_file(const char *path, char **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *buf = malloc(*len + 1);
+    cr_assert_eq(fread(*buf, 1, *len, f), *len);
+    fclose(f);
+}
+
+static void
+write_file(const char *path, const char *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+Test(recovery, segments_roll_over_at_the_size_limit_with_continuous_offsets)
+{
+    fill(300, 1000, "k"); /* ~312 KB over 64 KiB segments */
+    ts_close(&t);
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    cr_assert_geq(n, 4, "only %zu segments", n);
+    cr_assert_eq(bases[0], 0);
+    const uint8_t *id = NULL;
+    uint8_t first_id[16];
+    for (size_t i = 0; i < n; i++) {
+        char path[512], *buf;
+        size_t len;
+        ts_seg_path(&t, bases[i], path, sizeof(path));
+        read_file(path, &buf, &len);
+        cr_assert_leq(len, 64 << 10, "%s is %zu bytes", path, len);
+        if (i + 1 < n)
+            cr_assert_eq(bases[i] + len, bases[i + 1],
+                         "offsets jump after %s", path);
+        /* every segment starts with a header of this log at its base */
+        struct rec r;
+        struct rec_seg_header h;
+        cr_assert_eq(buf[8], REC_SEG_HEADER);
+        struct rec hr = {.type = REC_SEG_HEADER, .vlen = REC_SEG_HEADER_VLEN,
+                         .val = buf + REC_HDR_SIZE};
+        cr_assert_eq(rec_seg_header_decode(&hr, &h), 0);
+        cr_assert_eq(h.base, bases[i]);
+        if (!id) {
+            memcpy(first_id, h.log_id, 16);
+            id = first_id;
+        }
+        cr_assert_eq(memcmp(h.log_id, id, 16), 0);
+        /* every segment but the last is sealed with a footer at its end */
+        if (i + 1 < n) {
+            uint64_t seed = rec_log_seed(id);
+            size_t fpos = len - REC_SEG_FOOTER_SIZE;
+            cr_assert_eq(rec_decode(buf + fpos, REC_SEG_FOOTER_SIZE, seed,
+                                    bases[i] + fpos, &r),
+                         REC_SEG_FOOTER_SIZE, "%s has no footer", path);
+            struct rec_seg_footer f;
+            cr_assert_eq(rec_seg_footer_decode(&r, &f), 0);
+            cr_assert_eq(f.end, bases[i] + len);
+        }
+        free(buf);
+    }
+    ts_open(&t);
+    check(300, 1000, "k");
+}
+
+Test(recovery, reopen_after_clean_close_keeps_everything)
+{
+    fill(200, 100, "a");
+    fill(50, 100, "a"); /* overwrites */
+    ts_close(&t);
+    ts_open(&t);
+    check(200, 100, "a");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    cr_assert_eq(st.items, 200);
+}
+
+/* The last record of the active segment cut at every byte position: the
+ * store opens, keeps everything before the cut, and truncates the file. */
+Test(recovery, a_torn_last_record_is_truncated_at_every_cut_position)
+{
+    fill(20, 50, "x");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    uint64_t before_last = st.log_end;
+    cr_assert_eq(ts_set(&t, "last", "the-last-value", 1, 0), 0);
+    store_stats(t.s, &st);
+    uint64_t end = st.log_end;
+    ts_close(&t);
+
+    uint64_t bases[8];
+    cr_assert_eq(ts_segments(&t, bases, 8), 1);
+    char path[512], *orig;
+    size_t len;
+    ts_seg_path(&t, bases[0], path, sizeof(path));
+    read_file(path, &orig, &len);
+    cr_assert_eq(len, end);
+    for (uint64_t cut = before_last; cut < end; cut++) {
+        write_file(path, orig, cut);
+        ts_open(&t);
+        char *v = ts_get(&t, "last", NULL, NULL);
+        cr_assert_null(v, "cut at %" PRIu64 ": the torn record was loaded",
+                       cut);
+        check(20, 50, "x");
+        ts_close(&t);
+        cr_assert_eq(ts_file_size(path), (long long)before_last,
+                     "cut at %" PRIu64 ": file not truncated to %" PRIu64,
+                     cut, before_last);
+    }
+    /* and the full file still has it */
+    write_file(path, orig, len);
+    ts_open(&t);
+    char *v = ts_get(&t, "last", NULL, NULL);
+    cr_assert_str_eq(v, "the-last-value");
+    free(v);
+    free(orig);
+}
+
+Test(recovery, a_zero_filled_tail_is_truncated)
+{
+    fill(10, 50, "z");
+    ts_close(&t);
+    uint64_t bases[8];
+    ts_segments(&t, bases, 8);
+    char path[512];
+    ts_seg_path(&t, bases[0], path, sizeof(path));
+    long long size = ts_file_size(path);
+    cr_assert_eq(truncate(path, size + 4096), 0);
+    ts_open(&t);
+    check(10, 50, "z");
+    ts_close(&t);
+    cr_assert_eq(ts_file_size(path), size);
+}
+
+Test(recovery, the_store_keeps_writing_after_truncating_a_torn_tail)
+{
+    fill(10, 50, "a");
+    ts_close(&t);
+    uint64_t bases[8];
+    ts_segments(&t, bases, 8);
+    char path[512];
+    ts_seg_path(&t, bases[0], path, sizeof(path));
+    cr_assert_eq(truncate(path, ts_file_size(path) - 7), 0);
+    ts_open(&t);
+    fill(10, 60, "b");
+    ts_close(&t);
+    ts_open(&t);
+    check(9, 50, "a");
+    check(10, 60, "b");
+}
+
+Test(recovery, a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_and_offset)
+{
+    fill(300, 1000, "k");
+    ts_close(&t);
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    cr_assert_geq(n, 3);
+    char path[512];
+    ts_seg_path(&t, bases[1], path, sizeof(path));
+    int fd = open(path, O_RDWR);
+    off_t pos = 5000;
+    char c;
+    cr_assert_eq(pread(fd, &c, 1, pos), 1);
+    c ^= 0x10;
+    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
+    close(fd);
+    char err[1024];
+    int rc = ts_try_open(&t, err, sizeof(err));
+    cr_assert_eq(rc, STORE_CORRUPT, "%s", store_strerror(rc));
+    cr_assert(strstr(err, path), "error does not name %s: %s", path, err);
+    cr_assert(strstr(err, "offset"), "error does not name the offset: %s",
+              err);
+    cr_assert(strstr(err, "mcdb-fsck"), "error does not point to fsck: %s",
+              err);
+}
+
+Test(recovery, a_missing_segment_in_the_middle_refuses_to_open)
+{
+    fill(300, 1000, "k");
+    ts_close(&t);
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    cr_assert_geq(n, 3);
+    char path[512];
+    ts_seg_path(&t, bases[1], path, sizeof(path));
+    cr_assert_eq(unlink(path), 0);
+    char err[1024];
+    cr_assert_eq(ts_try_open(&t, err, sizeof(err)), STORE_CORRUPT);
+    cr_assert(strstr(err, "missing"), "%s", err);
+}
+
+Test(recovery, a_segment_from_another_log_is_refused)
+{
+    fill(5, 10, "k");
+    ts_close(&t);
+    /* replace META's log id */
+    char meta[512];
+    snprintf(meta, sizeof(meta), "%s/META", t.dir);
+    char *buf;
+    size_t len;
+    read_file(meta, &buf, &len);
+    char *id = strstr(buf, "log_id ") + 7;
+    id[0] = id[0] == 'a' ? 'b' : 'a';
+    write_file(meta, buf, len);
+    free(buf);
+    char err[1024];
+    cr_assert_eq(ts_try_open(&t, err, sizeof(err)), STORE_CORRUPT);
+}
+
+Test(recovery, an_empty_or_lost_active_segment_continues_after_the_sealed_one)
+{
+    fill(300, 1000, "k");
+    ts_close(&t);
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    cr_assert_geq(n, 2);
+    char path[512];
+    /* A crash right after the new segment file was created: it is empty. */
+    ts_seg_path(&t, bases[n - 1], path, sizeof(path));
+    cr_assert_eq(truncate(path, 0), 0);
+    ts_open(&t);
+    fill(5, 10, "after-empty");
+    ts_close(&t);
+    ts_open(&t);
+    check(5, 10, "after-empty");
+    ts_close(&t);
+    /* A crash right after sealing, before the next file existed. */
+    n = ts_segments(&t, bases, 64);
+    ts_seg_path(&t, bases[n - 1], path, sizeof(path));
+    cr_assert_eq(unlink(path), 0);
+    ts_open(&t);
+    fill(5, 10, "after-sealed");
+    ts_close(&t);
+    ts_open(&t);
+    check(5, 10, "after-sealed");
+    cr_assert_eq(ts_segments(&t, bases, 64), n);
+}
