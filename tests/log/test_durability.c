@@ -1,0 +1,233 @@
+/* Durability: what a write call reported as safe survives a crash; group
+ * commit shares fdatasyncs; a failing disk makes the store read-only. */
+#include "helpers/store_util.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct tstore t;
+
+static void
+teardown(void)
+{
+    ts_destroy(&t);
+}
+
+TestSuite(durability, .fini = teardown);
+
+/* Child: write k0, k1, ... and report each index on fd once store_wait()
+ * said it is safe. Never returns. */
+static void
+child_writer(int fd)
+{
+    ts_open(&t);
+    char key[32], val[64];
+    for (int i = 0;; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "value-%d-%0*d", i, i % 40, 0);
+        if (ts_set(&t, key, val, (uint32_t)i, 0) != 0)
+            _exit(3);
+        if (write(fd, &i, sizeof(i)) != sizeof(i))
+            _exit(4);
+    }
+}
+
+static void
+crash_and_check(enum store_fsync mode, int rounds)
+{
+    ts_init(&t, 256 << 10, 0);
+    t.cfg.fsync = mode;
+    srand((unsigned)time(NULL));
+    int total = 0;
+    for (int round = 0; round < rounds; round++) {
+        int p[2];
+        cr_assert_eq(pipe(p), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(p[0]);
+            child_writer(p[1]);
+        }
+        close(p[1]);
+        int i, last = -1;
+        /* crash at a random moment once writing is under way */
+        cr_assert_eq(read(p[0], &last, sizeof(last)), sizeof(last),
+                     "round %d: the writer died before its first write",
+                     round);
+        usleep((useconds_t)(rand() % 300000));
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        cr_assert(WIFSIGNALED(st), "the writer exited on its own (%d)", st);
+        while (read(p[0], &i, sizeof(i)) == sizeof(i))
+            last = i;
+        close(p[0]);
+        cr_assert_geq(last, 0, "round %d: nothing was acknowledged", round);
+        ts_open(&t);
+        for (int k = 0; k <= last; k++) {
+            char key[32], want[64];
+            snprintf(key, sizeof(key), "k%d", k);
+            snprintf(want, sizeof(want), "value-%d-%0*d", k, k % 40, 0);
+            uint32_t flags;
+            char *v = ts_get(&t, key, &flags, NULL);
+            cr_assert_not_null(v, "round %d: acknowledged %s lost (last %d)",
+                               round, key, last);
+            cr_assert_str_eq(v, want);
+            cr_assert_eq(flags, (uint32_t)k);
+            free(v);
+        }
+        total += last + 1;
+        ts_close(&t);
+    }
+    cr_log_info("%d acknowledged writes checked over %d crashes", total, rounds);
+}
+
+Test(durability, fsync_always_writes_reported_durable_survive_sigkill)
+{
+    crash_and_check(STORE_FSYNC_ALWAYS, 4);
+}
+
+Test(durability, fsync_everysec_acknowledged_writes_survive_a_process_crash)
+{
+    crash_and_check(STORE_FSYNC_EVERYSEC, 2);
+}
+
+Test(durability, fsync_never_acknowledged_writes_survive_a_process_crash)
+{
+    crash_and_check(STORE_FSYNC_NEVER, 2);
+}
+
+#define GC_THREADS 16
+#define GC_WRITES 150
+
+static void *
+gc_thread(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    char key[32];
+    for (int i = 0; i < GC_WRITES; i++) {
+        snprintf(key, sizeof(key), "t%d-%d", id, i);
+        struct store_write w;
+        if (store_set(t.s, STORE_SET, key, strlen(key), "v", 1, 0, 0, 0, &w) ||
+            store_wait(t.s, w.ack))
+            return (void *)1;
+    }
+    return NULL;
+}
+
+Test(durability, group_commit_shares_fdatasyncs_among_concurrent_writers)
+{
+    ts_init(&t, 0, 0);
+    ts_open(&t);
+    struct store_stats before, after;
+    store_stats(t.s, &before);
+    pthread_t th[GC_THREADS];
+    for (int i = 0; i < GC_THREADS; i++)
+        pthread_create(&th[i], NULL, gc_thread, (void *)(intptr_t)i);
+    for (int i = 0; i < GC_THREADS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        cr_assert_null(r, "thread %d failed", i);
+    }
+    store_stats(t.s, &after);
+    uint64_t writes = GC_THREADS * GC_WRITES;
+    uint64_t fsyncs = after.fsyncs - before.fsyncs;
+    cr_log_info("%llu writes, %llu fdatasyncs, batch avg %llu max %llu",
+                (unsigned long long)writes, (unsigned long long)fsyncs,
+                (unsigned long long)after.fsync_batch_avg,
+                (unsigned long long)after.fsync_batch_max);
+    cr_assert_lt(fsyncs * 4, writes,
+                 "%llu fdatasyncs for %llu writes: no group commit",
+                 (unsigned long long)fsyncs, (unsigned long long)writes);
+    cr_assert_gt(after.fsync_batch_max, 1);
+    cr_assert_eq(after.items, writes);
+}
+
+/* ---- failing disks ---- */
+
+struct faults {
+    const char *op;     /* which call fails */
+    int after;          /* calls that succeed first */
+    int err;
+    atomic_int calls;
+};
+
+static int
+fault_fn(void *arg, const char *op)
+{
+    struct faults *f = arg;
+    if (strcmp(op, f->op) != 0)
+        return 0;
+    return atomic_fetch_add(&f->calls, 1) >= f->after ? -f->err : 0;
+}
+
+static void
+failing_disk(const char *op, int err)
+{
+    static struct faults f;
+    f = (struct faults){.op = op, .after = 5, .err = err};
+    atomic_init(&f.calls, 0);
+    ts_init(&t, 0, 0);
+    t.cfg.fault = fault_fn;
+    t.cfg.fault_arg = &f;
+    ts_open(&t);
+    int ok = 0, failed = 0;
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        int rc = ts_set(&t, key, key, 0, 0);
+        if (rc == 0) {
+            cr_assert_eq(failed, 0, "a write succeeded after one failed");
+            ok++;
+        } else {
+            cr_assert_eq(rc, STORE_READONLY, "%s", store_strerror(rc));
+            failed++;
+        }
+    }
+    cr_assert_gt(ok, 0);
+    cr_assert_gt(failed, 0);
+    struct store_stats st;
+    store_stats(t.s, &st);
+    cr_assert_eq(st.error, 1, "stats do not show the error state");
+    cr_assert(strstr(store_error_text(t.s), ".seg"),
+              "error text does not name the file: %s", store_error_text(t.s));
+    cr_assert(strstr(store_error_text(t.s), strerror(err)), "error text: %s",
+              store_error_text(t.s));
+    /* reads keep working */
+    for (int i = 0; i < ok; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        char *v = ts_get(&t, key, NULL, NULL);
+        cr_assert_not_null(v, "%s unreadable in the error state", key);
+        cr_assert_str_eq(v, key);
+        free(v);
+    }
+    ts_close(&t);
+    /* what was acknowledged is there after a restart on a healthy disk */
+    t.cfg.fault = NULL;
+    ts_open(&t);
+    for (int i = 0; i < ok; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        char *v = ts_get(&t, key, NULL, NULL);
+        cr_assert_not_null(v, "acknowledged %s lost", key);
+        free(v);
+    }
+    cr_assert_eq(ts_set(&t, "again", "v", 0, 0), 0);
+}
+
+Test(durability, a_failed_fdatasync_makes_the_store_read_only_and_loses_nothing_acknowledged)
+{
+    failing_disk("fdatasync", EIO);
+}
+
+Test(durability, a_full_disk_makes_the_store_read_only_and_loses_nothing_acknowledged)
+{
+    failing_disk("pwrite", ENOSPC);
+}
