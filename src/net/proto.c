@@ -1,0 +1,520 @@
+/*
+ * proto.c: memcached's classic text protocol, parsed by a pure function.
+ * The contract is in proto.h; this comment says what is accepted and which
+ * reply each malformed input gets. The reference is memcached 1.6's
+ * doc/protocol.txt and proto_text.c: replies, their order and noreply follow
+ * it unless "Framing" below says otherwise.
+ *
+ * Lines
+ *   A command line ends in "\r\n" or a bare "\n" and is at most
+ *   PROTO_MAX_LINE bytes, terminator included. Tokens are separated by one or
+ *   more spaces (only ' ', as memcached's tokenizer); leading and trailing
+ *   spaces are ignored. Commands are case-sensitive.
+ *
+ *   get|gets <key>+                    gat|gats <exptime> <key>+
+ *   set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]
+ *   cas <key> <flags> <exptime> <bytes> <unique> [noreply]
+ *       followed by a data block of exactly <bytes> bytes and "\r\n"
+ *   incr|decr <key> <delta> [noreply]  touch <key> <exptime> [noreply]
+ *   delete <key> [0] [noreply]         flush_all [delay] [noreply]
+ *   verbosity <level> [noreply]        version   quit   stats [args...]
+ *
+ * Values
+ *   key      1..PROTO_MAX_KEY bytes, none of them a control character
+ *            (0x00-0x20, 0x7f); bytes >= 0x80 are allowed, as in memcached.
+ *   flags, bytes, level: decimal, 0..2^32-1. unique, delta: 0..2^64-1.
+ *   exptime, delay: decimal with optional '-', within int32 (memcached's
+ *            safe_strtol). Numbers are digits only: no '+', no spaces, no
+ *            trailing garbage, no wraparound.
+ *
+ * Replies (exact strings of memcached 1.6, each ending in "\r\n")
+ *   ERROR: unknown command, empty line, wrong number of tokens, no keys.
+ *   CLIENT_ERROR bad command line format: bad key (over PROTO_MAX_KEY
+ *       bytes, control character), bad storage number, bad verbosity level.
+ *   CLIENT_ERROR invalid numeric delta argument: incr/decr delta.
+ *   CLIENT_ERROR invalid exptime argument: touch, gat/gats, flush_all.
+ *   CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]:
+ *       delete with extra arguments other than "0" and "noreply".
+ *   SERVER_ERROR object too large for cache: <bytes> > max_item.
+ *   CLIENT_ERROR bad data chunk: data block not followed by "\r\n".
+ *   CLIENT_ERROR line too long: no "\n" within PROTO_MAX_LINE (close).
+ *   A trailing token that is not "noreply" is ignored where memcached
+ *   ignores it (set k 0 0 1 x, incr k 1 x, touch k 1 x, flush_all 1 x).
+ *
+ * noreply
+ *   req.noreply is set whenever the last token is "noreply" and the command
+ *   takes it, on errors too: memcached suppresses a CLIENT_ERROR or
+ *   SERVER_ERROR of such a request (its out_string() honours noreply), so a
+ *   caller matching memcached skips the reply when req.noreply is set.
+ *   "ERROR" for a wrong token count never has noreply set: memcached checks
+ *   the count before it looks for noreply.
+ *
+ * Framing: what is dropped after an error
+ *   1. A line error drops the line (req.consumed = up to and including "\n").
+ *   2. SERVER_ERROR object too large: the line, then req.swallow = bytes + 2,
+ *      as memcached's conn_swallow. req.key/klen are set so the caller can
+ *      drop the old value as memcached does for set.
+ *   3. Any other error on a storage line (bad key, bad flags, exptime,
+ *      bytes or unique) drops only the line, as memcached does: the data
+ *      block that follows is then read as command lines (usually ERROR).
+ *      Swallowing it would trust a length from a line already known to be
+ *      wrong, and clients written against memcached expect this framing.
+ *   4. Differs from memcached: when the <bytes> data bytes are not followed
+ *      by "\r\n", the error consumes through the first "\n" at or after the
+ *      end of the declared data, so a client that sent a longer value than
+ *      declared (or a bare "\n" after it) resumes at its next line. memcached
+ *      drops exactly bytes + 2 and parses the rest of the value as a command.
+ *      If no "\n" comes within PROTO_MAX_LINE bytes the stream cannot be
+ *      framed: the same reply with req.close set.
+ *   5. A line longer than PROTO_MAX_LINE: req.consumed = PROTO_MAX_LINE and
+ *      req.close, since the rest of it cannot be told from the next command.
+ *
+ * Other choices
+ *   - gat/gats with an exptime but no key reply ERROR (memcached says END).
+ *   - A key error in a multi-key get fails the whole request, as memcached
+ *     1.6 does (it discards the values it had queued).
+ *   - On PROTO_ERROR req.cmd is the command if it was recognised, else
+ *     PROTO_NCMDS. req.key is NULL except for "object too large".
+ *   - stats: req.arg is the rest of the line after "stats", outer spaces
+ *     trimmed; the caller interprets (and rejects) subcommands.
+ *   - version and quit ignore extra tokens, as memcached does.
+ *
+ * Cost: one memchr over at most PROTO_MAX_LINE bytes, one pass over the
+ * line, O(1) for the data block (its length is known), and at most
+ * PROTO_MAX_LINE bytes more to resync after a bad data chunk. No allocation,
+ * no state between calls: the caller re-calls with the grown buffer.
+ */
+#include "net/proto.h"
+
+#include <string.h>
+
+#define MAX_TOKENS 8 /* the longest fixed form: cas + 5 args + noreply */
+
+static const char *const cmd_names[PROTO_NCMDS] = {
+#define X(sym, name) name,
+    PROTO_COMMANDS(X)
+#undef X
+};
+
+static const char R_ERROR[] = "ERROR\r\n";
+static const char R_BAD_FORMAT[] = "CLIENT_ERROR bad command line format\r\n";
+static const char R_BAD_DELTA[] =
+    "CLIENT_ERROR invalid numeric delta argument\r\n";
+static const char R_BAD_EXPTIME[] = "CLIENT_ERROR invalid exptime argument\r\n";
+static const char R_DELETE_USAGE[] = "CLIENT_ERROR bad command line format.  "
+                                     "Usage: delete <key> [noreply]\r\n";
+static const char R_TOO_LARGE[] = "SERVER_ERROR object too large for cache\r\n";
+static const char R_BAD_CHUNK[] = "CLIENT_ERROR bad data chunk\r\n";
+static const char R_LINE_TOO_LONG[] = "CLIENT_ERROR line too long\r\n";
+
+struct tok {
+    const char *p;
+    size_t n;
+};
+
+/* One command line, split into tokens. */
+struct line {
+    const char *buf; /* the whole input */
+    size_t len;
+    size_t next; /* offset just past the line's "\n" */
+    struct tok tok[MAX_TOKENS];
+    size_t ntok; /* tokens on the line; the first MAX_TOKENS are in tok */
+    const char *last_end; /* one past the last token */
+};
+
+static int
+fail(struct proto_req *req, const char *reply, size_t consumed)
+{
+    req->reply = reply;
+    req->consumed = consumed;
+    return PROTO_ERROR;
+}
+
+static void
+tokenize(const char *s, size_t n, struct line *l)
+{
+    size_t i = 0;
+
+    l->ntok = 0;
+    l->last_end = s;
+    while (i < n) {
+        size_t start;
+
+        while (i < n && s[i] == ' ')
+            i++;
+        if (i == n)
+            break;
+        start = i;
+        while (i < n && s[i] != ' ')
+            i++;
+        if (l->ntok < MAX_TOKENS)
+            l->tok[l->ntok] = (struct tok){s + start, i - start};
+        l->ntok++;
+        l->last_end = s + i;
+    }
+}
+
+static bool
+tok_is(struct tok t, const char *s)
+{
+    size_t n = strlen(s);
+
+    return t.n == n && memcmp(t.p, s, n) == 0;
+}
+
+/* Only meaningful once ntok <= MAX_TOKENS has been checked. */
+static bool
+last_is_noreply(const struct line *l)
+{
+    return l->ntok >= 2 && tok_is(l->tok[l->ntok - 1], "noreply");
+}
+
+static bool
+lookup(struct tok t, enum proto_cmd *cmd)
+{
+    for (int i = 0; i < PROTO_NCMDS; i++) {
+        if (tok_is(t, cmd_names[i])) {
+            *cmd = (enum proto_cmd)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Decimal digits only, value <= max (max >= 9). */
+static bool
+parse_u64(struct tok t, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (t.n == 0)
+        return false;
+    for (size_t i = 0; i < t.n; i++) {
+        unsigned d = (unsigned)((unsigned char)t.p[i] - '0');
+
+        if (d > 9 || v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* Optional '-', then digits; within int32 as memcached's safe_strtol. */
+static bool
+parse_i32(struct tok t, int64_t *out)
+{
+    bool neg = t.n > 0 && t.p[0] == '-';
+    struct tok digits = {t.p + neg, t.n - neg};
+    uint64_t mag;
+
+    if (!parse_u64(digits, neg ? (uint64_t)INT32_MAX + 1 : INT32_MAX, &mag))
+        return false;
+    *out = neg ? -(int64_t)mag : (int64_t)mag;
+    return true;
+}
+
+static bool
+key_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > PROTO_MAX_KEY)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c <= ' ' || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool
+tok_key_ok(struct tok t)
+{
+    return key_ok(t.p, t.n);
+}
+
+static bool
+count_is(const struct line *l, size_t a, size_t b)
+{
+    return l->ntok == a || l->ntok == b;
+}
+
+/* get gets gat gats: [exptime] key+ */
+static int
+parse_get(const struct line *l, struct proto_req *req)
+{
+    bool touch = req->cmd == PROTO_GAT || req->cmd == PROTO_GATS;
+    size_t first = touch ? 2 : 1;
+    size_t pos = 0, klen;
+    const char *key;
+
+    if (l->ntok < first + 1)
+        return fail(req, R_ERROR, l->next);
+    if (touch && !parse_i32(l->tok[1], &req->exptime))
+        return fail(req, R_BAD_EXPTIME, l->next);
+    req->keys = l->tok[first].p;
+    req->keys_len = (size_t)(l->last_end - req->keys);
+    while (proto_next_key(req, &pos, &key, &klen)) {
+        if (!key_ok(key, klen))
+            return fail(req, R_BAD_FORMAT, l->next);
+    }
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+/* The data block after a valid storage line: <bytes> bytes, then "\r\n". */
+static int
+parse_data(const struct line *l, struct proto_req *req)
+{
+    size_t d = l->next;
+    size_t avail = l->len - d;
+    uint64_t bytes = req->bytes;
+    size_t t, lim;
+    const char *nl;
+
+    if (avail <= bytes)
+        return PROTO_NEED_MORE;
+    t = d + (size_t)bytes; /* < len */
+    if (l->buf[t] == '\r') {
+        if (avail == bytes + 1)
+            return PROTO_NEED_MORE;
+        if (l->buf[t + 1] == '\n') {
+            req->data = l->buf + d;
+            req->consumed = t + 2;
+            return PROTO_OK;
+        }
+    }
+    /* Bad chunk: resynchronise at the next "\n" (Framing, 4). */
+    req->key = NULL;
+    req->klen = 0;
+    lim = l->len - t;
+    if (lim > PROTO_MAX_LINE)
+        lim = PROTO_MAX_LINE;
+    nl = memchr(l->buf + t, '\n', lim);
+    if (nl != NULL)
+        return fail(req, R_BAD_CHUNK, (size_t)(nl - l->buf) + 1);
+    if (lim < PROTO_MAX_LINE)
+        return PROTO_NEED_MORE;
+    req->close = true;
+    return fail(req, R_BAD_CHUNK, t + PROTO_MAX_LINE);
+}
+
+/* set add replace append prepend cas */
+static int
+parse_storage(const struct line *l, uint32_t max_item, struct proto_req *req)
+{
+    bool cas = req->cmd == PROTO_CAS;
+    size_t nfixed = cas ? 6 : 5;
+    const struct tok *t = l->tok;
+    uint64_t bytes = 0, flags = 0, unique = 0;
+    int64_t exptime = 0;
+
+    if (!count_is(l, nfixed, nfixed + 1))
+        return fail(req, R_ERROR, l->next);
+    req->noreply = last_is_noreply(l);
+    if (!tok_key_ok(t[1]) || !parse_u64(t[2], UINT32_MAX, &flags) ||
+        !parse_i32(t[3], &exptime) || !parse_u64(t[4], UINT32_MAX, &bytes) ||
+        (cas && !parse_u64(t[5], UINT64_MAX, &unique)))
+        return fail(req, R_BAD_FORMAT, l->next); /* Framing, 3 */
+    req->key = t[1].p;
+    req->klen = t[1].n;
+    req->flags = (uint32_t)flags;
+    req->exptime = exptime;
+    req->bytes = (uint32_t)bytes;
+    req->cas = unique;
+    if (bytes > max_item) {
+        req->swallow = bytes + 2;
+        return fail(req, R_TOO_LARGE, l->next);
+    }
+    return parse_data(l, req);
+}
+
+/* incr decr touch: <key> <number> [noreply] */
+static int
+parse_key_number(const struct line *l, struct proto_req *req)
+{
+    bool ok;
+
+    if (!count_is(l, 3, 4))
+        return fail(req, R_ERROR, l->next);
+    req->noreply = last_is_noreply(l);
+    if (!tok_key_ok(l->tok[1]))
+        return fail(req, R_BAD_FORMAT, l->next);
+    if (req->cmd == PROTO_TOUCH)
+        ok = parse_i32(l->tok[2], &req->exptime);
+    else
+        ok = parse_u64(l->tok[2], UINT64_MAX, &req->delta);
+    if (!ok) {
+        return fail(req, req->cmd == PROTO_TOUCH ? R_BAD_EXPTIME : R_BAD_DELTA,
+                    l->next);
+    }
+    req->key = l->tok[1].p;
+    req->klen = l->tok[1].n;
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+/* delete <key> [0] [noreply]: the "0" is memcached's legacy hold time. */
+static int
+parse_delete(const struct line *l, struct proto_req *req)
+{
+    if (l->ntok < 2 || l->ntok > 4)
+        return fail(req, R_ERROR, l->next);
+    if (l->ntok > 2) {
+        bool zero = tok_is(l->tok[2], "0");
+
+        req->noreply = last_is_noreply(l);
+        if (!(l->ntok == 3 ? zero || req->noreply : zero && req->noreply))
+            return fail(req, R_DELETE_USAGE, l->next);
+    }
+    if (!tok_key_ok(l->tok[1]))
+        return fail(req, R_BAD_FORMAT, l->next);
+    req->key = l->tok[1].p;
+    req->klen = l->tok[1].n;
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+/* flush_all [delay] [noreply], as memcached's process_flush_all_command. */
+static int
+parse_flush_all(const struct line *l, struct proto_req *req)
+{
+    if (l->ntok > 3)
+        return fail(req, R_ERROR, l->next);
+    req->noreply = last_is_noreply(l);
+    if (l->ntok != (req->noreply ? 2u : 1u) &&
+        !parse_i32(l->tok[1], &req->delay))
+        return fail(req, R_BAD_EXPTIME, l->next);
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+static int
+parse_verbosity(const struct line *l, struct proto_req *req)
+{
+    uint64_t level;
+
+    if (!count_is(l, 2, 3))
+        return fail(req, R_ERROR, l->next);
+    req->noreply = last_is_noreply(l);
+    if (!parse_u64(l->tok[1], UINT32_MAX, &level))
+        return fail(req, R_BAD_FORMAT, l->next);
+    req->level = (uint32_t)level;
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+static int
+parse_stats(const struct line *l, struct proto_req *req)
+{
+    if (l->ntok >= 2) {
+        req->arg = l->tok[1].p;
+        req->arg_len = (size_t)(l->last_end - req->arg);
+    } else {
+        req->arg = l->last_end;
+        req->arg_len = 0;
+    }
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+static int
+parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
+{
+    switch (req->cmd) {
+    case PROTO_GET:
+    case PROTO_GETS:
+    case PROTO_GAT:
+    case PROTO_GATS:
+        return parse_get(l, req);
+    case PROTO_SET:
+    case PROTO_ADD:
+    case PROTO_REPLACE:
+    case PROTO_APPEND:
+    case PROTO_PREPEND:
+    case PROTO_CAS:
+        return parse_storage(l, max_item, req);
+    case PROTO_INCR:
+    case PROTO_DECR:
+    case PROTO_TOUCH:
+        return parse_key_number(l, req);
+    case PROTO_DELETE:
+        return parse_delete(l, req);
+    case PROTO_FLUSH_ALL:
+        return parse_flush_all(l, req);
+    case PROTO_VERBOSITY:
+        return parse_verbosity(l, req);
+    case PROTO_STATS:
+        return parse_stats(l, req);
+    case PROTO_VERSION:
+    case PROTO_QUIT:
+        req->consumed = l->next;
+        return PROTO_OK;
+    case PROTO_NCMDS:
+        break;
+    }
+    return fail(req, R_ERROR, l->next);
+}
+
+int
+proto_parse(const char *buf, size_t len, uint32_t max_item,
+            struct proto_req *req)
+{
+    struct line l = {.buf = buf, .len = len};
+    size_t scan = len < PROTO_MAX_LINE ? len : PROTO_MAX_LINE;
+    const char *nl;
+    size_t end;
+
+    memset(req, 0, sizeof(*req));
+    req->cmd = PROTO_NCMDS;
+    if (len == 0)
+        return PROTO_NEED_MORE;
+    nl = memchr(buf, '\n', scan);
+    if (nl == NULL) {
+        if (len < PROTO_MAX_LINE)
+            return PROTO_NEED_MORE;
+        req->close = true;
+        return fail(req, R_LINE_TOO_LONG, PROTO_MAX_LINE);
+    }
+    end = (size_t)(nl - buf);
+    l.next = end + 1;
+    if (end > 0 && buf[end - 1] == '\r')
+        end--;
+    tokenize(buf, end, &l);
+    if (l.ntok == 0 || !lookup(l.tok[0], &req->cmd)) {
+        req->cmd = PROTO_NCMDS;
+        return fail(req, R_ERROR, l.next);
+    }
+    return parse_command(&l, max_item, req);
+}
+
+bool
+proto_next_key(const struct proto_req *req, size_t *pos, const char **key,
+               size_t *klen)
+{
+    const char *k = req->keys;
+    size_t i = *pos, start;
+
+    while (i < req->keys_len && k[i] == ' ')
+        i++;
+    if (i >= req->keys_len) {
+        *pos = i;
+        return false;
+    }
+    start = i;
+    while (i < req->keys_len && k[i] != ' ')
+        i++;
+    *key = k + start;
+    *klen = i - start;
+    *pos = i;
+    return true;
+}
+
+const char *
+proto_cmd_name(enum proto_cmd cmd)
+{
+    if ((unsigned)cmd >= PROTO_NCMDS)
+        return "unknown";
+    return cmd_names[cmd];
+}
