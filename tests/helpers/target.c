@@ -216,10 +216,10 @@ tg_exchange(int fd, const void *req, size_t reqlen, const void *want,
     if (diff == (size_t)-1)
         diff = got;
     /* Show some context before the first difference. */
-    size_t from = diff > 200 ? diff - 200 : 0;
-    char *r_esc = tg_escape(req, reqlen, 300);
-    char *w_esc = tg_escape(w + from, wantlen - from, 300);
-    char *g_esc = tg_escape(buf + from, got - from, 300);
+    size_t from = diff > 40 ? diff - 40 : 0;
+    char *r_esc = tg_escape(req, reqlen, 100);
+    char *w_esc = tg_escape(w + from, wantlen - from, 160);
+    char *g_esc = tg_escape(buf + from, got - from, 160);
     FILE *f = open_memstream(&msg, &mlen);
     fprintf(f,
             "request \"%s\": expected \"%s\", got \"%s\"%s "
