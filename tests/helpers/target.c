@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,7 +189,9 @@ tg_exchange(int fd, const void *req, size_t reqlen, const void *want,
             continue;
         if (r <= 0) {
             why = r == 0 ? " (then the connection closed)"
-                         : " (then nothing more within the timeout)";
+                  : errno == EAGAIN || errno == EWOULDBLOCK
+                      ? " (then nothing more within the timeout)"
+                      : " (then the connection failed)";
             break;
         }
         for (size_t i = got; i < got + (size_t)r; i++) {
@@ -372,6 +375,33 @@ tg_rss_kb(pid_t pid)
             break;
     fclose(f);
     return kb;
+}
+
+void
+tg_report_death(struct th_server *s)
+{
+    int st;
+    if (!s->pid || waitpid(s->pid, &st, WNOHANG) != s->pid)
+        return;
+    s->pid = 0;
+    if (WIFSIGNALED(st))
+        fprintf(stderr, "%s DIED during the test: signal %d (%s)\n", tg_name(),
+                WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else
+        fprintf(stderr, "%s EXITED during the test with status %d\n", tg_name(),
+                WEXITSTATUS(st));
+    FILE *f = fopen(s->log, "r");
+    if (!f)
+        return;
+    /* The last 20 lines of its log. */
+    char lines[20][512];
+    int n = 0;
+    while (fgets(lines[n % 20], sizeof(lines[0]), f))
+        n++;
+    fclose(f);
+    fprintf(stderr, "---- last lines of %s ----\n", s->log);
+    for (int i = n > 20 ? n - 20 : 0; i < n; i++)
+        fputs(lines[i % 20], stderr);
 }
 
 uint64_t

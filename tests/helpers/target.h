@@ -110,6 +110,10 @@ long tg_rss_kb(pid_t pid);
  * bytes of input with "..." after; malloc'd. */
 char *tg_escape(const void *buf, size_t len, size_t max);
 
+/* If the server process has died, say how (signal or exit status) and print
+ * the end of its log to stderr. For teardowns: a crash then reads as one. */
+void tg_report_death(struct th_server *s);
+
 /* Milliseconds on a monotonic clock. */
 uint64_t tg_now_ms(void);
 

@@ -55,6 +55,7 @@ teardown(void)
 {
     if (mc)
         memcached_free(mc);
+    tg_report_death(&srv);
     th_server_cleanup(&srv);
 }
 

@@ -57,6 +57,7 @@ setup(void)
 static void
 teardown(void)
 {
+    tg_report_death(&srv);
     th_server_cleanup(&srv);
 }
 

@@ -33,6 +33,7 @@ static struct th_server srv;
 static void
 teardown(void)
 {
+    tg_report_death(&srv);
     th_server_cleanup(&srv);
 }
 

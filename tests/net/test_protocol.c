@@ -40,6 +40,7 @@ teardown(void)
 {
     if (fd >= 0)
         close(fd);
+    tg_report_death(&srv);
     th_server_cleanup(&srv);
 }
 
@@ -184,6 +185,29 @@ Test(protocol, get_with_many_keys_returns_the_hits_in_request_order)
     tg_expect_n(fd, req, rl, want, wl);
     free(req);
     free(want);
+}
+
+/* Real clients (libmemcached's mget, pymemcache's get_many) put all their
+ * keys on one line: memcached reads key lists of any length, where other
+ * lines are limited. 1,000 keys of 24 bytes: a 25 KB line. */
+Test(protocol, get_with_a_25_kb_key_list_is_answered)
+{
+    struct { char *p; size_t n; } req = {malloc(32768), 0}, want = {malloc(4096), 0};
+    req.n += (size_t)sprintf(req.p, "get");
+    for (int i = 0; i < 1000; i++) {
+        char key[40];
+        snprintf(key, sizeof(key), "a-rather-long-key-%06d", i);
+        if (i % 100 == 7) {
+            set_ok(fd, key, 0, 0, "hit");
+            want.n += (size_t)sprintf(want.p + want.n, "VALUE %s 0 3\r\nhit\r\n", key);
+        }
+        req.n += (size_t)sprintf(req.p + req.n, " %s", key);
+    }
+    req.n += (size_t)sprintf(req.p + req.n, "\r\n");
+    want.n += (size_t)sprintf(want.p + want.n, "END\r\n");
+    tg_expect_n(fd, req.p, req.n, want.p, want.n);
+    free(req.p);
+    free(want.p);
 }
 
 Test(protocol, get_of_the_same_key_twice_returns_it_twice)
