@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,48 @@ Test(protocol, incr_and_decr_on_a_missing_key_return_not_found)
     tg_expect(fd, "incr n 1\r\n", "NOT_FOUND\r\n");
     tg_expect(fd, "decr n 1\r\n", "NOT_FOUND\r\n");
     tg_expect(fd, "get n\r\n", "END\r\n");
+}
+
+struct incr_arg {
+    int port, n;
+    char err[200];
+};
+
+static void *
+incr_many(void *p)
+{
+    struct incr_arg *a = p;
+    int c = tg_connect(a->port);
+    if (c < 0) {
+        snprintf(a->err, sizeof(a->err), "cannot connect");
+        return NULL;
+    }
+    for (int i = 0; i < a->n && !a->err[0]; i++) {
+        char *line = th_sends(c, "incr counter 1\r\n") == 0 ? tg_recv_line(c) : NULL;
+        if (!line || !line[0] || strspn(line, "0123456789") != strlen(line))
+            snprintf(a->err, sizeof(a->err), "incr got \"%s\"",
+                     line ? line : "(nothing)");
+        free(line);
+    }
+    close(c);
+    return NULL;
+}
+
+Test(protocol, concurrent_incr_from_many_connections_loses_no_increment)
+{
+    enum { CONNS = 8, EACH = 300 };
+    set_ok(fd, "counter", 0, 0, "0");
+    pthread_t th[CONNS];
+    struct incr_arg args[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        args[i] = (struct incr_arg){.port = srv.port, .n = EACH};
+        pthread_create(&th[i], NULL, incr_many, &args[i]);
+    }
+    for (int i = 0; i < CONNS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert(!args[i].err[0], "connection %d: %s", i, args[i].err);
+    }
+    cr_assert_eq(get_number(fd, "counter"), CONNS * EACH);
 }
 
 /* ---- delete, touch ---- */
