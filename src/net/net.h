@@ -1,0 +1,108 @@
+/*
+ * net: mcdbd's network front end. io_uring worker threads that accept
+ * memcached text-protocol connections, parse requests with src/net/proto,
+ * run them against the engine (src/log/store) and send the replies, each
+ * write's reply only once the engine reports it durable.
+ *
+ *   struct net_config cfg;
+ *   switch (net_config_parse(&cfg, argc, argv)) { ... }   command line
+ *   net_start(&cfg, store, &net, err, sizeof(err));       listen, spawn workers
+ *   ... net_stop(net);                                    from any thread
+ *   net_wait(net);                                        drain, join, free
+ *
+ * The command line is declared once, in NET_OPTIONS below: the struct, the
+ * defaults, getopt's tables, --help and "stats settings" are generated from
+ * it.
+ */
+#ifndef MCDB_NET_H
+#define MCDB_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log/store.h"
+
+/*
+ * field, long name, short (0: none), kind, default, "stats settings" name
+ * (memcached's where the meaning is the same; NULL: not a setting), help.
+ * A kind names a C type (NET_CTYPE_<kind>) and a parser in options.c.
+ */
+#define NET_OPTIONS(X)                                                         \
+    X(port, "port", 'p', PORT, "11211", "tcpport", "TCP port to listen on")    \
+    X(listen, "listen", 'l', ADDRS, "127.0.0.1", "inter",                      \
+      "address to listen on; repeat or comma-separate for several; "           \
+      "IPv6 literals allowed")                                                 \
+    X(threads, "threads", 't', THREADS, "0", "num_threads",                    \
+      "worker threads, one io_uring each (0: one per online CPU)")             \
+    X(max_connections, "max-connections", 'c', COUNT, "4096", "maxconns",      \
+      "most client connections open at once")                                  \
+    X(max_item_size, "max-item-size", 'I', SIZE, "1m", "item_size_max",        \
+      "largest value accepted (k, m, g suffixes)")                             \
+    X(data_dir, "data-dir", 0, PATH, "./data", "data_dir",                     \
+      "directory that holds the log")                                          \
+    X(fsync, "fsync", 0, FSYNC, "always", "fsync",                             \
+      "when a write is acknowledged: always (after fdatasync), everysec, "     \
+      "never")                                                                 \
+    X(segment_size, "segment-size", 0, SIZE, "64m", "segment_size",            \
+      "size at which a log segment is sealed (k, m, g suffixes)")              \
+    X(verbose, "verbose", 'v', LEVEL, "0", "verbosity",                        \
+      "-v: connection events and io_uring features, -vv: debug")               \
+    X(help, "help", 'h', HELP, "", NULL, "print this help and exit")           \
+    X(version, "version", 'V', VERSION, "", NULL, "print the version and exit")
+
+#define NET_CTYPE_PORT unsigned
+#define NET_CTYPE_ADDRS char *
+#define NET_CTYPE_THREADS unsigned
+#define NET_CTYPE_COUNT unsigned
+#define NET_CTYPE_SIZE uint64_t
+#define NET_CTYPE_PATH char *
+#define NET_CTYPE_FSYNC enum store_fsync
+#define NET_CTYPE_LEVEL unsigned
+#define NET_CTYPE_HELP bool
+#define NET_CTYPE_VERSION bool
+
+struct net_config {
+#define X(field, lname, sname, kind, def, stat, help) NET_CTYPE_##kind field;
+    NET_OPTIONS(X)
+#undef X
+};
+
+enum { NET_CONFIG_OK = 0, NET_CONFIG_EXIT = 1, NET_CONFIG_BAD = 2 };
+
+/*
+ * Fill cfg from the defaults and argv. NET_CONFIG_OK: run the server.
+ * NET_CONFIG_EXIT: --help or --version was printed to stdout, exit 0.
+ * NET_CONFIG_BAD: the reason and the usage went to stderr, exit 2.
+ * threads 0 is resolved to the number of online CPUs.
+ */
+int net_config_parse(struct net_config *cfg, int argc, char **argv);
+void net_config_free(struct net_config *cfg);
+
+/* Call fn for every setting (memcached's name, value as text), table order. */
+void net_config_each(const struct net_config *cfg,
+                     void (*fn)(void *arg, const char *name, const char *value),
+                     void *arg);
+
+typedef struct net net_t;
+
+/*
+ * Bind every --listen address (one SO_REUSEPORT socket per worker), start
+ * the workers and return once all of them accept connections. On failure
+ * returns -1 with a message in err and nothing left running.
+ */
+int net_start(const struct net_config *cfg, store_t *store, net_t **out,
+              char *err, size_t errlen);
+
+/* Begin a graceful stop: stop accepting, finish the requests in flight,
+ * wait for their acks, close connections. Thread-safe; not for signal
+ * handlers. */
+void net_stop(net_t *net);
+
+/* Wait until every worker has finished, then free net. Returns 0, or -1 if
+ * a worker stopped on a fatal error: it was logged, the other workers were
+ * stopped and SIGTERM was raised so that a caller blocked in sigwait()
+ * (main.c) comes to net_wait(). */
+int net_wait(net_t *net);
+
+#endif
