@@ -1,0 +1,854 @@
+/*
+ * conn: one client connection. Input bytes -> proto_parse -> cmd_execute;
+ * replies go into an ordered output queue of items, some of them waiting
+ * (for a write's ack, for a value read from a segment file); the ready
+ * prefix of the queue leaves in one sendmsg at a time. The state machine
+ * and the threading model are drawn at the top of server.c.
+ *
+ * Input. With provided buffers (the usual case) a received buffer is parsed
+ * where it lies and handed back to the kernel at once; only the tail of an
+ * incomplete request (or, while paused, everything) is copied into
+ * conn->in. Without them, each connection receives straight into conn->in,
+ * which then must not be touched while that recv is in flight. conn->in
+ * never holds more than one request (at most --max-item-size plus a command
+ * line) except while paused, when what was already in flight still lands
+ * there: hence NET_IN_SLACK on top, beyond which the client is cut off.
+ *
+ * Output memory. out_bytes counts every item's struct and buffers. Above
+ * NET_OUT_HIGH the connection stops parsing and receiving (backpressure);
+ * below NET_OUT_LOW it resumes. A get of many keys may stop between two
+ * keys and resume later at conn->get_resume.
+ */
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/say.h"
+
+#define NET_SMALL_VALUE 1024 /* values up to this are copied into the reply */
+#define NET_FREE_ITEMS 1024  /* recycled items kept per worker */
+#define NET_FREE_CHUNKS 64   /* recycled text chunks kept per worker */
+
+/* ---- items and their memory ---- */
+
+static struct oitem *
+item_alloc(struct worker *w)
+{
+    struct oitem *it = w->free_items;
+    if (it) {
+        w->free_items = it->next;
+        w->n_free_items--;
+    } else {
+        it = malloc(sizeof(*it));
+        if (!it)
+            abort();
+    }
+    memset(it, 0, offsetof(struct oitem, inl));
+    it->text = it->inl;
+    it->cap = NET_ITEM_INLINE;
+    it->acct = sizeof(*it);
+    return it;
+}
+
+static void *
+chunk_get(struct worker *w)
+{
+    void *p = w->free_chunks;
+    if (p) {
+        w->free_chunks = *(void **)p;
+        w->n_free_chunks--;
+        return p;
+    }
+    p = malloc(NET_TEXT_CHUNK);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void
+item_release(struct worker *w, struct oitem *it)
+{
+    if (it->own == OWN_CHUNK && w->n_free_chunks < NET_FREE_CHUNKS) {
+        *(void **)it->owned = w->free_chunks;
+        w->free_chunks = it->owned;
+        w->n_free_chunks++;
+    } else if (it->own != OWN_NONE) {
+        free(it->owned);
+    }
+    if (w->n_free_items < NET_FREE_ITEMS) {
+        it->next = w->free_items;
+        w->free_items = it;
+        w->n_free_items++;
+    } else {
+        free(it);
+    }
+}
+
+void
+conn_free_caches(struct worker *w)
+{
+    while (w->free_items) {
+        struct oitem *it = w->free_items;
+        w->free_items = it->next;
+        free(it);
+    }
+    while (w->free_chunks) {
+        void *p = w->free_chunks;
+        w->free_chunks = *(void **)p;
+        free(p);
+    }
+    w->n_free_items = w->n_free_chunks = 0;
+}
+
+static size_t
+item_size(const struct oitem *it)
+{
+    return it->len + it->blob_len + (it->trail ? 2 : 0);
+}
+
+/* ---- the output queue ---- */
+
+static void
+out_push(struct conn *c, struct oitem *it)
+{
+    it->conn = c;
+    it->next = NULL;
+    if (c->oq_tail)
+        c->oq_tail->next = it;
+    else
+        c->oq_head = it;
+    c->oq_tail = it;
+    c->out_bytes += it->acct;
+}
+
+static void
+out_pop(struct conn *c)
+{
+    struct oitem *it = c->oq_head;
+    c->oq_head = it->next;
+    if (!c->oq_head)
+        c->oq_tail = NULL;
+    c->out_bytes -= it->acct;
+    item_release(c->w, it);
+}
+
+/* Free ready items at the head that have nothing left to send. */
+static void
+out_trim(struct conn *c)
+{
+    while (c->oq_head && c->oq_head->state == OI_READY &&
+           c->oq_head->sent == item_size(c->oq_head))
+        out_pop(c);
+}
+
+/* n bytes were sent: they are the first unsent bytes of the queue. */
+static void
+out_consume(struct conn *c, size_t n)
+{
+    while (n && c->oq_head) {
+        struct oitem *it = c->oq_head;
+        size_t left = item_size(it) - it->sent;
+        if (n < left) {
+            it->sent += (uint32_t)n;
+            return;
+        }
+        n -= left;
+        out_pop(c);
+    }
+}
+
+/* A new ready text item for at least `need` bytes. */
+static struct oitem *
+out_new_text(struct conn *c, size_t need)
+{
+    struct worker *w = c->w;
+    struct oitem *it = item_alloc(w);
+    if (need > NET_ITEM_INLINE) {
+        if (need <= NET_TEXT_CHUNK) {
+            it->owned = chunk_get(w);
+            it->own = OWN_CHUNK;
+            it->cap = NET_TEXT_CHUNK;
+        } else {
+            it->owned = malloc(need);
+            if (!it->owned)
+                abort();
+            it->own = OWN_MALLOC;
+            it->cap = (uint32_t)need;
+        }
+        it->text = it->owned;
+        it->acct += it->cap;
+    }
+    out_push(c, it);
+    return it;
+}
+
+void
+conn_mark_dirty(struct conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        c->dirty_next = c->w->dirty;
+        c->w->dirty = c;
+    }
+}
+
+void
+out_text(struct conn *c, const char *s, size_t n)
+{
+    struct oitem *t = c->oq_tail;
+    bool ready_text = t && t->state == OI_READY && !t->blob && !t->trail;
+    if (n == 0)
+        return;
+    if (!ready_text || t->cap - t->len < n)
+        /* Small first, then whole chunks once replies keep coming. */
+        t = out_new_text(c,
+                         ready_text && n < NET_TEXT_CHUNK ? NET_TEXT_CHUNK : n);
+    memcpy(t->text + t->len, s, n);
+    t->len += (uint32_t)n;
+    conn_mark_dirty(c);
+}
+
+void
+out_str(struct conn *c, const char *s)
+{
+    out_text(c, s, strlen(s));
+}
+
+void
+out_printf(struct conn *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_text(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Replace an item's text (an ack's outcome). */
+void
+out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n)
+{
+    if (n > it->cap) {
+        if (it->own != OWN_NONE)
+            abort(); /* only inline texts are replaced */
+        it->owned = malloc(n);
+        if (!it->owned)
+            abort();
+        it->own = OWN_MALLOC;
+        it->text = it->owned;
+        it->cap = (uint32_t)n;
+        it->acct += n;
+        c->out_bytes += n;
+    }
+    memcpy(it->text, s, n);
+    it->len = (uint32_t)n;
+}
+
+/* ---- writes waiting for their ack ---- */
+
+static void
+waiter_add(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->waiting)
+        return;
+    c->waiting = true;
+    c->wprev = NULL;
+    c->wnext = w->waiters;
+    if (w->waiters)
+        w->waiters->wprev = c;
+    w->waiters = c;
+}
+
+static void
+waiter_remove(struct conn *c)
+{
+    if (!c->waiting)
+        return;
+    c->waiting = false;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        c->w->waiters = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    c->wnext = c->wprev = NULL;
+}
+
+void
+out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
+             bool silent)
+{
+    struct oitem *t = c->oq_tail;
+    /* Consecutive noreply writes share one item: the later ack covers the
+     * earlier ones, since one connection's writes are appended in order. */
+    if (silent && t && t->state == OI_WAIT_ACK && t->silent) {
+        if (ack > t->ack)
+            t->ack = ack;
+        return;
+    }
+    struct oitem *it = item_alloc(c->w);
+    it->state = OI_WAIT_ACK;
+    it->ack = ack;
+    it->silent = silent;
+    out_push(c, it);
+    if (!silent)
+        out_set_text(c, it, ok, n);
+    c->n_wait_ack++;
+    waiter_add(c);
+}
+
+static void
+ack_settle(struct conn *c, struct oitem *it, int status)
+{
+    it->state = OI_READY;
+    c->n_wait_ack--;
+    if (it->silent) {
+        it->len = 0;
+    } else if (status < 0) {
+        char buf[512];
+        size_t n = cmd_status_text(c->w->net->store, status, buf, sizeof(buf));
+        out_set_text(c, it, buf, n);
+    }
+}
+
+/* Release the replies at the front of the queue whose acks have come. */
+void
+conn_resolve(struct conn *c)
+{
+    store_t *s = c->w->net->store;
+    bool changed = false;
+    for (struct oitem *it = c->oq_head; it; it = it->next) {
+        if (it->state == OI_READY)
+            continue;
+        if (it->state == OI_WAIT_READ)
+            break;
+        int st = store_ack_status(s, it->ack);
+        if (st == 0)
+            break;
+        ack_settle(c, it, st);
+        changed = true;
+    }
+    if (c->n_wait_ack == 0)
+        waiter_remove(c);
+    if (changed)
+        conn_mark_dirty(c);
+}
+
+/* ---- values read from the log ---- */
+
+/* The record of item it is in it->owned (nread bytes): make the reply. */
+static void
+read_done(struct conn *c, struct oitem *it, size_t nread)
+{
+    store_t *s = c->w->net->store;
+    const char *key = (const char *)it->owned + it->loc.len;
+    struct store_item si;
+    int rc =
+        store_read_finish(s, &it->loc, it->owned, nread, key, it->klen, &si);
+    it->state = OI_READY;
+    if (rc != 0) {
+        if (rc != STORE_NOT_FOUND)
+            say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
+                key, store_strerror(rc));
+        return;
+    }
+    int n = it->want_cas
+                ? snprintf(it->text, it->cap, "VALUE %.*s %u %u %llu\r\n",
+                           (int)it->klen, key, si.flags, si.vlen,
+                           (unsigned long long)si.cas)
+                : snprintf(it->text, it->cap, "VALUE %.*s %u %u\r\n",
+                           (int)it->klen, key, si.flags, si.vlen);
+    size_t len = (size_t)n;
+    if (len + si.vlen + 2 <= it->cap) {
+        memcpy(it->text + len, si.value, si.vlen);
+        memcpy(it->text + len + si.vlen, "\r\n", 2);
+        len += si.vlen + 2;
+    } else {
+        it->blob = si.value;
+        it->blob_len = si.vlen;
+        it->trail = true;
+    }
+    it->len = (uint32_t)len;
+}
+
+/*
+ * Queue the reply to one hit of a get: the record is copied from the
+ * engine's append buffer now, or read from its segment file by the ring.
+ * One buffer holds the record, then the key (to verify the record), then
+ * the reply's text ("VALUE ..." line, and the value itself when small).
+ */
+void
+out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
+               size_t klen, bool want_cas)
+{
+    struct worker *w = c->w;
+    size_t hdr = klen + 56;
+    size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
+    size_t size = loc->len + klen + hdr + small;
+    char *buf = malloc(size);
+    if (!buf)
+        abort();
+    memcpy(buf + loc->len, key, klen);
+
+    struct oitem *it = item_alloc(w);
+    it->state = OI_WAIT_READ;
+    it->owned = buf;
+    it->own = OWN_MALLOC;
+    it->text = buf + loc->len + klen;
+    it->cap = (uint32_t)(hdr + small);
+    it->loc = *loc;
+    it->klen = (uint16_t)klen;
+    it->want_cas = want_cas;
+    it->acct += size;
+    out_push(c, it);
+
+    if (store_read_buffered(w->net->store, &it->loc, buf) == 1) {
+        read_done(c, it, loc->len);
+        conn_mark_dirty(c);
+        return;
+    }
+    struct io_uring_sqe *sqe = worker_sqe(w);
+    io_uring_prep_read(sqe, loc->fd, buf, loc->len, loc->pos);
+    io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
+    c->refs++;
+}
+
+void
+conn_on_read(struct oitem *it, int res)
+{
+    struct conn *c = it->conn;
+    c->refs--;
+    if (res < 0)
+        say(SAY_WARN, "reading a value from the log: %s", strerror(-res));
+    read_done(c, it, res > 0 ? (size_t)res : 0);
+    if (c->state == CONN_CLOSING) {
+        conn_mark_dirty(c); /* worker_flush frees it */
+        return;
+    }
+    conn_resolve(c);
+    conn_mark_dirty(c);
+}
+
+/* ---- sending ---- */
+
+/* Append the unsent bytes of it (after skip) to iov; returns the count. */
+static int
+item_iov(const struct oitem *it, size_t skip, struct iovec *iov, int n)
+{
+    const struct iovec parts[3] = {
+        {it->text, it->len},
+        {(void *)it->blob, it->blob_len},
+        {"\r\n", it->trail ? 2 : 0},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (parts[i].iov_len <= skip) {
+            skip -= parts[i].iov_len;
+            continue;
+        }
+        iov[n].iov_base = (char *)parts[i].iov_base + skip;
+        iov[n].iov_len = parts[i].iov_len - skip;
+        n++;
+        skip = 0;
+    }
+    return n;
+}
+
+/* One sendmsg with every ready reply at the front of the queue. */
+static bool
+conn_send(struct conn *c)
+{
+    int n = 0;
+    struct oitem *it = c->oq_head;
+    size_t skip = it ? it->sent : 0;
+    for (; it && it->state == OI_READY && n <= NET_IOV_MAX - 3; it = it->next) {
+        n = item_iov(it, skip, c->iov, n);
+        skip = 0;
+    }
+    if (n == 0)
+        return false;
+    memset(&c->msg, 0, sizeof(c->msg));
+    c->msg.msg_iov = c->iov;
+    c->msg.msg_iovlen = (size_t)n;
+    struct io_uring_sqe *sqe = worker_sqe(c->w);
+    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
+    c->send_busy = true;
+    c->refs++;
+    return true;
+}
+
+static void conn_resume(struct conn *c);
+
+void
+conn_flush(struct conn *c)
+{
+    out_trim(c);
+    if (c->state == CONN_PAUSED && c->out_bytes < NET_OUT_LOW) {
+        conn_resume(c);
+        if (c->state == CONN_CLOSING)
+            return;
+        out_trim(c);
+    }
+    if (c->send_busy || conn_send(c))
+        return;
+    if (c->state == CONN_DRAINING && !c->oq_head)
+        conn_close(c);
+}
+
+void
+conn_on_send(struct conn *c, int res)
+{
+    c->send_busy = false;
+    c->refs--;
+    if (c->state == CONN_CLOSING) {
+        conn_mark_dirty(c); /* worker_flush frees it */
+        return;
+    }
+    if (res < 0) {
+        say(SAY_DEBUG, "%s: send: %s", c->peer, strerror(-res));
+        conn_close(c);
+        return;
+    }
+    CNT_ADD(c->w, bytes_written, (uint64_t)res);
+    out_consume(c, (size_t)res);
+    conn_mark_dirty(c);
+}
+
+/* ---- receiving ---- */
+
+static size_t
+conn_in_limit(const struct conn *c)
+{
+    return c->w->net->cfg.max_item_size + PROTO_MAX_LINE + NET_IN_SLACK;
+}
+
+void
+conn_arm_recv(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->recv_armed || c->state != CONN_READING || c->eof)
+        return;
+    struct io_uring_sqe *sqe = worker_sqe(w);
+    if (w->feat.buf_ring) {
+        if (w->feat.ms_recv)
+            io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+        else
+            io_uring_prep_recv(sqe, c->fd, NULL, NET_BUF_SIZE, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = NET_BUF_GROUP;
+    } else {
+        if (c->in_cap - c->in_len < NET_BUF_SIZE / 4) {
+            size_t cap = c->in_cap * 2;
+            if (cap < c->in_len + NET_BUF_SIZE)
+                cap = c->in_len + NET_BUF_SIZE;
+            c->in = realloc(c->in, cap);
+            if (!c->in)
+                abort();
+            c->in_cap = cap;
+        }
+        io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len,
+                           0);
+    }
+    io_uring_sqe_set_data64(sqe, ud_make(c, UD_RECV));
+    c->recv_armed = true;
+    c->refs++;
+}
+
+static void
+conn_cancel_recv(struct conn *c)
+{
+    if (c->recv_armed)
+        worker_cancel(c->w, ud_make(c, UD_RECV));
+}
+
+/* Parse and execute complete requests in buf; returns the bytes used. */
+static size_t
+conn_parse(struct conn *c, const char *buf, size_t len)
+{
+    uint32_t max_item = (uint32_t)c->w->net->cfg.max_item_size;
+    size_t off = 0;
+    while (off < len && c->state == CONN_READING) {
+        if (c->out_bytes >= NET_OUT_HIGH) {
+            conn_pause(c);
+            break;
+        }
+        struct proto_req req;
+        int r = proto_parse(buf + off, len - off, max_item, &req);
+        if (r == PROTO_NEED_MORE)
+            break;
+        if (req.consumed == 0 || req.consumed > len - off) {
+            say(SAY_ERROR, "%s: parser consumed %zu of %zu bytes; closing",
+                c->peer, req.consumed, len - off);
+            conn_drain(c);
+            break;
+        }
+        if (r == PROTO_ERROR) {
+            off += req.consumed;
+            cmd_parse_error(c, &req);
+            uint64_t skip = req.swallow < len - off ? req.swallow : len - off;
+            off += skip;
+            c->swallow = req.swallow - skip;
+            if (req.close)
+                conn_drain(c);
+            continue;
+        }
+        if (!cmd_execute(c, &req))
+            break;
+        off += req.consumed;
+    }
+    return off;
+}
+
+/* Keep n more input bytes in conn->in; false if the connection was cut. */
+static bool
+conn_keep(struct conn *c, const char *data, size_t n)
+{
+    size_t need = c->in_len + n, limit = conn_in_limit(c);
+    if (need > limit) {
+        say(SAY_WARN, "%s: more than %zu bytes of input pending; closing",
+            c->peer, limit);
+        conn_close(c);
+        return false;
+    }
+    if (need > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        c->in = realloc(c->in, cap);
+        if (!c->in)
+            abort();
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, data, n);
+    c->in_len = need;
+    return true;
+}
+
+/* Run what conn->in holds; at end of input, drain. */
+static void
+conn_process_input(struct conn *c)
+{
+    if (c->state == CONN_READING && c->in_len) {
+        size_t used = conn_parse(c, c->in, c->in_len);
+        if (c->state == CONN_CLOSING)
+            return;
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
+        /* A big value passed through: give its buffer back. */
+        if (c->w->feat.buf_ring && c->in_len == 0 &&
+            c->in_cap > 4 * NET_BUF_SIZE) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    if (c->eof && c->state == CONN_READING)
+        conn_drain(c);
+}
+
+/* Bytes from a provided buffer. */
+static void
+conn_input(struct conn *c, const char *data, size_t n)
+{
+    if (c->swallow) {
+        size_t k = c->swallow < n ? c->swallow : n;
+        data += k;
+        n -= k;
+        c->swallow -= k;
+    }
+    if (n == 0 || c->state >= CONN_DRAINING)
+        return;
+    if (c->in_len == 0 && c->state == CONN_READING) {
+        size_t used = conn_parse(c, data, n);
+        if (used < n && c->state < CONN_DRAINING)
+            conn_keep(c, data + used, n - used);
+        return;
+    }
+    if (conn_keep(c, data, n))
+        conn_process_input(c);
+}
+
+/* Bytes received straight into conn->in (no provided buffers). */
+static void
+conn_input_own(struct conn *c, size_t n)
+{
+    size_t start = c->in_len;
+    c->in_len += n;
+    if (c->swallow) {
+        size_t k = c->swallow < n ? c->swallow : n;
+        memmove(c->in + start, c->in + start + k, n - k);
+        c->in_len -= k;
+        c->swallow -= k;
+    }
+    conn_process_input(c);
+}
+
+static void
+conn_recv_error(struct conn *c, int e)
+{
+    struct worker *w = c->w;
+    if (e == ENOBUFS)
+        return; /* provided buffers ran out: armed again by the caller */
+    if (e == ECANCELED) {
+        if (c->eof)
+            conn_process_input(c);
+        return;
+    }
+    if (e == EINVAL && w->feat.ms_recv) {
+        say(SAY_WARN, "multishot recv refused; receiving one at a time");
+        w->feat.ms_recv = false;
+        return;
+    }
+    say(SAY_DEBUG, "%s: recv: %s", c->peer, strerror(e));
+    conn_close(c);
+}
+
+void
+conn_on_recv(struct conn *c, struct io_uring_cqe *cqe)
+{
+    struct worker *w = c->w;
+    int res = cqe->res;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        c->recv_armed = false;
+        c->refs--;
+    }
+    if (res > 0) {
+        CNT_ADD(w, bytes_read, (uint64_t)res);
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            conn_input(c, w->bufs + (size_t)bid * NET_BUF_SIZE, (size_t)res);
+            worker_return_buf(w, bid);
+        } else if (c->state != CONN_CLOSING) {
+            conn_input_own(c, (size_t)res);
+        }
+    } else if (res == 0) {
+        c->eof = true;
+        conn_process_input(c);
+    } else if (c->state != CONN_CLOSING) {
+        conn_recv_error(c, -res);
+    }
+    if (c->state == CONN_CLOSING) {
+        conn_mark_dirty(c); /* worker_flush frees it */
+        return;
+    }
+    conn_arm_recv(c);
+}
+
+/* ---- state changes ---- */
+
+void
+conn_pause(struct conn *c)
+{
+    if (c->state != CONN_READING)
+        return;
+    c->state = CONN_PAUSED;
+    conn_cancel_recv(c);
+}
+
+static void
+conn_resume(struct conn *c)
+{
+    c->state = CONN_READING;
+    /* Without provided buffers, conn->in is the target of the recv in
+     * flight; its completion processes the input instead. */
+    if (!c->recv_armed || c->w->feat.buf_ring)
+        conn_process_input(c);
+    conn_arm_recv(c);
+}
+
+void
+conn_drain(struct conn *c)
+{
+    if (c->state >= CONN_DRAINING)
+        return;
+    c->state = CONN_DRAINING;
+    conn_cancel_recv(c);
+    conn_mark_dirty(c);
+}
+
+/* The server is stopping: run what was received, then drain. */
+void
+conn_stop_reading(struct conn *c)
+{
+    if (c->state >= CONN_DRAINING)
+        return;
+    c->eof = true;
+    conn_cancel_recv(c);
+    if (!c->recv_armed || c->w->feat.buf_ring)
+        conn_process_input(c);
+    conn_mark_dirty(c);
+}
+
+void
+conn_open(struct worker *w, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->w = w;
+    c->fd = fd;
+    c->state = CONN_READING;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    atomic_fetch_add(&w->curr_conns, 1);
+    CNT_INC(w, total_connections);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        net_addr_name((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    else
+        snprintf(c->peer, sizeof(c->peer), "fd %d", fd);
+    say(SAY_VERBOSE, "connection from %s (worker %u)", c->peer, w->id);
+    conn_arm_recv(c);
+}
+
+void
+conn_close(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    waiter_remove(c);
+    conn_cancel_recv(c);
+    shutdown(c->fd, SHUT_RDWR);
+    atomic_fetch_sub(&c->w->net->conns, 1);
+    atomic_fetch_sub(&c->w->curr_conns, 1);
+    say(SAY_VERBOSE, "connection from %s closed", c->peer);
+    /* Freed by worker_flush at the end of the batch, never here: callers
+     * up the stack still hold c. */
+    conn_mark_dirty(c);
+}
+
+/* Only worker_flush calls this, with nothing else holding c. */
+void
+conn_maybe_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->state != CONN_CLOSING || c->refs || c->dirty)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    while (c->oq_head)
+        out_pop(c);
+    free(c->in);
+    close(c->fd);
+    free(c);
+}

@@ -1,0 +1,301 @@
+/*
+ * net_int.h: what the files of src/net share and nobody else sees. The
+ * model (threads, rings, the connection state machine) is described at the
+ * top of server.c.
+ */
+#ifndef MCDB_NET_INT_H
+#define MCDB_NET_INT_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "log/store.h"
+#include "net/net.h"
+#include "net/proto.h"
+
+#define NET_RING_ENTRIES 1024    /* submission queue; completions x8 */
+#define NET_BUF_SIZE (16u << 10) /* one provided receive buffer */
+#define NET_BUF_COUNT 256        /* provided buffers per worker */
+#define NET_BUF_GROUP 0
+#define NET_OUT_HIGH (4u << 20) /* queued reply bytes: stop reading above */
+#define NET_OUT_LOW (1u << 20)  /* ... and resume below */
+#define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
+#define NET_IOV_MAX 64          /* iovecs per sendmsg */
+#define NET_TEXT_CHUNK (16u << 10)
+#define NET_ITEM_INLINE 40      /* reply text stored inside an item */
+#define NET_STOP_GRACE_MS 10000 /* then connections are closed as they are */
+
+/*
+ * What "version" and "stats" say. Clients read it as memcached's version to
+ * decide what the server speaks (libmemcached rejects a major version of 0,
+ * memcapable expects 1.6 behaviour only from "1.6" or later), so it names
+ * the memcached protocol level first and mcdb's own version after it.
+ */
+#define NET_VERSION "1.6.0-mcdb-" MCDB_VERSION
+
+/* ---- statistics: per worker, one writer each, summed on demand ---- */
+
+#define NET_COUNTERS(X)                                                        \
+    X(total_connections)                                                       \
+    X(rejected_connections)                                                    \
+    X(cmd_get)                                                                 \
+    X(cmd_set)                                                                 \
+    X(cmd_flush)                                                               \
+    X(cmd_touch)                                                               \
+    X(get_hits)                                                                \
+    X(get_misses)                                                              \
+    X(get_expired)                                                             \
+    X(get_flushed)                                                             \
+    X(delete_misses)                                                           \
+    X(delete_hits)                                                             \
+    X(incr_misses)                                                             \
+    X(incr_hits)                                                               \
+    X(decr_misses)                                                             \
+    X(decr_hits)                                                               \
+    X(cas_misses)                                                              \
+    X(cas_hits)                                                                \
+    X(cas_badval)                                                              \
+    X(touch_hits)                                                              \
+    X(touch_misses)                                                            \
+    X(bytes_read)                                                              \
+    X(bytes_written)                                                           \
+    X(total_items)
+
+/* Relaxed atomics so that "stats" on another thread may read them; the
+ * owner's increments compile to a plain load, add and store. */
+struct net_counters {
+#define X(name) _Atomic uint64_t name;
+    NET_COUNTERS(X)
+#undef X
+};
+
+struct net_sums {
+#define X(name) uint64_t name;
+    NET_COUNTERS(X)
+#undef X
+};
+
+#define CNT_ADD(w, name, n)                                                    \
+    atomic_store_explicit(                                                     \
+        &(w)->w_cnt.name,                                                      \
+        atomic_load_explicit(&(w)->w_cnt.name, memory_order_relaxed) + (n),    \
+        memory_order_relaxed)
+#define CNT_INC(w, name) CNT_ADD(w, name, 1)
+
+/* ---- ring operations: user_data is a pointer with a tag in its low bits */
+
+enum ud_tag {
+    UD_IGNORE = 0, /* cancellations: nothing to do */
+    UD_ACCEPT,     /* struct listener */
+    UD_RECV,       /* struct conn */
+    UD_SEND,       /* struct conn */
+    UD_READ,       /* struct oitem: a value read from a segment file */
+    UD_WAKE,       /* struct worker: its eventfd became readable */
+    UD_TIMER,      /* struct listener: re-arm accept after a pause */
+};
+#define UD_TAG_MASK 7ull
+
+static inline uint64_t
+ud_make(const void *p, enum ud_tag tag)
+{
+    return (uint64_t)(uintptr_t)p | tag;
+}
+
+static inline void *
+ud_ptr(uint64_t ud)
+{
+    return (void *)(uintptr_t)(ud & ~UD_TAG_MASK);
+}
+
+/* ---- what the kernel offers (probed once at start) ---- */
+
+struct net_features {
+    bool single_issuer; /* IORING_SETUP_SINGLE_ISSUER + DEFER_TASKRUN */
+    bool coop_taskrun;
+    bool buf_ring;  /* provided buffer rings (5.19) */
+    bool ms_accept; /* multishot accept (5.19) */
+    bool ms_recv;   /* multishot recv (6.0), needs buf_ring */
+};
+
+/* ---- the output queue of a connection ---- */
+
+enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
+enum oi_own { OWN_NONE, OWN_CHUNK, OWN_MALLOC };
+
+/*
+ * One reply (or a run of ready replies) in request order. Its bytes are, in
+ * order: text[0, len), then blob[0, blob_len), then "\r\n" if trail. The
+ * first `sent` of them have been sent. Text is only ever appended, never
+ * moved, so a send in flight can point into it while more is added.
+ */
+struct oitem {
+    struct oitem *next;
+    struct conn *conn;
+    uint8_t state;
+    uint8_t own; /* what owned is: OWN_NONE, OWN_CHUNK, OWN_MALLOC */
+    bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
+    bool trail;
+    uint32_t len, cap; /* text */
+    uint32_t sent;
+    char *text;  /* inl, a malloc'd chunk, or inside owned */
+    void *owned; /* freed with the item (a record buffer, a chunk) */
+    const char *blob;
+    uint32_t blob_len;
+    size_t acct;  /* bytes counted in conn->out_bytes for this item */
+    uint64_t ack; /* WAIT_ACK */
+    /* WAIT_READ: the record being read; the key follows it in owned */
+    struct store_loc loc;
+    uint16_t klen;
+    bool want_cas;
+    char inl[NET_ITEM_INLINE];
+};
+
+/* ---- connections ---- */
+
+/* See the state machine at the top of server.c. */
+enum conn_state { CONN_READING, CONN_PAUSED, CONN_DRAINING, CONN_CLOSING };
+
+struct conn {
+    struct conn *next, *prev;   /* worker's connections */
+    struct conn *wnext, *wprev; /* worker's waiters (acks pending) */
+    struct conn *dirty_next;    /* worker's to-flush list */
+    struct worker *w;
+    int fd;
+    uint8_t state;
+    bool dirty, waiting, eof;
+    bool recv_armed, send_busy;
+    unsigned refs; /* ring operations naming this conn */
+    unsigned n_wait_ack;
+
+    char *in; /* bytes received, not yet consumed */
+    size_t in_len, in_cap;
+    uint64_t swallow;  /* bytes still to discard */
+    size_t get_resume; /* key position of a paused get */
+
+    struct oitem *oq_head, *oq_tail;
+    size_t out_bytes;
+
+    struct msghdr msg; /* the send in flight */
+    struct iovec iov[NET_IOV_MAX];
+    char peer[64];
+};
+
+/* ---- a listening socket of one worker ---- */
+
+struct listener {
+    struct worker *w;
+    int fd;
+    bool armed, closed;
+    struct __kernel_timespec pause;
+    char name[64];
+};
+
+/* ---- a worker thread: one ring, its listeners and connections ---- */
+
+struct worker {
+    struct net *net;
+    unsigned id;
+    pthread_t thread;
+    struct io_uring ring;
+    bool ring_ok;
+    struct net_features feat; /* may lose a feature at run time */
+
+    int wake_fd; /* eventfd: store acks and net_stop() */
+    uint64_t wake_val;
+    bool wake_armed;
+
+    struct io_uring_buf_ring *br;
+    char *bufs;
+
+    struct listener *ls;
+    unsigned nls;
+    unsigned nls_open;
+
+    struct conn *conns;   /* all open or closing connections */
+    struct conn *waiters; /* connections with writes awaiting acks */
+    struct conn *dirty;   /* connections with output to flush */
+    _Atomic unsigned curr_conns;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+
+    struct oitem *free_items; /* recycled items */
+    unsigned n_free_items;
+    void *free_chunks; /* recycled NET_TEXT_CHUNK text buffers */
+    unsigned n_free_chunks;
+
+    struct net_counters w_cnt;
+};
+
+struct net {
+    struct net_config cfg;
+    store_t *store;
+    struct net_features feat;
+    struct worker *workers;
+    unsigned nworkers;
+    int *listen_fds; /* [worker * naddrs + addr] */
+    unsigned naddrs;
+    char (*addr_names)[64];
+
+    _Atomic unsigned conns; /* open connections, all workers */
+    _Atomic bool stopping;
+    _Atomic bool failed;
+    int64_t started; /* unix seconds */
+
+    pthread_mutex_t lock; /* start-up handshake, stats baseline */
+    pthread_cond_t cond;
+    unsigned nready;
+    bool start_failed;
+    char start_err[256];
+    struct net_sums baseline; /* "stats reset" subtracts this */
+};
+
+/* server.c */
+struct io_uring_sqe *worker_sqe(struct worker *w);
+void worker_return_buf(struct worker *w, unsigned bid);
+void worker_cancel(struct worker *w, uint64_t ud);
+void net_addr_name(const struct sockaddr *sa, char *buf, size_t len);
+void worker_sum(struct net *net, struct net_sums *sum);
+
+/* conn.c */
+void conn_open(struct worker *w, int fd);
+void conn_on_recv(struct conn *c, struct io_uring_cqe *cqe);
+void conn_on_send(struct conn *c, int res);
+void conn_on_read(struct oitem *it, int res);
+void conn_close(struct conn *c);
+void conn_stop_reading(struct conn *c);
+void conn_flush(struct conn *c);
+void conn_mark_dirty(struct conn *c);
+void conn_resolve(struct conn *c);
+void conn_arm_recv(struct conn *c);
+void conn_maybe_free(struct conn *c);
+void conn_pause(struct conn *c);
+void conn_drain(struct conn *c);
+void conn_free_caches(struct worker *w);
+
+void out_text(struct conn *c, const char *s, size_t n);
+void out_str(struct conn *c, const char *s);
+void out_printf(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+struct oitem *out_push_item(struct conn *c, enum oi_state state);
+void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
+void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
+                  bool silent);
+void out_start_read(struct conn *c, const struct store_loc *loc,
+                    const char *key, size_t klen, bool want_cas);
+
+/* cmd.c: the reply (with "\r\n") for a failed store call or ack. */
+size_t cmd_status_text(store_t *s, int rc, char *buf, size_t len);
+/* cmd.c: execute one parsed request. Returns false when it stopped part
+ * way (a get paused by backpressure at conn->get_resume). */
+bool cmd_execute(struct conn *c, const struct proto_req *req);
+void cmd_parse_error(struct conn *c, const struct proto_req *req);
+
+/* stats.c */
+void stats_reply(struct conn *c, const char *arg, size_t arg_len);
+
+#endif
