@@ -1,0 +1,337 @@
+/*
+ * cmd: one parsed request, executed against the engine, its reply queued.
+ * The engine implements the item semantics (store.h); this file maps its
+ * statuses to memcached's replies and counts what "stats" reports.
+ *
+ * Every write's reply goes through cmd_reply(): ready at once when nothing
+ * needs to become durable, else held in the output queue until its ack.
+ * noreply (req.noreply, also set by the parser on errors of a request that
+ * carries it, as memcached suppresses those too) means no bytes at all, but
+ * a noreply write still holds the replies behind it until it is durable.
+ */
+#include "net/net_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/say.h"
+
+#define R_TOO_LARGE "SERVER_ERROR object too large for cache\r\n"
+
+size_t
+cmd_status_text(store_t *s, int rc, char *buf, size_t len)
+{
+    const char *text = NULL;
+    switch (rc) {
+    case STORE_NOT_STORED:
+        text = "NOT_STORED\r\n";
+        break;
+    case STORE_EXISTS:
+        text = "EXISTS\r\n";
+        break;
+    case STORE_NOT_FOUND:
+        text = "NOT_FOUND\r\n";
+        break;
+    case STORE_TOO_LARGE:
+        text = R_TOO_LARGE;
+        break;
+    case STORE_NON_NUMERIC:
+        text = "CLIENT_ERROR cannot increment or decrement non-numeric "
+               "value\r\n";
+        break;
+    case STORE_BAD_KEY:
+        text = "CLIENT_ERROR bad command line format\r\n";
+        break;
+    case STORE_NOMEM:
+        text = "SERVER_ERROR out of memory storing object\r\n";
+        break;
+    default:
+        break;
+    }
+    if (text)
+        return (size_t)snprintf(buf, len, "%s", text);
+    /* A failed disk: say what the engine says about it. */
+    const char *why = store_strerror(rc);
+    if (rc == STORE_READONLY || rc > -1000) {
+        const char *e = store_error_text(s);
+        if (e && e[0])
+            why = e;
+    }
+    int n = snprintf(buf, len, "SERVER_ERROR %s\r\n", why);
+    if (n < 0 || (size_t)n >= len) { /* keep the line ending when cut */
+        memcpy(buf + len - 3, "\r\n", 3);
+        return len - 1;
+    }
+    return (size_t)n;
+}
+
+/* Queue text as the reply to a write with this ack. */
+static void
+cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n, bool noreply)
+{
+    int st = ack ? store_ack_status(c->w->net->store, ack) : 1;
+    if (st == 0) {
+        out_wait_ack(c, ack, text, n, noreply);
+    } else if (noreply) {
+        return;
+    } else if (st < 0) {
+        char buf[512];
+        out_text(c, buf,
+                 cmd_status_text(c->w->net->store, st, buf, sizeof(buf)));
+    } else {
+        out_text(c, text, n);
+    }
+}
+
+/* The reply to a write: ok when it succeeded, else its status's text. */
+static void
+cmd_reply(struct conn *c, const struct proto_req *req, int rc,
+          const struct store_write *w, const char *ok)
+{
+    char buf[512];
+    const char *text = ok;
+    size_t n = strlen(ok);
+    if (rc != 0) {
+        n = cmd_status_text(c->w->net->store, rc, buf, sizeof(buf));
+        text = buf;
+    }
+    cmd_hold(c, w->ack, text, n, req->noreply);
+}
+
+/* ---- retrieval ---- */
+
+/* get gets gat gats; false when paused part way (see conn.c). */
+static bool
+cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
+{
+    struct worker *w = c->w;
+    store_t *s = w->net->store;
+    size_t pos = c->get_resume, start = pos;
+    const char *key;
+    size_t klen;
+    c->get_resume = 0;
+    for (;;) {
+        size_t before = pos;
+        if (!proto_next_key(req, &pos, &key, &klen))
+            break;
+        if (c->out_bytes >= NET_OUT_HIGH && before != start) {
+            c->get_resume = before;
+            conn_pause(c);
+            return false;
+        }
+        if (touch) {
+            struct store_write wr = {0};
+            int rc = store_touch(s, key, klen, req->exptime, &wr);
+            CNT_INC(w, cmd_touch);
+            if (rc == STORE_NOT_FOUND) {
+                CNT_INC(w, touch_misses);
+                CNT_INC(w, get_misses);
+                CNT_INC(w, cmd_get);
+                continue;
+            }
+            if (rc < 0) { /* read-only store: a write that cannot happen */
+                char buf[512];
+                out_text(c, buf, cmd_status_text(s, rc, buf, sizeof(buf)));
+                return true;
+            }
+            CNT_INC(w, touch_hits);
+            if (wr.ack)
+                cmd_hold(c, wr.ack, "", 0, true);
+        }
+        CNT_INC(w, cmd_get);
+        struct store_loc loc;
+        int rc = store_lookup(s, key, klen, &loc);
+        if (rc != 0) {
+            if (rc != STORE_NOT_FOUND)
+                say(SAY_WARN, "lookup of %.*s: %s", (int)klen, key,
+                    store_strerror(rc));
+            CNT_INC(w, get_misses);
+            continue;
+        }
+        CNT_INC(w, get_hits);
+        out_start_read(c, &loc, key, klen, want_cas);
+    }
+    out_text(c, "END\r\n", 5);
+    return true;
+}
+
+/* ---- writes ---- */
+
+static void
+cmd_store(struct conn *c, const struct proto_req *req)
+{
+    static const enum store_mode modes[PROTO_NCMDS] = {
+        [PROTO_SET] = STORE_SET,         [PROTO_ADD] = STORE_ADD,
+        [PROTO_REPLACE] = STORE_REPLACE, [PROTO_APPEND] = STORE_APPEND,
+        [PROTO_PREPEND] = STORE_PREPEND, [PROTO_CAS] = STORE_CAS,
+    };
+    struct worker *w = c->w;
+    struct store_write wr = {0};
+    int rc = store_set(w->net->store, modes[req->cmd], req->key, req->klen,
+                       req->data, req->bytes, req->flags, req->exptime,
+                       req->cas, &wr);
+    CNT_INC(w, cmd_set);
+    if (rc == 0)
+        CNT_INC(w, total_items);
+    if (req->cmd == PROTO_CAS) {
+        if (rc == 0)
+            CNT_INC(w, cas_hits);
+        else if (rc == STORE_EXISTS)
+            CNT_INC(w, cas_badval);
+        else if (rc == STORE_NOT_FOUND)
+            CNT_INC(w, cas_misses);
+    }
+    cmd_reply(c, req, rc, &wr, "STORED\r\n");
+}
+
+static void
+cmd_arith(struct conn *c, const struct proto_req *req)
+{
+    struct worker *w = c->w;
+    bool incr = req->cmd == PROTO_INCR;
+    struct store_write wr = {0};
+    uint64_t value = 0;
+    int rc = store_arith(w->net->store, req->key, req->klen, incr, req->delta,
+                         &value, &wr);
+    if (rc == STORE_NOT_FOUND) {
+        if (incr)
+            CNT_INC(w, incr_misses);
+        else
+            CNT_INC(w, decr_misses);
+    } else if (rc == 0) {
+        if (incr)
+            CNT_INC(w, incr_hits);
+        else
+            CNT_INC(w, decr_hits);
+    }
+    char ok[32];
+    snprintf(ok, sizeof(ok), "%" PRIu64 "\r\n", value);
+    cmd_reply(c, req, rc, &wr, ok);
+}
+
+static void
+cmd_delete(struct conn *c, const struct proto_req *req)
+{
+    struct worker *w = c->w;
+    struct store_write wr = {0};
+    int rc = store_delete(w->net->store, req->key, req->klen, 0, &wr);
+    if (rc == 0)
+        CNT_INC(w, delete_hits);
+    else if (rc == STORE_NOT_FOUND)
+        CNT_INC(w, delete_misses);
+    cmd_reply(c, req, rc, &wr, "DELETED\r\n");
+}
+
+static void
+cmd_touch(struct conn *c, const struct proto_req *req)
+{
+    struct worker *w = c->w;
+    struct store_write wr = {0};
+    int rc = store_touch(w->net->store, req->key, req->klen, req->exptime, &wr);
+    CNT_INC(w, cmd_touch);
+    if (rc == 0)
+        CNT_INC(w, touch_hits);
+    else if (rc == STORE_NOT_FOUND)
+        CNT_INC(w, touch_misses);
+    cmd_reply(c, req, rc, &wr, "TOUCHED\r\n");
+}
+
+static void
+cmd_flush(struct conn *c, const struct proto_req *req)
+{
+    struct store_write wr = {0};
+    int rc = store_flush(c->w->net->store, req->delay, &wr);
+    CNT_INC(c->w, cmd_flush);
+    cmd_reply(c, req, rc, &wr, "OK\r\n");
+}
+
+/* ---- the rest ---- */
+
+/* verbosity N sets the log level, as memcached's -v count does. */
+static void
+cmd_verbosity(struct conn *c, const struct proto_req *req)
+{
+    say_set_level(req->level == 0   ? SAY_INFO
+                  : req->level == 1 ? SAY_VERBOSE
+                                    : SAY_DEBUG);
+    if (!req->noreply)
+        out_str(c, "OK\r\n");
+}
+
+bool
+cmd_execute(struct conn *c, const struct proto_req *req)
+{
+    switch (req->cmd) {
+    case PROTO_GET:
+        return cmd_get(c, req, false, false);
+    case PROTO_GETS:
+        return cmd_get(c, req, true, false);
+    case PROTO_GAT:
+        return cmd_get(c, req, false, true);
+    case PROTO_GATS:
+        return cmd_get(c, req, true, true);
+    case PROTO_SET:
+    case PROTO_ADD:
+    case PROTO_REPLACE:
+    case PROTO_APPEND:
+    case PROTO_PREPEND:
+    case PROTO_CAS:
+        cmd_store(c, req);
+        break;
+    case PROTO_INCR:
+    case PROTO_DECR:
+        cmd_arith(c, req);
+        break;
+    case PROTO_DELETE:
+        cmd_delete(c, req);
+        break;
+    case PROTO_TOUCH:
+        cmd_touch(c, req);
+        break;
+    case PROTO_FLUSH_ALL:
+        cmd_flush(c, req);
+        break;
+    case PROTO_VERSION:
+        out_str(c, "VERSION " NET_VERSION "\r\n");
+        break;
+    case PROTO_VERBOSITY:
+        cmd_verbosity(c, req);
+        break;
+    case PROTO_QUIT:
+        conn_drain(c);
+        break;
+    case PROTO_STATS:
+        stats_reply(c, req->arg, req->arg_len);
+        break;
+    case PROTO_NCMDS:
+        out_str(c, "ERROR\r\n");
+        break;
+    }
+    return true;
+}
+
+/*
+ * A request the parser rejected. For a value over --max-item-size memcached
+ * also unlinks the key's old value when the command was set (a client must
+ * not read the value it meant to replace); the delete is a write like any
+ * other, so the error reply waits for its ack.
+ */
+void
+cmd_parse_error(struct conn *c, const struct proto_req *req)
+{
+    if (req->cmd == PROTO_SET && req->key && req->swallow &&
+        strcmp(req->reply, R_TOO_LARGE) == 0) {
+        struct store_write wr = {0};
+        int rc = store_delete(c->w->net->store, req->key, req->klen, 0, &wr);
+        if (rc == 0 || rc == STORE_NOT_FOUND) {
+            cmd_hold(c, wr.ack, R_TOO_LARGE, strlen(R_TOO_LARGE), req->noreply);
+            return;
+        }
+        /* The old value could not be removed: say why instead. */
+        cmd_reply(c, req, rc, &wr, R_TOO_LARGE);
+        return;
+    }
+    if (!req->noreply)
+        out_str(c, req->reply);
+}
