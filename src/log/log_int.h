@@ -73,8 +73,10 @@ struct store {
     int subs[STORE_MAX_SUBS];
     int nsubs;
     pthread_t writer;
+    struct seg *wseg_start; /* the segment the writer starts in */
     bool writer_running;
 
+    uint64_t sync_req;   /* log_sync(): fdatasync up to here whatever --fsync */
     atomic_uint_fast64_t written; /* bytes [.., written) are in the files */
     atomic_uint_fast64_t durable; /* ... and covered by fdatasync */
     atomic_int failed;            /* 0 or the -errno that made us read-only */
@@ -86,9 +88,18 @@ struct store {
     atomic_uint flush_deadline;
     pthread_mutex_t flush_mu;
 
+    /* the background compactor */
+    pthread_t compactor;
+    bool compactor_running;
+    bool compactor_stop;
+    pthread_mutex_t compact_mu;  /* one compaction at a time; guards stop */
+    pthread_cond_t compact_cv;
+
     /* statistics */
     atomic_uint_fast64_t st_fsyncs, st_synced_recs, st_batch_max;
     atomic_uint_fast64_t st_records, st_expired, st_value_bytes;
+    atomic_uint_fast64_t st_compact_runs, st_compact_read, st_compact_copied;
+    atomic_uint_fast64_t st_compact_reclaimed, st_compact_last_ms;
 };
 
 /* dir.c: LOCK, META, segment file names */
@@ -101,7 +112,11 @@ int dir_list_segments(struct store *s, uint64_t **out, size_t *n);
 int dir_sync(struct store *s);
 
 /* writer.c: appending and the writer thread */
+/* Append r at the log's end; *off gets its offset. new_cas gives it the next
+ * cas (else r->cas is kept); r->time_ms is set to now unless already set. */
 int log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off);
+/* Make the log durable up to `upto` whatever --fsync says; blocks. */
+int log_sync(struct store *s, uint64_t upto);
 int log_start_writer(struct store *s);
 void log_stop_writer(struct store *s);
 int log_read_buffered(struct store *s, uint64_t off, size_t len, void *out);
@@ -126,7 +141,17 @@ bool store_index_remove(struct store *s, uint64_t h, const void *key,
 /* Drop every flushed or expired entry from the index. */
 void store_sweep(struct store *s);
 
+bool store_expired(uint32_t exptime, uint32_t now);
+
 /* recover.c */
 int log_recover(struct store *s, char *err, size_t errlen);
+
+/* compact.c */
+int compact_start(struct store *s);
+void compact_stop(struct store *s);
+uint64_t compact_garbage_permille(struct store *s);
+/* Remove the oldest segment from the table and delete its file (recovery
+ * uses it for a segment a DROP record names). */
+int compact_remove_oldest(struct store *s, struct seg *g);
 
 #endif

@@ -19,7 +19,8 @@
  *                     (The multiplier is odd, so distinct offsets give
  *                     distinct seeds.)
  *   8  u8   type      REC_PUT, REC_DELETE, REC_TOUCH, REC_FLUSH,
- *                     REC_SEG_HEADER, REC_SEG_FOOTER; 0 is never valid so
+ *                     REC_SEG_HEADER, REC_SEG_FOOTER, REC_DROP; 0 is never
+ *                     valid so
  *                     that zero-filled space reads as "no record". Types
  *                     with the high bit (0x80) set may be skipped by readers
  *                     that do not know them; any other unknown type is an
@@ -44,6 +45,11 @@
  * the number of records in the segment (header and footer included) and the
  * log offset just past the footer. Only the last segment may lack a footer:
  * it is the active one.
+ *
+ * A DROP record (empty key, 16-byte value: base u64, end u64) says that
+ * compaction removed the segment [base, end) after copying its live records
+ * to the end of the log; a segment file that a DROP names and that is still
+ * there (a crash between the two) is deleted at the next start.
  *
  * VALIDITY: a record at offset X is valid when its type is known (or
  * skippable), its lengths are within bounds, it fits in the segment, and its
@@ -164,7 +170,7 @@ rec_encode(void *dst, const struct rec *r, uint64_t log_seed, uint64_t off)
 static int
 rec_type_known(uint8_t type)
 {
-    return (type >= REC_PUT && type <= REC_SEG_FOOTER) ||
+    return (type >= REC_PUT && type <= REC_DROP) ||
            (type & REC_TYPE_SKIPPABLE);
 }
 
@@ -179,6 +185,7 @@ rec_klen_ok(uint8_t type, uint16_t klen)
     case REC_FLUSH:
     case REC_SEG_HEADER:
     case REC_SEG_FOOTER:
+    case REC_DROP:
         return klen == 0;
     }
     return klen <= REC_MAX_KLEN;
@@ -258,5 +265,22 @@ rec_seg_footer_decode(const struct rec *r, struct rec_seg_footer *f)
         return -1;
     f->records = get64(r->val);
     f->end = get64(r->val + 8);
+    return 0;
+}
+
+void
+rec_drop_encode(char out[REC_DROP_VLEN], const struct rec_drop *d)
+{
+    put64(out, d->base);
+    put64(out + 8, d->end);
+}
+
+int
+rec_drop_decode(const struct rec *r, struct rec_drop *d)
+{
+    if (r->type != REC_DROP || r->vlen != REC_DROP_VLEN)
+        return -1;
+    d->base = get64(r->val);
+    d->end = get64(r->val + 8);
     return 0;
 }

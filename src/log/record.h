@@ -21,6 +21,7 @@ enum rec_type {
     REC_FLUSH = 4,       /* items with a smaller cas are gone (at exptime) */
     REC_SEG_HEADER = 5,  /* first record of every segment */
     REC_SEG_FOOTER = 6,  /* last record of a sealed segment */
+    REC_DROP = 7,        /* compaction removed the segment named in it */
 };
 #define REC_TYPE_SKIPPABLE 0x80 /* readers that do not know the type skip it */
 
@@ -53,6 +54,13 @@ struct rec_seg_footer {
 };
 #define REC_SEG_FOOTER_VLEN 16
 #define REC_SEG_FOOTER_SIZE (REC_HDR_SIZE + REC_SEG_FOOTER_VLEN)
+
+/* Value of a drop record: the segment [base, end) is gone. */
+struct rec_drop {
+    uint64_t base;
+    uint64_t end;
+};
+#define REC_DROP_VLEN 16
 
 /* Decoding results (negative; 0 is never returned). */
 enum {
@@ -94,5 +102,7 @@ int rec_seg_header_decode(const struct rec *r, struct rec_seg_header *h);
 void rec_seg_footer_encode(char out[REC_SEG_FOOTER_VLEN],
                            const struct rec_seg_footer *f);
 int rec_seg_footer_decode(const struct rec *r, struct rec_seg_footer *f);
+void rec_drop_encode(char out[REC_DROP_VLEN], const struct rec_drop *d);
+int rec_drop_decode(const struct rec *r, struct rec_drop *d);
 
 #endif

@@ -39,6 +39,7 @@ struct scan {
     bool sealed;
     uint64_t valid; /* bytes of valid records from the start */
     uint64_t records;
+    uint64_t dropped_end; /* highest end of a segment a DROP names */
     char path[4096];
 };
 
@@ -76,6 +77,12 @@ static void
 apply(struct scan *sc, const struct rec *r, uint64_t off)
 {
     struct store *s = sc->s;
+    if (r->type == REC_DROP) {
+        struct rec_drop d;
+        if (rec_drop_decode(r, &d) == 0 && d.end > sc->dropped_end)
+            sc->dropped_end = d.end;
+        return;
+    }
     if (r->type == REC_SEG_HEADER || r->type == REC_SEG_FOOTER)
         return;
     if (r->cas >= s->next_cas)
@@ -291,6 +298,34 @@ start_segment(struct store *s, uint64_t base, struct seg *reuse, char *err,
     return 0;
 }
 
+/*
+ * A crash just after log_append() created the next segment file, before the
+ * writer wrote the previous segment's footer, leaves an empty (or
+ * header-less) last file after an unsealed one. Nothing in it was written,
+ * let alone acknowledged: remove it, and the previous segment stays active.
+ */
+static int
+drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
+                    size_t errlen)
+{
+    if (*n < 2)
+        return 0;
+    char path[4096];
+    dir_seg_path(s, bases[*n - 1], path, sizeof(path));
+    struct stat st;
+    if (stat(path, &st) != 0 || st.st_size > 0)
+        return 0;
+    if (unlink(path) != 0) {
+        snprintf(err, errlen, "removing empty segment %s: %s", path,
+                 strerror(errno));
+        return -errno;
+    }
+    say(SAY_WARN, "removed %s: an empty segment left by a crash while the "
+        "log rolled over", path);
+    (*n)--;
+    return 0;
+}
+
 int
 log_recover(struct store *s, char *err, size_t errlen)
 {
@@ -301,7 +336,9 @@ log_recover(struct store *s, char *err, size_t errlen)
         snprintf(err, errlen, "listing %s: %s", s->dir, store_strerror(rc));
         return rc;
     }
-    rc = dir_meta_load_or_create(s, n == 0, err, errlen);
+    rc = drop_unborn_segment(s, bases, &n, err, errlen);
+    if (rc == 0)
+        rc = dir_meta_load_or_create(s, n == 0, err, errlen);
     if (rc == 0)
         s->log_seed = rec_log_seed(s->log_id);
     struct scan sc = {.s = s};
@@ -355,6 +392,19 @@ log_recover(struct store *s, char *err, size_t errlen)
     }
     if (rc)
         return rc;
+    /* Segments a DROP names whose deletion a crash interrupted: their live
+     * records were copied (and replayed after them), so they go now. */
+    while (s->nsegs > 1 && s->segs[0]->seg_end &&
+           s->segs[0]->seg_end <= sc.dropped_end) {
+        say(SAY_INFO, "deleting segment %" PRIu64 " that compaction had "
+            "dropped", s->segs[0]->seg_base);
+        rc = compact_remove_oldest(s, s->segs[0]);
+        if (rc) {
+            snprintf(err, errlen, "deleting a dropped segment: %s",
+                     store_strerror(rc));
+            return rc;
+        }
+    }
     store_sweep(s); /* expired items */
     s->fill_start = s->end;
     atomic_store(&s->written, s->end);

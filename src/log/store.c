@@ -54,6 +54,9 @@ store_config_default(struct store_config *cfg)
     cfg->segment_size = STORE_DEFAULT_SEGMENT_SIZE;
     cfg->fsync = STORE_FSYNC_ALWAYS;
     cfg->max_item_size = STORE_DEFAULT_MAX_ITEM;
+    cfg->compactor = true;
+    cfg->compact_garbage = STORE_DEFAULT_COMPACT_GARBAGE;
+    cfg->compact_rate = STORE_DEFAULT_COMPACT_RATE;
 }
 
 int64_t
@@ -88,8 +91,8 @@ abs_exptime(struct store *s, int64_t exptime)
     return now + (uint32_t)exptime;
 }
 
-static bool
-expired(uint32_t exptime, uint32_t now)
+bool
+store_expired(uint32_t exptime, uint32_t now)
 {
     return exptime && exptime <= now;
 }
@@ -184,7 +187,7 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
 {
     struct sweep *sw = arg;
     (void)key;
-    bool gone = expired(e->exptime, sw->now);
+    bool gone = store_expired(e->exptime, sw->now);
     if (!gone && e->cas >= atomic_load(&sw->s->flush_before_cas))
         return INDEX_KEEP;
     if (gone)
@@ -266,7 +269,7 @@ find_live(struct store *s, uint64_t h, const void *key, size_t klen,
 {
     if (!index_find(s->ix, h, key, klen, e))
         return false;
-    if (expired(e->exptime, store_now(s))) {
+    if (store_expired(e->exptime, store_now(s))) {
         store_index_remove(s, h, key, klen);
         atomic_fetch_add(&s->st_expired, 1);
         return false;
@@ -345,7 +348,7 @@ put_locked(struct store *s, uint64_t h, const void *key, size_t klen,
         return rc;
     w->cas = r.cas;
     w->ack = off + rec_size(klen, vlen);
-    if (expired(exptime, store_now(s))) {
+    if (store_expired(exptime, store_now(s))) {
         /* Stored already expired (negative exptime): it only hides an older
          * value, as in memcached. */
         store_index_remove(s, h, key, klen);
@@ -475,7 +478,7 @@ store_touch(store_t *s, const void *key, size_t klen, int64_t exptime,
         if (rc == 0) {
             w->cas = e.cas;
             w->ack = off + rec_size(klen, 0);
-            if (expired(abs, store_now(s))) {
+            if (store_expired(abs, store_now(s))) {
                 store_index_remove(s, h, key, klen);
             } else {
                 e.exptime = abs;
@@ -704,6 +707,8 @@ store_free(struct store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->seg_mu);
     pthread_mutex_destroy(&s->flush_mu);
+    pthread_mutex_destroy(&s->compact_mu);
+    pthread_cond_destroy(&s->compact_cv);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_space);
     pthread_cond_destroy(&s->cv_ack);
@@ -734,8 +739,11 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
 {
     snprintf(err, errlen, "%s", "");
     if (cfg->segment_size < STORE_MIN_SEGMENT_SIZE || !cfg->dir ||
-        !cfg->max_item_size) {
-        snprintf(err, errlen, "segment size must be at least %u bytes",
+        !cfg->max_item_size || !(cfg->compact_garbage > 0) ||
+        cfg->compact_garbage >= 1) {
+        snprintf(err, errlen,
+                 "bad configuration: the segment size must be at least %u "
+                 "bytes and the compaction garbage ratio between 0 and 1",
                  STORE_MIN_SEGMENT_SIZE);
         return STORE_BAD_CONFIG;
     }
@@ -749,6 +757,8 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->seg_mu, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
+    pthread_mutex_init(&s->compact_mu, NULL);
+    pthread_cond_init(&s->compact_cv, NULL);
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_space, NULL);
     pthread_cond_init(&s->cv_ack, NULL);
@@ -766,7 +776,10 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
         rc = log_recover(s, err, errlen);
     if (rc == 0)
         rc = log_start_writer(s);
+    if (rc == 0 && cfg->compactor)
+        rc = compact_start(s);
     if (rc) {
+        log_stop_writer(s);
         if (!err[0])
             snprintf(err, errlen, "%s: %s", cfg->dir, store_strerror(rc));
         store_free(s);
@@ -780,6 +793,7 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
 void
 store_close(store_t *s)
 {
+    compact_stop(s);
     log_stop_writer(s);
     say(SAY_INFO, "closed %s at log offset %" PRIu64, s->dir,
         (uint64_t)atomic_load(&s->durable));
@@ -812,6 +826,12 @@ store_stats(store_t *s, struct store_stats *st)
     st->index_bytes = index_bytes(s->ix);
     st->index_bytes_per_key = st->items ? st->index_bytes / st->items : 0;
     st->expired_items = atomic_load(&s->st_expired);
+    st->garbage_permille = compact_garbage_permille(s);
+    st->compact_runs = atomic_load(&s->st_compact_runs);
+    st->compact_bytes_read = atomic_load(&s->st_compact_read);
+    st->compact_bytes_copied = atomic_load(&s->st_compact_copied);
+    st->compact_bytes_reclaimed = atomic_load(&s->st_compact_reclaimed);
+    st->compact_last_ms = atomic_load(&s->st_compact_last_ms);
     st->error = atomic_load(&s->failed) != 0;
 }
 

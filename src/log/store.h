@@ -66,6 +66,9 @@ struct store_config {
     uint64_t segment_size;     /* roll to a new segment at this size */
     enum store_fsync fsync;
     uint32_t max_item_size;    /* largest value, bytes */
+    bool compactor;            /* run the background compactor thread */
+    double compact_garbage;    /* compact when this fraction is garbage */
+    uint64_t compact_rate;     /* compactor reads at most this many B/s */
     /* Wall clock in unix milliseconds; NULL means the real clock. Tests
      * move time with it. */
     int64_t (*now_ms)(void *arg);
@@ -80,6 +83,8 @@ struct store_config {
 #define STORE_DEFAULT_SEGMENT_SIZE (64ull << 20)
 #define STORE_DEFAULT_MAX_ITEM (1u << 20)
 #define STORE_MIN_SEGMENT_SIZE (64u << 10)
+#define STORE_DEFAULT_COMPACT_GARBAGE 0.5
+#define STORE_DEFAULT_COMPACT_RATE (64ull << 20)
 
 void store_config_default(struct store_config *cfg);
 
@@ -191,6 +196,21 @@ int store_read_finish(store_t *s, struct store_loc *loc, const void *buf,
 int store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
               void **bufp);
 
+/* ---- compaction ---- */
+
+/*
+ * Compact now, in the calling thread: while more than the configured
+ * fraction of the log is garbage (all: while any sealed segment is left
+ * that was not compacted in this call), take the oldest sealed segment,
+ * re-append the records the index still points at, make them durable,
+ * append a DROP record and delete the file. progress (may be NULL) is
+ * called after each segment with the bytes done and the bytes in sealed
+ * segments when the call started. Returns 0 or the first error.
+ */
+int store_compact(store_t *s, bool all,
+                  void (*progress)(void *arg, uint64_t done, uint64_t total),
+                  void *arg);
+
 /* ---- statistics ---- */
 
 /* name, description: the struct fields and the stats output come from this
@@ -212,6 +232,12 @@ int store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
     X(index_bytes, "bytes of memory the index holds")                          \
     X(index_bytes_per_key, "index memory per key, bytes")                      \
     X(expired_items, "items dropped because they expired")                 \
+    X(garbage_permille, "garbage share of the log, per thousand")              \
+    X(compact_runs, "segments the compactor has processed")                   \
+    X(compact_bytes_read, "bytes the compactor read")                          \
+    X(compact_bytes_copied, "live bytes the compactor re-appended")            \
+    X(compact_bytes_reclaimed, "bytes of segment files deleted")               \
+    X(compact_last_ms, "duration of the last segment's compaction, ms")        \
     X(error, "1 when the store is read-only after a write or sync error")
 
 struct store_stats {

@@ -141,6 +141,7 @@ roll_locked(struct store *s, int64_t now_ms)
                      .time_ms = (uint64_t)now_ms};
     append_locked(s, &fr);
     old->seg_end = s->end;
+    pthread_cond_signal(&s->compact_cv); /* a new compaction candidate */
 
     struct rec_seg_header h = {.version = REC_FORMAT_VERSION,
                                .base = s->end, .cas_floor = s->next_cas};
@@ -185,12 +186,32 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
     }
     if (new_cas)
         r->cas = s->next_cas++;
-    r->time_ms = (uint64_t)now_ms;
+    if (!r->time_ms)
+        r->time_ms = (uint64_t)now_ms;
     *off = append_locked(s, r);
     pthread_cond_signal(&s->cv_work);
     pthread_mutex_unlock(&s->mu);
     atomic_fetch_add(&s->st_records, 1);
     return 0;
+}
+
+int
+log_sync(struct store *s, uint64_t upto)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (upto > s->sync_req)
+        s->sync_req = upto;
+    pthread_cond_signal(&s->cv_work);
+    while (atomic_load(&s->durable) < upto) {
+        if (atomic_load(&s->failed) || !s->writer_running) {
+            rc = STORE_READONLY;
+            break;
+        }
+        pthread_cond_wait(&s->cv_ack, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int
@@ -338,12 +359,13 @@ static void *
 writer_main(void *arg)
 {
     struct store *s = arg;
-    struct seg *wseg = seg_after(s, s->active->seg_base);
+    struct seg *wseg = s->wseg_start;
     int64_t last_sync = mono_ms();
     uint64_t unsynced_recs = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->fill_len == 0 && !s->stop) {
+        while (s->fill_len == 0 && !s->stop &&
+               s->sync_req <= atomic_load(&s->durable)) {
             if (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
                 atomic_load(&s->durable) < atomic_load(&s->written)) {
                 struct timespec ts;
@@ -369,6 +391,7 @@ writer_main(void *arg)
         s->fill_len = 0;
         s->fill_recs = 0;
         bool stopping = s->stop;
+        bool forced = s->sync_req > atomic_load(&s->durable);
         pthread_cond_broadcast(&s->cv_space);
         pthread_mutex_unlock(&s->mu);
 
@@ -382,7 +405,7 @@ writer_main(void *arg)
         }
         uint64_t written = atomic_load(&s->written);
         if (!atomic_load(&s->failed) && written > atomic_load(&s->durable) &&
-            (s->cfg.fsync == STORE_FSYNC_ALWAYS || stopping ||
+            (s->cfg.fsync == STORE_FSYNC_ALWAYS || stopping || forced ||
              (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
               mono_ms() - last_sync >= 1000))) {
             sync_now(s, wseg, written, unsynced_recs);
@@ -403,6 +426,9 @@ writer_main(void *arg)
 int
 log_start_writer(struct store *s)
 {
+    /* Taken here, not in the thread: appenders may roll the log before the
+     * thread first runs. */
+    s->wseg_start = s->active;
     int rc = pthread_create(&s->writer, NULL, writer_main, s);
     if (rc)
         return -rc;

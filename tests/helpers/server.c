@@ -43,6 +43,10 @@ rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 void
 th_rmrf(const char *dir)
 {
+    if (dir && getenv("MCDB_KEEP_TEST_DIRS")) {
+        fprintf(stderr, "kept %s (MCDB_KEEP_TEST_DIRS)\n", dir);
+        return;
+    }
     if (dir)
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

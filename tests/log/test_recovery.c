@@ -299,3 +299,24 @@ Test(recovery, an_empty_or_lost_active_segment_continues_after_the_sealed_one)
     check(5, 10, "after-sealed");
     cr_assert_eq(ts_segments(&t, bases, 64), n);
 }
+
+Test(recovery, an_empty_next_segment_after_an_unsealed_one_is_removed)
+{
+    fill(10, 100, "k");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    ts_close(&t);
+    /* a crash right after the next file was created, before the footer of
+     * the active one was written */
+    char path[512];
+    ts_seg_path(&t, st.log_end, path, sizeof(path));
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    ts_open(&t);
+    check(10, 100, "k");
+    cr_assert_eq(ts_file_size(path), -1, "%s is still there", path);
+    fill(5, 10, "more");
+    ts_close(&t);
+    ts_open(&t);
+    check(5, 10, "more");
+}

@@ -1,0 +1,301 @@
+/*
+ * Compaction: reclaim the space of overwritten, deleted and expired records.
+ *
+ * Live bytes are counted per segment (store_index_put/remove move them as
+ * the index changes). When more than --compact-garbage of the log is
+ * garbage, the oldest sealed segment is compacted:
+ *   1. every PUT the index still points at is re-appended at the log's end
+ *      under its key's lock (so a concurrent newer write always wins: it
+ *      either ran before, and the index no longer points here, or runs
+ *      after and overwrites the copy), keeping its cas, flags, time and the
+ *      exptime the index holds (a TOUCH may have changed it);
+ *      expired and flushed items are dropped from the index instead;
+ *      a delayed FLUSH still pending is re-appended too;
+ *      tombstones, TOUCH and immediate FLUSH records are not copied: the
+ *      segment is the oldest, so no older record is left for them to hide;
+ *   2. the copies are made durable (log_sync), whatever --fsync says;
+ *   3. a DROP record naming the segment is appended (replicas and audits
+ *      read it; recovery deletes a named segment that is still there);
+ *   4. the segment leaves the table and its file is deleted (readers that
+ *      pinned it keep their open descriptor until they finish).
+ * A crash at any step leaves either the old segment (with copies that
+ * replay after it, to the same result) or only the copies.
+ *
+ * Oldest-first keeps the log one contiguous range, so rsync of a live data
+ * dir copies a consistent prefix and replicas only ever lose their oldest
+ * files. Write amplification is bounded by 1 / garbage fraction.
+ */
+#include "log/log_int.h"
+#include "util/say.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+compact_garbage_permille(struct store *s)
+{
+    uint64_t live = 0, start, end;
+    pthread_mutex_lock(&s->seg_mu);
+    for (size_t i = 0; i < s->nsegs; i++)
+        live += atomic_load(&s->segs[i]->seg_live);
+    start = s->nsegs ? s->segs[0]->seg_base : 0;
+    pthread_mutex_unlock(&s->seg_mu);
+    pthread_mutex_lock(&s->mu);
+    end = s->end;
+    pthread_mutex_unlock(&s->mu);
+    uint64_t total = end - start;
+    return total && live < total ? (total - live) * 1000 / total : 0;
+}
+
+/* The oldest segment, pinned, if it is sealed and its seal is durable. */
+static struct seg *
+victim(struct store *s)
+{
+    struct seg *g = NULL;
+    pthread_mutex_lock(&s->seg_mu);
+    if (s->nsegs > 1 && s->segs[0]->seg_end &&
+        atomic_load(&s->durable) >= s->segs[0]->seg_end) {
+        g = s->segs[0];
+        atomic_fetch_add(&g->seg_refs, 1);
+    }
+    pthread_mutex_unlock(&s->seg_mu);
+    return g;
+}
+
+/* Step 1 for one PUT at offset off. *copy_end advances past a copy. */
+static int
+copy_if_live(struct store *s, const struct rec *r, uint64_t off,
+             uint64_t *copy_end)
+{
+    uint64_t h = index_hash(r->key, r->klen);
+    struct index_entry e;
+    int rc = 0;
+    index_lock(s->ix, h);
+    if (index_find(s->ix, h, r->key, r->klen, &e) && e.off == off) {
+        if (store_expired(e.exptime, store_now(s)) ||
+            e.cas < atomic_load(&s->flush_before_cas)) {
+            store_index_remove(s, h, r->key, r->klen);
+        } else {
+            struct rec c = *r;
+            c.exptime = e.exptime;
+            c.cas = e.cas;
+            uint64_t noff;
+            rc = log_append(s, &c, false, &noff);
+            if (rc == 0) {
+                e.off = noff;
+                rc = store_index_put(s, h, r->key, r->klen, &e);
+                *copy_end = noff + rec_size(r->klen, r->vlen);
+                atomic_fetch_add(&s->st_compact_copied,
+                                 rec_size(r->klen, r->vlen));
+            }
+        }
+    }
+    index_unlock(s->ix, h);
+    return rc;
+}
+
+/* Sleep as needed to keep reading under --compact-rate. */
+static void
+throttle(struct store *s, uint64_t bytes, int64_t t0)
+{
+    if (!s->cfg.compact_rate)
+        return;
+    int64_t due = t0 + (int64_t)(bytes * 1000 / s->cfg.compact_rate);
+    int64_t now = mono_ms();
+    if (due > now + 1)
+        usleep((useconds_t)(due - now) * 1000);
+}
+
+int
+compact_remove_oldest(struct store *s, struct seg *g)
+{
+    pthread_mutex_lock(&s->seg_mu);
+    int found = s->nsegs && s->segs[0] == g;
+    if (found)
+        memmove(s->segs, s->segs + 1, --s->nsegs * sizeof(*s->segs));
+    pthread_mutex_unlock(&s->seg_mu);
+    if (!found)
+        return 0;
+    char path[4096];
+    dir_seg_path(s, g->seg_base, path, sizeof(path));
+    int rc = unlink(path) == 0 ? dir_sync(s) : -errno;
+    if (rc)
+        say(SAY_ERROR, "deleting %s: %s", path, strerror(-rc));
+    atomic_fetch_add(&s->st_compact_reclaimed, g->seg_end - g->seg_base);
+    seg_unpin(g); /* the table's reference */
+    return rc;
+}
+
+static int
+copy_records(struct store *s, struct seg *g, const char *map, uint64_t size,
+             uint64_t *copy_end)
+{
+    int64_t t0 = mono_ms();
+    uint64_t pos = 0;
+    while (pos < size) {
+        struct rec r;
+        uint64_t off = g->seg_base + pos;
+        long n = rec_decode(map + pos, size - pos, s->log_seed, off, &r);
+        if (n < 0) {
+            char path[4096];
+            dir_seg_path(s, g->seg_base, path, sizeof(path));
+            say(SAY_ERROR, "compaction stopped: %s: corrupt record at offset "
+                "%" PRIu64 ": %s; run mcdb-fsck", path, off,
+                rec_strerror((int)n));
+            return STORE_CORRUPT;
+        }
+        int rc = 0;
+        if (r.type == REC_PUT)
+            rc = copy_if_live(s, &r, off, copy_end);
+        else if (r.type == REC_FLUSH && r.exptime &&
+                 r.exptime == atomic_load(&s->flush_deadline)) {
+            struct rec c = r;
+            rc = log_append(s, &c, false, copy_end);
+            *copy_end += rec_size(0, 0);
+        }
+        if (rc)
+            return rc;
+        pos += (uint64_t)n;
+        atomic_fetch_add(&s->st_compact_read, (uint64_t)n);
+        throttle(s, pos, t0);
+    }
+    return 0;
+}
+
+static int
+compact_one(struct store *s, struct seg *g)
+{
+    int64_t t0 = mono_ms();
+    uint64_t size = g->seg_end - g->seg_base, copy_end = 0;
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    madvise(map, size, MADV_SEQUENTIAL);
+    int rc = copy_records(s, g, map, size, &copy_end);
+    munmap(map, size);
+    if (rc == 0 && copy_end)
+        rc = log_sync(s, copy_end);
+    if (rc == 0) {
+        char dv[REC_DROP_VLEN];
+        rec_drop_encode(dv, &(struct rec_drop){g->seg_base, g->seg_end});
+        struct rec d = {.type = REC_DROP, .vlen = sizeof(dv), .val = dv};
+        uint64_t off;
+        rc = log_append(s, &d, false, &off);
+    }
+    if (rc == 0)
+        rc = compact_remove_oldest(s, g);
+    seg_unpin(g); /* victim()'s pin */
+    atomic_fetch_add(&s->st_compact_runs, 1);
+    atomic_store(&s->st_compact_last_ms, (uint64_t)(mono_ms() - t0));
+    return rc;
+}
+
+static uint64_t
+sealed_bytes(struct store *s)
+{
+    pthread_mutex_lock(&s->seg_mu);
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i]->seg_end)
+            n += s->segs[i]->seg_end - s->segs[i]->seg_base;
+    pthread_mutex_unlock(&s->seg_mu);
+    return n;
+}
+
+int
+store_compact(store_t *s, bool all,
+              void (*progress)(void *arg, uint64_t done, uint64_t total),
+              void *arg)
+{
+    uint64_t threshold = (uint64_t)(s->cfg.compact_garbage * 1000);
+    uint64_t total = sealed_bytes(s), done = 0;
+    /* In "all" mode stop at the first segment this call created. */
+    uint64_t stop_at;
+    pthread_mutex_lock(&s->mu);
+    stop_at = s->active->seg_base;
+    pthread_mutex_unlock(&s->mu);
+    int rc = 0;
+    pthread_mutex_lock(&s->compact_mu);
+    while (!s->compactor_stop && !atomic_load(&s->failed)) {
+        if (!all && compact_garbage_permille(s) <= threshold)
+            break;
+        struct seg *g = victim(s);
+        if (!g)
+            break;
+        if (g->seg_base >= stop_at) {
+            seg_unpin(g);
+            break;
+        }
+        uint64_t size = g->seg_end - g->seg_base;
+        pthread_mutex_unlock(&s->compact_mu);
+        rc = compact_one(s, g);
+        pthread_mutex_lock(&s->compact_mu);
+        if (rc)
+            break;
+        done += size;
+        if (progress)
+            progress(arg, done, total);
+    }
+    pthread_mutex_unlock(&s->compact_mu);
+    return rc;
+}
+
+static void *
+compactor_main(void *arg)
+{
+    struct store *s = arg;
+    pthread_mutex_lock(&s->compact_mu);
+    while (!s->compactor_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts);
+        if (s->compactor_stop)
+            break;
+        pthread_mutex_unlock(&s->compact_mu);
+        int rc = store_compact(s, false, NULL, NULL);
+        pthread_mutex_lock(&s->compact_mu);
+        if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {
+            say(SAY_ERROR, "compactor stopped: %s", store_strerror(rc));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->compact_mu);
+    return NULL;
+}
+
+int
+compact_start(struct store *s)
+{
+    int rc = pthread_create(&s->compactor, NULL, compactor_main, s);
+    if (rc)
+        return -rc;
+    s->compactor_running = true;
+    return 0;
+}
+
+void
+compact_stop(struct store *s)
+{
+    pthread_mutex_lock(&s->compact_mu);
+    s->compactor_stop = true;
+    pthread_cond_broadcast(&s->compact_cv);
+    pthread_mutex_unlock(&s->compact_mu);
+    if (s->compactor_running)
+        pthread_join(s->compactor, NULL);
+    s->compactor_running = false;
+}
