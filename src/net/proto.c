@@ -457,12 +457,28 @@ parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
     return fail(req, R_ERROR, l->next);
 }
 
+/* How long a line may be: a get-family line names many keys (clients such
+ * as libmemcached send a thousand keys in one mget), so it may be as long as
+ * the largest value; every other line PROTO_MAX_LINE. */
+static size_t
+line_limit(const char *buf, size_t len, uint32_t max_item)
+{
+    static const char *const many[] = {"get ", "gets ", "gat ", "gats "};
+    for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
+        size_t n = strlen(many[i]);
+        if (len >= n && memcmp(buf, many[i], n) == 0)
+            return PROTO_MAX_LINE + (size_t)max_item;
+    }
+    return PROTO_MAX_LINE;
+}
+
 int
 proto_parse(const char *buf, size_t len, uint32_t max_item,
             struct proto_req *req)
 {
     struct line l = {.buf = buf, .len = len};
-    size_t scan = len < PROTO_MAX_LINE ? len : PROTO_MAX_LINE;
+    size_t limit = line_limit(buf, len, max_item);
+    size_t scan = len < limit ? len : limit;
     const char *nl;
     size_t end;
 
@@ -472,10 +488,10 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
         return PROTO_NEED_MORE;
     nl = memchr(buf, '\n', scan);
     if (nl == NULL) {
-        if (len < PROTO_MAX_LINE)
+        if (len < limit)
             return PROTO_NEED_MORE;
         req->close = true;
-        return fail(req, R_LINE_TOO_LONG, PROTO_MAX_LINE);
+        return fail(req, R_LINE_TOO_LONG, limit);
     }
     end = (size_t)(nl - buf);
     l.next = end + 1;

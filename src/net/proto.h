@@ -29,7 +29,8 @@
 #include <stdint.h>
 
 #define PROTO_MAX_KEY 250
-#define PROTO_MAX_LINE 8192 /* longest command line accepted, "\r\n" included */
+#define PROTO_MAX_LINE 8192 /* longest command line accepted, "\r\n" included;
+                              get/gets/gat/gats lines may be max_item longer */
 
 /* Every command: the enum and the names come from this one table. */
 #define PROTO_COMMANDS(X)                                                      \

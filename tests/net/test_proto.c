@@ -784,8 +784,8 @@ Test(proto, line_over_max_line_closes_the_connection)
     char *s = malloc(PROTO_MAX_LINE + 10);
     struct proto_req r;
 
-    memcpy(s, "get ", 4);
-    memset(s + 4, 'a', PROTO_MAX_LINE + 6);
+    memcpy(s, "delete ", 7);
+    memset(s + 7, 'a', PROTO_MAX_LINE + 3);
     cr_assert_eq(parse_n(s, PROTO_MAX_LINE - 1, MAX_ITEM, &r), PROTO_NEED_MORE);
     assert_error_n(s, PROTO_MAX_LINE, MAX_ITEM, R_LINE_TOO_LONG, PROTO_MAX_LINE,
                    0, true);
@@ -795,6 +795,28 @@ Test(proto, line_over_max_line_closes_the_connection)
     memcpy(s + PROTO_MAX_LINE - 1, "\r\n", 2);
     assert_error_n(s, PROTO_MAX_LINE + 1, MAX_ITEM, R_LINE_TOO_LONG,
                    PROTO_MAX_LINE, 0, true);
+    free(s);
+}
+
+/* A get names many keys in one line (libmemcached's mget of 1,000 keys):
+ * its line may be as long as the largest value, and no longer. */
+Test(proto, get_lines_may_be_as_long_as_the_item_size_limit)
+{
+    const uint32_t max_item = 1000;
+    size_t limit = PROTO_MAX_LINE + max_item;
+    char *s = malloc(limit + 10);
+    struct proto_req r;
+
+    memcpy(s, "get ", 4);
+    for (size_t i = 4; i < limit + 10; i++)
+        s[i] = (i % 11 == 0) ? ' ' : 'k';
+    memcpy(s + limit - 2, "\r\n", 2);
+    cr_assert_eq(parse_n(s, limit, max_item, &r), PROTO_OK);
+    cr_assert_eq(r.consumed, limit);
+    cr_assert_gt(count_keys(&r), PROTO_MAX_LINE / 11);
+    memcpy(s + limit - 2, "kk", 2);
+    cr_assert_eq(parse_n(s, limit - 1, max_item, &r), PROTO_NEED_MORE);
+    assert_error_n(s, limit, max_item, R_LINE_TOO_LONG, limit, 0, true);
     free(s);
 }
 
