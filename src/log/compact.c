@@ -25,6 +25,7 @@
  * dir copies a consistent prefix and replicas only ever lose their oldest
  * files. Write amplification is bounded by 1 / garbage fraction.
  */
+#include "log/hint.h"
 #include "log/log_int.h"
 #include "util/say.h"
 
@@ -131,6 +132,8 @@ compact_remove_oldest(struct store *s, struct seg *g)
     if (!found)
         return 0;
     char path[4096];
+    hint_path(s->dir, g->seg_base, path, sizeof(path));
+    unlink(path); /* first: a hint without its segment would be stale */
     dir_seg_path(s, g->seg_base, path, sizeof(path));
     int rc = unlink(path) == 0 ? dir_sync(s) : -errno;
     if (rc)
@@ -254,6 +257,40 @@ store_compact(store_t *s, bool all,
     return rc;
 }
 
+/* Write the hint of every sealed segment that lacks one. */
+static void
+write_hints(struct store *s)
+{
+    for (;;) {
+        struct seg *g = NULL;
+        pthread_mutex_lock(&s->seg_mu);
+        for (size_t i = 0; i < s->nsegs && !g; i++) {
+            struct seg *c = s->segs[i];
+            if (c->seg_end && !atomic_load(&c->seg_hint) &&
+                atomic_load(&s->durable) >= c->seg_end) {
+                g = c;
+                atomic_fetch_add(&g->seg_refs, 1);
+            }
+        }
+        pthread_mutex_unlock(&s->seg_mu);
+        if (!g)
+            return;
+        uint64_t size = g->seg_end - g->seg_base;
+        void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
+        int rc = map == MAP_FAILED ? -errno
+                                   : hint_write(s->dir, s->log_id,
+                                                g->seg_base, map, size);
+        if (map != MAP_FAILED)
+            munmap(map, size);
+        /* on failure, say so and do not retry: start-up scans instead */
+        if (rc)
+            say(SAY_WARN, "writing the hint of segment %" PRIu64 ": %s",
+                g->seg_base, hint_strerror(rc));
+        atomic_store(&g->seg_hint, true);
+        seg_unpin(g);
+    }
+}
+
 static void *
 compactor_main(void *arg)
 {
@@ -267,6 +304,7 @@ compactor_main(void *arg)
         if (s->compactor_stop)
             break;
         pthread_mutex_unlock(&s->compact_mu);
+        write_hints(s);
         int rc = store_compact(s, false, NULL, NULL);
         pthread_mutex_lock(&s->compact_mu);
         if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {

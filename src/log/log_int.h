@@ -30,6 +30,7 @@ struct seg {
     atomic_int seg_refs;
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
     uint64_t seg_records;       /* records appended (by log_append) */
+    atomic_bool seg_hint;       /* its hint file is written and valid */
 };
 
 #define STORE_MAX_SUBS 256

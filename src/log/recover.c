@@ -17,6 +17,7 @@
  *      its time comes), expired items are not loaded, and the next cas is
  *      above every cas seen and every segment's cas floor.
  */
+#include "log/hint.h"
 #include "log/log_int.h"
 #include "util/say.h"
 
@@ -238,6 +239,45 @@ scan_records(struct scan *sc, char *err, size_t errlen)
 }
 
 static int
+hint_apply(void *arg, const struct rec *r, uint64_t off)
+{
+    struct scan *sc = arg;
+    char err[256];
+    if (r->type == REC_SEG_HEADER && check_header(sc, r, err, sizeof(err)))
+        return STORE_CORRUPT;
+    if (r->type == REC_SEG_FOOTER)
+        sc->sealed = true;
+    apply(sc, r, off);
+    sc->records++;
+    return 0;
+}
+
+/* A sealed segment with a valid hint is replayed from the hint alone. */
+static bool
+replay_hint(struct scan *sc)
+{
+    if (sc->last)
+        return false;
+    int rc = hint_read(sc->s->dir, sc->s->log_id, sc->g->seg_base, sc->size,
+                       hint_apply, sc);
+    if (rc == 0 && sc->sealed) {
+        atomic_store(&sc->g->seg_hint, true);
+        sc->valid = sc->size;
+        return true;
+    }
+    if (rc != HINT_E_MISSING)
+        say(SAY_WARN, "%s: %s; scanning the segment instead (the hint will "
+            "be rewritten)", sc->path, hint_strerror(rc));
+    if (sc->records) {
+        /* cannot happen (hints are checked whole before use), but never
+         * replay a segment twice */
+        say(SAY_ERROR, "%s: hint failed half-way", sc->path);
+        abort();
+    }
+    return false;
+}
+
+static int
 scan_segment(struct scan *sc, char *err, size_t errlen)
 {
     struct stat st;
@@ -246,7 +286,7 @@ scan_segment(struct scan *sc, char *err, size_t errlen)
         return -errno;
     }
     sc->size = (uint64_t)st.st_size;
-    if (sc->size == 0)
+    if (sc->size == 0 || replay_hint(sc))
         return 0;
     void *m = mmap(NULL, sc->size, PROT_READ, MAP_PRIVATE, sc->g->seg_fd, 0);
     if (m == MAP_FAILED) {
