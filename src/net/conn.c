@@ -571,6 +571,17 @@ conn_cancel_recv(struct conn *c)
         worker_cancel(c->w, ud_make(c, UD_RECV));
 }
 
+/* -vv: the command line of each request, as memcached -vv shows it. */
+static void
+conn_say_request(const struct conn *c, const char *buf, size_t len)
+{
+    const char *nl = memchr(buf, '\n', len < 200 ? len : 200);
+    size_t n = nl ? (size_t)(nl - buf) : (len < 200 ? len : 200);
+    if (n && buf[n - 1] == '\r')
+        n--;
+    say(SAY_DEBUG, "%s < %.*s", c->peer, (int)n, buf);
+}
+
 /* Parse and execute complete requests in buf; returns the bytes used. */
 static size_t
 conn_parse(struct conn *c, const char *buf, size_t len)
@@ -602,6 +613,8 @@ conn_parse(struct conn *c, const char *buf, size_t len)
                 conn_drain(c);
             continue;
         }
+        if (say_get_level() >= SAY_DEBUG)
+            conn_say_request(c, buf + off, len - off);
         if (!cmd_execute(c, &req))
             break;
         off += req.consumed;

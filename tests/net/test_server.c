@@ -277,14 +277,17 @@ Test(server, max_connections_refuses_one_more_with_memcacheds_message)
 {
     start((const char *const[]){"-c", "2", NULL});
     int a = conn();
-    /* The start-up probe's connection may still be closing. */
-    long long curr = -1;
-    for (int i = 0; i < 100 && curr != 1; i++) {
+    /* th_mcdbd_start's probe connection must be accepted and closed first:
+     * two accepted (it and a), one open. */
+    long long curr = -1, total = -1;
+    for (int i = 0; i < 250 && (curr != 1 || total != 2); i++) {
         curr = tg_stat(a, NULL, "curr_connections");
-        if (curr != 1)
+        total = tg_stat(a, NULL, "total_connections");
+        if (curr != 1 || total != 2)
             usleep(20000);
     }
-    cr_assert_eq(curr, 1, "curr_connections %lld", curr);
+    cr_assert(curr == 1 && total == 2, "curr_connections %lld, total %lld",
+              curr, total);
     int b = conn();
     tg_expect(b, "get nokey\r\n", "END\r\n");
     int c = conn();
