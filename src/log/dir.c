@@ -11,6 +11,7 @@
  *             role primary
  *             epoch 1
  */
+#include "log/logdir.h"
 #include "log/log_int.h"
 #include "util/say.h"
 
@@ -27,10 +28,10 @@
 #include <unistd.h>
 
 int
-dir_lock(struct store *s, char *err, size_t errlen)
+logdir_lock(const char *dir, int *lockfd, char *err, size_t errlen)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/LOCK", s->dir);
+    snprintf(path, sizeof(path), "%s/LOCK", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -43,7 +44,7 @@ dir_lock(struct store *s, char *err, size_t errlen)
         pid[strcspn(pid, "\n")] = '\0';
         snprintf(err, errlen,
                  "data directory %s is in use by process %s (%s is locked)",
-                 s->dir, pid[0] ? pid : "(unknown)", path);
+                 dir, pid[0] ? pid : "(unknown)", path);
         close(fd);
         return STORE_LOCKED;
     }
@@ -54,24 +55,34 @@ dir_lock(struct store *s, char *err, size_t errlen)
         close(fd);
         return -EIO;
     }
-    s->lockfd = fd;
+    *lockfd = fd;
     return 0;
 }
 
 int
-dir_sync(struct store *s)
+logdir_sync(const char *dir)
 {
-    return fsync(s->dirfd) == 0 ? 0 : -errno;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
 }
 
-static int
-meta_write(struct store *s, char *err, size_t errlen)
+int
+logdir_meta_create(const char *dir, uint8_t log_id[16], char *err,
+                   size_t errlen)
 {
     char tmp[4096], path[4096], text[256], hex[33];
-    snprintf(tmp, sizeof(tmp), "%s/META.tmp", s->dir);
-    snprintf(path, sizeof(path), "%s/META", s->dir);
+    if (getrandom(log_id, 16, 0) != 16) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        return -EIO;
+    }
+    snprintf(tmp, sizeof(tmp), "%s/META.tmp", dir);
+    snprintf(path, sizeof(path), "%s/META", dir);
     for (int i = 0; i < 16; i++)
-        sprintf(hex + 2 * i, "%02x", s->log_id[i]);
+        sprintf(hex + 2 * i, "%02x", log_id[i]);
     int n = snprintf(text, sizeof(text),
                      "mcdb-meta 1\nlog_id %s\nformat %d\nrole primary\n"
                      "epoch 1\n",
@@ -85,14 +96,14 @@ meta_write(struct store *s, char *err, size_t errlen)
     if (rc == 0 && rename(tmp, path) != 0)
         rc = -errno;
     if (rc == 0)
-        rc = dir_sync(s);
+        rc = logdir_sync(dir);
     if (rc)
         snprintf(err, errlen, "writing %s: %s", path, strerror(-rc));
     return rc;
 }
 
 static int
-meta_parse(struct store *s, const char *path, char *text, char *err,
+meta_parse(uint8_t log_id[16], const char *path, char *text, char *err,
            size_t errlen)
 {
     bool have_id = false;
@@ -126,7 +137,7 @@ meta_parse(struct store *s, const char *path, char *text, char *err,
                     snprintf(err, errlen, "%s line %d: bad log_id", path, line);
                     return STORE_CORRUPT;
                 }
-                s->log_id[i] = (uint8_t)b;
+                log_id[i] = (uint8_t)b;
             }
             have_id = true;
         }
@@ -139,27 +150,12 @@ meta_parse(struct store *s, const char *path, char *text, char *err,
 }
 
 int
-dir_meta_load_or_create(struct store *s, bool fresh, char *err, size_t errlen)
+logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
+                 size_t errlen)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/META", s->dir);
+    snprintf(path, sizeof(path), "%s/META", dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        if (!fresh) {
-            snprintf(err, errlen,
-                     "%s is missing but the directory holds segment files",
-                     path);
-            return STORE_CORRUPT;
-        }
-        if (getrandom(s->log_id, sizeof(s->log_id), 0) != sizeof(s->log_id)) {
-            snprintf(err, errlen, "getrandom: %s", strerror(errno));
-            return -EIO;
-        }
-        int rc = meta_write(s, err, errlen);
-        if (rc == 0)
-            say(SAY_INFO, "created a new log in %s", s->dir);
-        return rc;
-    }
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -errno;
@@ -172,13 +168,13 @@ dir_meta_load_or_create(struct store *s, bool fresh, char *err, size_t errlen)
         return -EIO;
     }
     text[n] = '\0';
-    return meta_parse(s, path, text, err, errlen);
+    return meta_parse(log_id, path, text, err, errlen);
 }
 
 void
-dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n)
+logdir_seg_path(const char *dir, uint64_t base, char *out, size_t n)
 {
-    snprintf(out, n, "%s/%020" PRIu64 ".seg", s->dir, base);
+    snprintf(out, n, "%s/%020" PRIu64 ".seg", dir, base);
 }
 
 static int
@@ -189,9 +185,9 @@ cmp_u64(const void *a, const void *b)
 }
 
 int
-dir_list_segments(struct store *s, uint64_t **out, size_t *n)
+logdir_list_segments(const char *dir, uint64_t **out, size_t *n)
 {
-    DIR *d = opendir(s->dir);
+    DIR *d = opendir(dir);
     if (!d)
         return -errno;
     size_t cap = 16, cnt = 0;

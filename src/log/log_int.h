@@ -6,10 +6,13 @@
 #define MCDB_LOG_INT_H
 
 #include "index/index.h"
+#include "log/logdir.h"
 #include "log/record.h"
 #include "log/store.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -103,14 +106,18 @@ struct store {
     atomic_uint_fast64_t st_compact_reclaimed, st_compact_last_ms;
 };
 
-/* dir.c: LOCK, META, segment file names */
-int dir_lock(struct store *s, char *err, size_t errlen);
-int dir_meta_load_or_create(struct store *s, bool fresh, char *err,
-                            size_t errlen);
-void dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n);
-/* Sorted bases of the *.seg files; *out malloc()ed. */
-int dir_list_segments(struct store *s, uint64_t **out, size_t *n);
-int dir_sync(struct store *s);
+/* dir.c (logdir.h), for a store */
+static inline void
+dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n)
+{
+    logdir_seg_path(s->dir, base, out, n);
+}
+
+static inline int
+dir_sync(struct store *s)
+{
+    return fsync(s->dirfd) == 0 ? 0 : -errno;
+}
 
 /* writer.c: appending and the writer thread */
 /* Append r at the log's end; *off gets its offset. new_cas gives it the next

@@ -366,19 +366,38 @@ drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
     return 0;
 }
 
+/* A fresh directory gets a new log; one with segments must have META. */
+static int
+load_meta(struct store *s, bool fresh, char *err, size_t errlen)
+{
+    int rc = logdir_meta_read(s->dir, s->log_id, err, errlen);
+    if (rc != -ENOENT)
+        return rc;
+    if (!fresh) {
+        snprintf(err, errlen,
+                 "%s/META is missing but the directory holds segment files",
+                 s->dir);
+        return STORE_CORRUPT;
+    }
+    rc = logdir_meta_create(s->dir, s->log_id, err, errlen);
+    if (rc == 0)
+        say(SAY_INFO, "created a new log in %s", s->dir);
+    return rc;
+}
+
 int
 log_recover(struct store *s, char *err, size_t errlen)
 {
     uint64_t *bases;
     size_t n;
-    int rc = dir_list_segments(s, &bases, &n);
+    int rc = logdir_list_segments(s->dir, &bases, &n);
     if (rc) {
         snprintf(err, errlen, "listing %s: %s", s->dir, store_strerror(rc));
         return rc;
     }
     rc = drop_unborn_segment(s, bases, &n, err, errlen);
     if (rc == 0)
-        rc = dir_meta_load_or_create(s, n == 0, err, errlen);
+        rc = load_meta(s, n == 0, err, errlen);
     if (rc == 0)
         s->log_seed = rec_log_seed(s->log_id);
     struct scan sc = {.s = s};

@@ -730,7 +730,7 @@ open_dir(struct store *s, char *err, size_t errlen)
                  strerror(errno));
         return -errno;
     }
-    return dir_lock(s, err, errlen);
+    return logdir_lock(s->dir, &s->lockfd, err, errlen);
 }
 
 int
