@@ -21,4 +21,4 @@ need_packages() {
 
 MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev)
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
-                    python3-pymemcache memcached redis-server)
+                    python3-pymemcache memcached redis-server rsync)
