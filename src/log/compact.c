@@ -257,9 +257,8 @@ store_compact(store_t *s, bool all,
     return rc;
 }
 
-/* Write the hint of every sealed segment that lacks one. */
-static void
-write_hints(struct store *s)
+void
+compact_write_hints(struct store *s)
 {
     for (;;) {
         struct seg *g = NULL;
@@ -304,7 +303,7 @@ compactor_main(void *arg)
         if (s->compactor_stop)
             break;
         pthread_mutex_unlock(&s->compact_mu);
-        write_hints(s);
+        compact_write_hints(s);
         int rc = store_compact(s, false, NULL, NULL);
         pthread_mutex_lock(&s->compact_mu);
         if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {

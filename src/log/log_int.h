@@ -158,6 +158,8 @@ int log_recover(struct store *s, char *err, size_t errlen);
 int compact_start(struct store *s);
 void compact_stop(struct store *s);
 uint64_t compact_garbage_permille(struct store *s);
+/* Write the hint of every sealed segment that lacks one. */
+void compact_write_hints(struct store *s);
 /* Remove the oldest segment from the table and delete its file (recovery
  * uses it for a segment a DROP record names). */
 int compact_remove_oldest(struct store *s, struct seg *g);

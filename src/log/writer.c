@@ -126,7 +126,7 @@ roll_locked(struct store *s, int64_t now_ms)
     char fv[REC_SEG_FOOTER_VLEN], hv[REC_SEG_HEADER_VLEN];
     struct rec_seg_footer f = {.records = old->seg_records + 1,
                                .end = s->end + REC_SEG_FOOTER_SIZE};
-    struct seg *g;
+    struct seg *g = NULL;
     int rc = log_open_segment(s, f.end, true, &g);
     if (rc) {
         char path[4096];
