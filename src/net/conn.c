@@ -836,10 +836,10 @@ conn_close(struct conn *c)
         return;
     c->state = CONN_CLOSING;
     waiter_remove(c);
+    atomic_fetch_sub(&c->w->net->conns, 1); /* before the client sees it */
+    atomic_fetch_sub(&c->w->curr_conns, 1);
     conn_cancel_recv(c);
     shutdown(c->fd, SHUT_RDWR);
-    atomic_fetch_sub(&c->w->net->conns, 1);
-    atomic_fetch_sub(&c->w->curr_conns, 1);
     say(SAY_VERBOSE, "connection from %s closed", c->peer);
     /* Freed by worker_flush at the end of the batch, never here: callers
      * up the stack still hold c. */

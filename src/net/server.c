@@ -441,11 +441,11 @@ listener_close_if_idle(struct listener *l)
 static void
 worker_refuse(struct worker *w, int fd)
 {
+    CNT_INC(w, rejected_connections); /* before the client can see it */
     ssize_t n = send(fd, NET_REFUSED, sizeof(NET_REFUSED) - 1,
                      MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)n;
     close(fd);
-    CNT_INC(w, rejected_connections);
     say(SAY_VERBOSE, "refused a connection: --max-connections %u reached",
         w->net->cfg.max_connections);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,12 +25,20 @@
 
 static struct th_server srv;
 
+static char *small_mnt; /* a tmpfs mounted by a test, if any */
+
 static void
 stop_server(void)
 {
     tg_report_death(&srv);
     th_server_cleanup(&srv);
     memset(&srv, 0, sizeof(srv));
+    if (small_mnt) {
+        umount2(small_mnt, MNT_DETACH);
+        th_rmrf(small_mnt);
+        free(small_mnt);
+        small_mnt = NULL;
+    }
 }
 
 TestSuite(server, .fini = stop_server, .timeout = 120);
@@ -569,4 +578,56 @@ Test(server, stats_report_memcacheds_fields_settings_and_the_log)
     cr_assert_eq(tg_stat(fd, NULL, "curr_items"), 1);
     tg_expect(fd, "stats nonsense\r\n", "ERROR\r\n");
     close(fd);
+}
+
+/* ---- a failing disk ---- */
+
+Test(server, a_full_disk_makes_writes_server_errors_while_reads_keep_working)
+{
+    char *mnt = th_tmpdir();
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
+        th_rmrf(mnt);
+        free(mnt);
+        cr_skip_test("cannot mount a small tmpfs (needs root)");
+    }
+    small_mnt = mnt; /* unmounted by stop_server */
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/data", mnt);
+    srv.dir = strdup(dir);
+    start((const char *const[]){"--segment-size", "256k", "-I", "100k", NULL});
+    int fd = conn();
+    size_t vl = 60000;
+    char *v = value_of(vl, 'd'), hdr[64];
+    int hl = snprintf(hdr, sizeof(hdr), "set k 0 0 %zu\r\n", vl);
+    char *req = malloc((size_t)hl + vl + 2);
+    memcpy(req, hdr, (size_t)hl);
+    memcpy(req + hl, v, vl);
+    memcpy(req + hl + vl, "\r\n", 2);
+    set_value(fd, "first", v, vl);
+    char *line = NULL;
+    for (int i = 0; i < 100; i++) { /* 6 MB into 2 MB */
+        cr_assert_eq(th_send(fd, req, (size_t)hl + vl + 2), 0);
+        free(line);
+        line = tg_recv_line(fd);
+        cr_assert(line, "no reply to set %d", i);
+        if (strcmp(line, "STORED") != 0)
+            break;
+    }
+    cr_assert(strncmp(line, "SERVER_ERROR ", 13) == 0 &&
+                  strstr(line, "No space left on device"),
+              "a write to a full disk answered \"%s\"", line);
+    free(line);
+    /* Read-only from now on, but it still serves what it has. */
+    th_sends(fd, "set other 0 0 1\r\nx\r\n");
+    line = tg_recv_line(fd);
+    cr_assert(line && strncmp(line, "SERVER_ERROR ", 13) == 0, "\"%s\"",
+              line ? line : "");
+    free(line);
+    expect_value(fd, "first", v, vl);
+    cr_assert_eq(tg_stat(fd, "log", "error"), 1);
+    close(fd);
+    int st = th_server_stop(&srv, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+    free(req);
+    free(v);
 }
