@@ -346,6 +346,27 @@ conn_resolve(struct conn *c)
 
 /* ---- values read from the log ---- */
 
+/*
+ * Fold the small ready reply that follows a just-completed read (usually
+ * "END\r\n") into the read's text, so that the two leave as one buffer.
+ * Nothing after a waiting item has been sent, so the next one is whole.
+ */
+static void
+read_fold_next(struct conn *c, struct oitem *it)
+{
+    struct oitem *nx = it->next;
+    if (!nx || it->blob || nx->state != OI_READY || nx->own != OWN_NONE ||
+        nx->blob || nx->trail || it->cap - it->len < nx->len)
+        return;
+    memcpy(it->text + it->len, nx->text, nx->len);
+    it->len += nx->len;
+    it->next = nx->next;
+    if (c->oq_tail == nx)
+        c->oq_tail = it;
+    c->out_bytes -= nx->acct;
+    item_release(c->w, nx);
+}
+
 /* The record of item it is in it->owned (nread bytes): make the reply. */
 static void
 read_done(struct conn *c, struct oitem *it, size_t nread)
@@ -360,6 +381,7 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         if (rc != STORE_NOT_FOUND)
             say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
                 key, store_strerror(rc));
+        read_fold_next(c, it);
         return;
     }
     int n = it->want_cas
@@ -379,6 +401,7 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         it->trail = true;
     }
     it->len = (uint32_t)len;
+    read_fold_next(c, it);
 }
 
 /*
@@ -392,7 +415,7 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
                size_t klen, bool want_cas)
 {
     struct worker *w = c->w;
-    size_t hdr = klen + 56;
+    size_t hdr = klen + 64; /* "VALUE" line and room for "END\r\n" */
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
     size_t size = loc->len + klen + hdr + small;
     char *buf = malloc(size);
@@ -476,11 +499,16 @@ conn_send(struct conn *c)
     }
     if (n == 0)
         return false;
-    memset(&c->msg, 0, sizeof(c->msg));
-    c->msg.msg_iov = c->iov;
-    c->msg.msg_iovlen = (size_t)n;
     struct io_uring_sqe *sqe = worker_sqe(c->w);
-    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    if (n == 1) { /* plain send: no msghdr for the kernel to copy */
+        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len,
+                           MSG_NOSIGNAL);
+    } else {
+        memset(&c->msg, 0, sizeof(c->msg));
+        c->msg.msg_iov = c->iov;
+        c->msg.msg_iovlen = (size_t)n;
+        io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    }
     io_uring_sqe_set_data64(sqe, ud_make(c, UD_SEND));
     c->send_busy = true;
     c->refs++;

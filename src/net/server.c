@@ -173,9 +173,10 @@ net_probe(struct net_features *f, char *err, size_t errlen)
     }
 have_ring:;
     struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
-    static const int needed[] = {IORING_OP_ACCEPT,       IORING_OP_RECV,
-                                 IORING_OP_SENDMSG,      IORING_OP_READ,
-                                 IORING_OP_ASYNC_CANCEL, IORING_OP_TIMEOUT};
+    static const int needed[] = {IORING_OP_ACCEPT,  IORING_OP_RECV,
+                                 IORING_OP_SENDMSG, IORING_OP_SEND,
+                                 IORING_OP_READ,    IORING_OP_ASYNC_CANCEL,
+                                 IORING_OP_TIMEOUT};
     for (size_t i = 0; i < sizeof(needed) / sizeof(*needed); i++) {
         if (!probe || !io_uring_opcode_supported(probe, needed[i])) {
             snprintf(err, errlen,
