@@ -286,14 +286,21 @@ Test(compact, after_kill_9_during_compaction_no_write_is_lost_and_no_delete_undo
         for (int k = 0; k < 300; k++)
             last_op[k] = -1;
         int msg[2];
-        cr_assert_eq(read(p[0], msg, sizeof(msg)), sizeof(msg));
-        usleep(200000 + (useconds_t)(rand() % 400000));
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        /* kill after a random number of operations, enough for several
+         * compactions whatever the machine's speed */
+        int kill_at = 3000 + rand() % 3000;
         do {
+            cr_assert_eq(read(p[0], msg, sizeof(msg)), sizeof(msg),
+                         "round %d: the writer died", round);
             last_op[msg[0] % 300] = msg[0];
             deleted[msg[0] % 300] = msg[1];
-        } while (read(p[0], msg, sizeof(msg)) == sizeof(msg));
+        } while (msg[0] < kill_at);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        while (read(p[0], msg, sizeof(msg)) == sizeof(msg)) {
+            last_op[msg[0] % 300] = msg[0];
+            deleted[msg[0] % 300] = msg[1];
+        }
         close(p[0]);
         t.cfg.compactor = false;
         ts_open(&t);

@@ -1,5 +1,6 @@
 /* Segments, torn tails and corruption: what reopening a data dir does. */
 #include "helpers/store_util.h"
+#include "log/hint.h"
 #include "log/record.h"
 
 #include <criterion/criterion.h>
@@ -213,10 +214,23 @@ Test(recovery, the_store_keeps_writing_after_truncating_a_torn_tail)
     check(10, 60, "b");
 }
 
+static void
+remove_hints(void)
+{
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        hint_path(t.dir, bases[i], path, sizeof(path));
+        unlink(path);
+    }
+}
+
 Test(recovery, a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_and_offset)
 {
     fill(300, 1000, "k");
     ts_close(&t);
+    remove_hints(); /* with hints, start-up does not read the segments */
     uint64_t bases[64];
     size_t n = ts_segments(&t, bases, 64);
     cr_assert_geq(n, 3);
@@ -320,4 +334,31 @@ Test(recovery, an_empty_next_segment_after_an_unsealed_one_is_removed)
     ts_close(&t);
     ts_open(&t);
     check(5, 10, "more");
+}
+
+/* With a valid hint, start-up trusts it and does not read the segment: the
+ * damage shows when the damaged record is read, naming file and offset. */
+Test(recovery, with_hints_a_flipped_value_byte_fails_the_read_of_that_key)
+{
+    fill(300, 1000, "k");
+    ts_close(&t);
+    uint64_t bases[64];
+    cr_assert_geq(ts_segments(&t, bases, 64), 3);
+    char path[512];
+    ts_seg_path(&t, bases[0], path, sizeof(path));
+    /* k0's value starts after the segment header and k0's record header */
+    off_t pos = 40 + 48 + 40 + 2 + 10;
+    int fd = open(path, O_RDWR);
+    char c;
+    cr_assert_eq(pread(fd, &c, 1, pos), 1);
+    c ^= 0x10;
+    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
+    close(fd);
+    ts_open(&t);
+    struct store_item it;
+    void *buf;
+    cr_assert_eq(store_get(t.s, "k0", 2, &it, &buf), STORE_CORRUPT);
+    char *v = ts_get(&t, "k1", NULL, NULL);
+    cr_assert_not_null(v, "a neighbour of the damaged record is unreadable");
+    free(v);
 }
