@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -123,6 +124,8 @@ th_server_start(struct th_server *s, const char *const *argv)
 
     pid_t pid = fork();
     if (pid == 0) {
+        /* a test that dies must not leave its server running */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
