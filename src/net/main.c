@@ -26,6 +26,8 @@ open_store(const struct net_config *cfg, store_t **s)
     sc.segment_size = cfg->segment_size;
     sc.fsync = cfg->fsync;
     sc.max_item_size = (uint32_t)cfg->max_item_size;
+    sc.compact_garbage = cfg->compact_garbage;
+    sc.compact_rate = cfg->compact_rate;
     int rc = store_open(&sc, s, err, sizeof(err));
     if (rc != 0) {
         say(SAY_ERROR, "%s", err[0] ? err : store_strerror(rc));

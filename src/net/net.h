@@ -46,6 +46,12 @@
       "never")                                                                 \
     X(segment_size, "segment-size", 0, SIZE, "64m", "segment_size",            \
       "size at which a log segment is sealed (k, m, g suffixes)")              \
+    X(compact_garbage, "compact-garbage", 0, RATIO, "0.5", "compact_garbage",  \
+      "compact the oldest segments while more than this fraction of the "     \
+      "log is garbage (between 0 and 1)")                                      \
+    X(compact_rate, "compact-rate", 0, RATE, "64m", "compact_rate",            \
+      "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
+      "limit)")                                                                \
     X(verbose, "verbose", 'v', LEVEL, "0", "verbosity",                        \
       "-v: connection events and io_uring features, -vv: debug")               \
     X(help, "help", 'h', HELP, "", NULL, "print this help and exit")           \
@@ -58,6 +64,8 @@
 #define NET_CTYPE_SIZE uint64_t
 #define NET_CTYPE_PATH char *
 #define NET_CTYPE_FSYNC enum store_fsync
+#define NET_CTYPE_RATIO double
+#define NET_CTYPE_RATE uint64_t
 #define NET_CTYPE_LEVEL unsigned
 #define NET_CTYPE_HELP bool
 #define NET_CTYPE_VERSION bool

@@ -31,6 +31,8 @@
 #define OPT_HASARG_SIZE required_argument
 #define OPT_HASARG_PATH required_argument
 #define OPT_HASARG_FSYNC required_argument
+#define OPT_HASARG_RATIO required_argument
+#define OPT_HASARG_RATE required_argument
 #define OPT_HASARG_LEVEL no_argument
 #define OPT_HASARG_HELP no_argument
 #define OPT_HASARG_VERSION no_argument
@@ -42,6 +44,8 @@
 #define OPT_METAVAR_SIZE "SIZE"
 #define OPT_METAVAR_PATH "DIR"
 #define OPT_METAVAR_FSYNC "MODE"
+#define OPT_METAVAR_RATIO "RATIO"
+#define OPT_METAVAR_RATE "BYTES"
 #define OPT_METAVAR_LEVEL ""
 #define OPT_METAVAR_HELP ""
 #define OPT_METAVAR_VERSION ""
@@ -199,6 +203,31 @@ opt_parse_SIZE(const char *s, uint64_t *field, bool is_default)
     return NULL;
 }
 
+/* A fraction strictly between 0 and 1. */
+static const char *
+opt_parse_RATIO(const char *s, double *field, bool is_default)
+{
+    (void)is_default;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || !(v < 1))
+        return "expected a fraction between 0 and 1, such as 0.5";
+    *field = v;
+    return NULL;
+}
+
+/* A size per second; 0 means no limit. */
+static const char *
+opt_parse_RATE(const char *s, uint64_t *field, bool is_default)
+{
+    if (strcmp(s, "0") == 0) {
+        *field = 0;
+        return NULL;
+    }
+    return opt_parse_SIZE(s, field, is_default);
+}
+
 static const char *
 opt_parse_PATH(const char *s, char **field, bool is_default)
 {
@@ -268,6 +297,14 @@ opt_format_SIZE(const uint64_t *f, char *buf, size_t len)
 {
     snprintf(buf, len, "%" PRIu64, *f);
 }
+
+static void
+opt_format_RATIO(const double *f, char *buf, size_t len)
+{
+    snprintf(buf, len, "%g", *f);
+}
+
+#define opt_format_RATE opt_format_SIZE
 
 static void
 opt_format_FSYNC(const enum store_fsync *f, char *buf, size_t len)
