@@ -846,6 +846,45 @@ index_scan(index_t *ix, unsigned shard, index_visit_fn fn, void *arg)
     pthread_mutex_unlock(&sh->sh_lock);
 }
 
+/* Give every shard a table for `per` keys, or shrink an oversized one. */
+static int
+shard_size_for(struct index_shard *sh, uint64_t per, bool grow)
+{
+    int rc = 0;
+    pthread_mutex_lock(&sh->sh_lock);
+    if (grow) {
+        uint32_t cap = table_fit(sh, per);
+        if (cap > sh->sh_cap)
+            rc = table_resize(sh, cap);
+    } else if (sh->sh_cap && sh->sh_count < table_max_load(sh->sh_cap) / 2) {
+        uint32_t cap = table_fit(sh, (uint64_t)sh->sh_count * 9 / 8 + 1);
+        if (cap != 0 && cap < sh->sh_cap)
+            (void)table_resize(sh, cap);
+    }
+    pthread_mutex_unlock(&sh->sh_lock);
+    return rc;
+}
+
+int
+index_reserve(index_t *ix, uint64_t keys)
+{
+    uint64_t per = keys / ix->ix_nshards;
+    per += per / 8 + 8; /* shards differ by a few standard deviations */
+    for (unsigned i = 0; i < ix->ix_nshards; i++) {
+        int rc = shard_size_for(&ix->ix_shards[i], per, true);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void
+index_trim(index_t *ix)
+{
+    for (unsigned i = 0; i < ix->ix_nshards; i++)
+        (void)shard_size_for(&ix->ix_shards[i], 0, false);
+}
+
 uint64_t
 index_count(index_t *ix)
 {

@@ -73,6 +73,16 @@ typedef int (*index_visit_fn)(void *arg, const void *key, size_t klen,
 unsigned index_shards(const index_t *ix);
 void index_scan(index_t *ix, unsigned shard, index_visit_fn fn, void *arg);
 
+/*
+ * Bulk loading (recovery): index_reserve sizes every table for about `keys`
+ * keys in all, so that loading them rehashes nothing; index_trim afterwards
+ * shrinks the tables that ended up far larger than their keys. Both take
+ * the shard locks themselves. index_reserve returns 0 or INDEX_ENOMEM (the
+ * index is unchanged but usable).
+ */
+int index_reserve(index_t *ix, uint64_t keys);
+void index_trim(index_t *ix);
+
 /* Figures for stats: number of keys, bytes of memory the index holds. */
 uint64_t index_count(index_t *ix);
 uint64_t index_bytes(index_t *ix);

@@ -187,6 +187,22 @@ hint_write(const char *dir, const uint8_t log_id[16], uint64_t base,
     return rc;
 }
 
+uint64_t
+hint_entries(const char *dir, uint64_t base)
+{
+    char path[4096];
+    hint_path(dir, base, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint64_t n = 0;
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= HINT_HDR + HINT_TRAILER &&
+        pread(fd, &n, 8, st.st_size - HINT_TRAILER) != 8)
+        n = 0;
+    if (fd >= 0)
+        close(fd);
+    return n;
+}
+
 static int
 check(const char *p, size_t len, const uint8_t log_id[16], uint64_t base,
       uint64_t size, uint64_t *count)

@@ -41,4 +41,8 @@ int hint_read(const char *dir, const uint8_t log_id[16], uint64_t base,
               int (*fn)(void *arg, const struct rec *r, uint64_t off),
               void *arg);
 
+/* The number of entries a hint file says it holds, unverified (0 when it
+ * has none): an estimate for sizing the index before loading. */
+uint64_t hint_entries(const char *dir, uint64_t base);
+
 #endif

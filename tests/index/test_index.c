@@ -784,3 +784,52 @@ Test(index, put_reports_enomem_when_memory_runs_out_and_loses_nothing,
     index_free(ix);
 #endif
 }
+
+static void
+put_n(index_t *ix, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "reserved:%d", i);
+        uint64_t h = index_hash(key, (size_t)n);
+        struct index_entry e = {.off = (uint64_t)i, .vlen = 1};
+        index_lock(ix, h);
+        cr_assert_geq(index_put(ix, h, key, (size_t)n, &e, NULL), 0);
+        index_unlock(ix, h);
+    }
+}
+
+Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
+{
+    index_t *ix = index_new(0);
+    cr_assert_eq(index_reserve(ix, 200000), 0);
+    uint64_t reserved = index_bytes(ix);
+    cr_assert_gt(reserved, 200000 * 4, "the tables were not sized up front");
+    put_n(ix, 0, 200000);
+    cr_assert_eq(index_count(ix), 200000);
+    for (int i = 0; i < 200000; i += 997) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "reserved:%d", i);
+        uint64_t h = index_hash(key, (size_t)n);
+        struct index_entry e;
+        index_lock(ix, h);
+        cr_assert(index_find(ix, h, key, (size_t)n, &e), "%s", key);
+        cr_assert_eq(e.off, (uint64_t)i);
+        index_unlock(ix, h);
+    }
+    index_free(ix);
+
+    /* over-reserved: trim shrinks the tables to the keys loaded */
+    ix = index_new(0);
+    cr_assert_eq(index_reserve(ix, 1000000), 0);
+    put_n(ix, 0, 50000);
+    uint64_t before = index_bytes(ix);
+    index_trim(ix);
+    uint64_t after = index_bytes(ix);
+    cr_assert_lt(after, before / 2, "trim kept %llu of %llu bytes",
+                 (unsigned long long)after, (unsigned long long)before);
+    cr_assert_eq(index_count(ix), 50000);
+    put_n(ix, 50000, 60000);
+    cr_assert_eq(index_count(ix), 60000);
+    index_free(ix);
+}
