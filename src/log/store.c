@@ -320,9 +320,21 @@ check_key(const void *key, size_t klen)
     return klen >= 1 && klen <= STORE_MAX_KEY ? 0 : STORE_BAD_KEY;
 }
 
+/* A keyed write in progress: the key's hash and, when found, its entry. */
+struct keyed {
+    uint64_t h;
+    struct index_entry e;
+    bool found;
+};
+
+/*
+ * Step 1 of every keyed write: check the key and the store's state, lock
+ * the key and look it up. Returns 0 with the key locked (end with
+ * write_end), or an error with nothing locked.
+ */
 static int
-write_precheck(struct store *s, const void *key, size_t klen,
-               struct store_write *w)
+write_begin(struct store *s, const void *key, size_t klen,
+            struct store_write *w, struct keyed *k)
 {
     *w = (struct store_write){0};
     if (check_key(key, klen))
@@ -330,7 +342,31 @@ write_precheck(struct store *s, const void *key, size_t klen,
     if (atomic_load(&s->failed))
         return STORE_READONLY;
     flush_tick(s);
+    k->h = index_hash(key, klen);
+    index_lock(s->ix, k->h);
+    k->found = find_live(s, k->h, key, klen, &k->e);
     return 0;
+}
+
+static int
+write_end(struct store *s, const struct keyed *k, int rc)
+{
+    index_unlock(s->ix, k->h);
+    return rc;
+}
+
+/* Append a DELETE (new cas) or TOUCH (the item's cas) record for key. */
+static int
+append_key_record(struct store *s, uint8_t type, const void *key, size_t klen,
+                  uint32_t exptime, uint64_t cas, struct store_write *w)
+{
+    struct rec r = {.type = type, .klen = (uint16_t)klen, .exptime = exptime,
+                    .cas = cas, .key = key};
+    uint64_t off;
+    int rc = log_append(s, &r, type == REC_DELETE, &off);
+    if (rc == 0)
+        w->ack = off + rec_size(klen, 0);
+    return rc;
 }
 
 /* Steps 3 and 4: append a PUT and point the index at it. */
@@ -394,100 +430,77 @@ store_set(store_t *s, enum store_mode mode, const void *key, size_t klen,
           const void *val, size_t vlen, uint32_t flags, int64_t exptime,
           uint64_t cas_in, struct store_write *w)
 {
-    int rc = write_precheck(s, key, klen, w);
+    if (vlen > s->cfg.max_item_size) {
+        *w = (struct store_write){0};
+        return STORE_TOO_LARGE;
+    }
+    struct keyed k;
+    int rc = write_begin(s, key, klen, w, &k);
     if (rc)
         return rc;
-    if (vlen > s->cfg.max_item_size)
-        return STORE_TOO_LARGE;
-    uint64_t h = index_hash(key, klen);
-    struct index_entry e;
-    index_lock(s->ix, h);
-    bool found = find_live(s, h, key, klen, &e);
     switch (mode) {
     case STORE_SET:
         break;
     case STORE_ADD:
-        rc = found ? STORE_NOT_STORED : 0;
+        rc = k.found ? STORE_NOT_STORED : 0;
         break;
     case STORE_REPLACE:
-        rc = found ? 0 : STORE_NOT_STORED;
+        rc = k.found ? 0 : STORE_NOT_STORED;
         break;
     case STORE_CAS:
-        rc = !found ? STORE_NOT_FOUND : e.cas != cas_in ? STORE_EXISTS : 0;
+        rc = !k.found ? STORE_NOT_FOUND : k.e.cas != cas_in ? STORE_EXISTS : 0;
         break;
     case STORE_APPEND:
     case STORE_PREPEND:
-        rc = found ? join_locked(s, mode, h, key, klen, &e, val, vlen, w)
-                   : STORE_NOT_STORED;
-        index_unlock(s->ix, h);
-        return rc;
+        rc = k.found ? join_locked(s, mode, k.h, key, klen, &k.e, val, vlen, w)
+                     : STORE_NOT_STORED;
+        return write_end(s, &k, rc);
     }
     if (rc == 0)
-        rc = put_locked(s, h, key, klen, val, vlen, flags,
+        rc = put_locked(s, k.h, key, klen, val, vlen, flags,
                         abs_exptime(s, exptime), w);
-    index_unlock(s->ix, h);
-    return rc;
+    return write_end(s, &k, rc);
 }
 
 int
 store_delete(store_t *s, const void *key, size_t klen, uint64_t cas_in,
              struct store_write *w)
 {
-    int rc = write_precheck(s, key, klen, w);
+    struct keyed k;
+    int rc = write_begin(s, key, klen, w, &k);
     if (rc)
         return rc;
-    uint64_t h = index_hash(key, klen);
-    struct index_entry e;
-    index_lock(s->ix, h);
-    if (!find_live(s, h, key, klen, &e)) {
+    if (!k.found)
         rc = STORE_NOT_FOUND;
-    } else if (cas_in && cas_in != e.cas) {
+    else if (cas_in && cas_in != k.e.cas)
         rc = STORE_EXISTS;
-    } else {
-        struct rec r = {.type = REC_DELETE, .klen = (uint16_t)klen,
-                        .key = key};
-        uint64_t off;
-        rc = log_append(s, &r, true, &off);
-        if (rc == 0) {
-            store_index_remove(s, h, key, klen);
-            w->ack = off + rec_size(klen, 0);
-        }
-    }
-    index_unlock(s->ix, h);
-    return rc;
+    else if ((rc = append_key_record(s, REC_DELETE, key, klen, 0, 0, w)) == 0)
+        store_index_remove(s, k.h, key, klen);
+    return write_end(s, &k, rc);
 }
 
 int
 store_touch(store_t *s, const void *key, size_t klen, int64_t exptime,
             struct store_write *w)
 {
-    int rc = write_precheck(s, key, klen, w);
+    struct keyed k;
+    int rc = write_begin(s, key, klen, w, &k);
     if (rc)
         return rc;
-    uint64_t h = index_hash(key, klen);
-    struct index_entry e;
-    index_lock(s->ix, h);
-    if (!find_live(s, h, key, klen, &e)) {
-        rc = STORE_NOT_FOUND;
-    } else {
-        uint32_t abs = abs_exptime(s, exptime);
-        struct rec r = {.type = REC_TOUCH, .klen = (uint16_t)klen,
-                        .exptime = abs, .cas = e.cas, .key = key};
-        uint64_t off;
-        rc = log_append(s, &r, false, &off);
-        if (rc == 0) {
-            w->cas = e.cas;
-            w->ack = off + rec_size(klen, 0);
-            if (store_expired(abs, store_now(s))) {
-                store_index_remove(s, h, key, klen);
-            } else {
-                e.exptime = abs;
-                index_put(s->ix, h, key, klen, &e, NULL);
-            }
+    if (!k.found)
+        return write_end(s, &k, STORE_NOT_FOUND);
+    uint32_t abs = abs_exptime(s, exptime);
+    rc = append_key_record(s, REC_TOUCH, key, klen, abs, k.e.cas, w);
+    if (rc == 0) {
+        w->cas = k.e.cas;
+        if (store_expired(abs, store_now(s))) {
+            store_index_remove(s, k.h, key, klen);
+        } else {
+            k.e.exptime = abs;
+            index_put(s->ix, k.h, key, klen, &k.e, NULL);
         }
     }
-    index_unlock(s->ix, h);
-    return rc;
+    return write_end(s, &k, rc);
 }
 
 /* memcached's safe_strtoull over a value: optional spaces, digits, then the
@@ -517,19 +530,15 @@ int
 store_arith(store_t *s, const void *key, size_t klen, bool incr,
             uint64_t delta, uint64_t *value, struct store_write *w)
 {
-    int rc = write_precheck(s, key, klen, w);
+    struct keyed k;
+    int rc = write_begin(s, key, klen, w, &k);
     if (rc)
         return rc;
-    uint64_t h = index_hash(key, klen);
-    struct index_entry e;
-    index_lock(s->ix, h);
-    if (!find_live(s, h, key, klen, &e)) {
-        index_unlock(s->ix, h);
-        return STORE_NOT_FOUND;
-    }
+    if (!k.found)
+        return write_end(s, &k, STORE_NOT_FOUND);
     struct store_item it;
     void *rbuf;
-    rc = read_record(s, &e, klen, key, &it, &rbuf);
+    rc = read_record(s, &k.e, klen, key, &it, &rbuf);
     if (rc == 0) {
         uint64_t v;
         if (!parse_u64(it.value, it.vlen, &v)) {
@@ -538,14 +547,13 @@ store_arith(store_t *s, const void *key, size_t klen, bool incr,
             v = incr ? v + delta : (delta > v ? 0 : v - delta);
             char num[24];
             int n = snprintf(num, sizeof(num), "%" PRIu64, v);
-            rc = put_locked(s, h, key, klen, num, (size_t)n, it.flags,
+            rc = put_locked(s, k.h, key, klen, num, (size_t)n, it.flags,
                             it.exptime, w);
             *value = v;
         }
         free(rbuf);
     }
-    index_unlock(s->ix, h);
-    return rc;
+    return write_end(s, &k, rc);
 }
 
 /* ---- reads ---- */
