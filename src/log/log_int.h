@@ -153,6 +153,19 @@ bool store_expired(uint32_t exptime, uint32_t now);
 
 /* recover.c */
 int log_recover(struct store *s, char *err, size_t errlen);
+/* Recovery rule 3, shared with mcdb-fsck --repair (check.c): cut the torn
+ * tail [from, size) of the segment file at path (fd open for writing, its
+ * bytes at map), saving the bytes that are not all zero beside it as
+ * <path>.tail-<base + from> first (their path then in saved, else ""). */
+struct log_tail {
+    const char *path;
+    int fd;
+    const char *map;
+    uint64_t base, from, size;
+    const char *why;
+    char saved[4200];
+};
+int log_cut_tail(struct log_tail *t, char *err, size_t errlen);
 
 /* compact.c */
 int compact_start(struct store *s);

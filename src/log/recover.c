@@ -136,19 +136,20 @@ check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
     return 0;
 }
 
-/* Save the non-zero part of a torn tail beside the segment, then cut. */
-static int
-cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
+int
+log_cut_tail(struct log_tail *t, char *err, size_t errlen)
 {
-    uint64_t from = sc->valid, to = sc->size;
-    while (to > from && sc->map[to - 1] == 0)
+    uint64_t from = t->from, to = t->size;
+    while (to > from && t->map[to - 1] == 0)
         to--;
-    uint64_t off = sc->g->seg_base + from;
+    uint64_t off = t->base + from;
+    t->saved[0] = '\0';
     if (to > from) {
-        char save[4200];
-        snprintf(save, sizeof(save), "%s.tail-%" PRIu64, sc->path, off);
+        char save[sizeof(t->saved)];
+        snprintf(save, sizeof(save), "%s.tail-%" PRIu64, t->path, off);
         int fd = open(save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || write(fd, sc->map + from, to - from) != (ssize_t)(to - from) ||
+        if (fd < 0 ||
+            write(fd, t->map + from, to - from) != (ssize_t)(to - from) ||
             fsync(fd) != 0) {
             snprintf(err, errlen, "saving torn tail to %s: %s", save,
                      strerror(errno));
@@ -157,20 +158,32 @@ cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
             return -EIO;
         }
         close(fd);
+        snprintf(t->saved, sizeof(t->saved), "%s", save);
         say(SAY_WARN, "saved %" PRIu64 " bytes of the torn tail to %s",
             to - from, save);
     }
     say(SAY_WARN,
         "%s: torn tail at offset %" PRIu64 " (file position %" PRIu64
         "): %s; truncating %" PRIu64 " bytes",
-        sc->path, off, from, why, sc->size - from);
-    if (ftruncate(sc->g->seg_fd, (off_t)from) != 0 ||
-        fdatasync(sc->g->seg_fd) != 0) {
-        snprintf(err, errlen, "truncating %s: %s", sc->path, strerror(errno));
+        t->path, off, from, t->why, t->size - from);
+    if (ftruncate(t->fd, (off_t)from) != 0 || fdatasync(t->fd) != 0) {
+        snprintf(err, errlen, "truncating %s: %s", t->path, strerror(errno));
         return -errno;
     }
-    sc->size = from;
     return 0;
+}
+
+/* Save the non-zero part of a torn tail beside the segment, then cut. */
+static int
+cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
+{
+    struct log_tail t = {.path = sc->path, .fd = sc->g->seg_fd,
+                         .map = sc->map, .base = sc->g->seg_base,
+                         .from = sc->valid, .size = sc->size, .why = why};
+    int rc = log_cut_tail(&t, err, errlen);
+    if (rc == 0)
+        sc->size = sc->valid;
+    return rc;
 }
 
 /* A header that names another log is never a torn tail: refuse before the
@@ -400,6 +413,13 @@ log_recover(struct store *s, char *err, size_t errlen)
         rc = load_meta(s, n == 0, err, errlen);
     if (rc == 0)
         s->log_seed = rec_log_seed(s->log_id);
+    /* Size the index once for what the hints hold, instead of growing it
+     * step by step (each step rehashes a shard); trimmed at the end. */
+    uint64_t estimate = 0;
+    for (size_t i = 0; i < n; i++)
+        estimate += hint_entries(s->dir, bases[i]);
+    if (estimate)
+        (void)index_reserve(s->ix, estimate);
     struct scan sc = {.s = s};
     uint64_t expect = n ? bases[0] : 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -465,6 +485,7 @@ log_recover(struct store *s, char *err, size_t errlen)
         }
     }
     store_sweep(s); /* expired items */
+    index_trim(s->ix);
     s->fill_start = s->end;
     atomic_store(&s->written, s->end);
     atomic_store(&s->durable, s->end);
