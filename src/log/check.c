@@ -278,17 +278,6 @@ count_live(struct ck *c)
 
 /* ---- step 2b, 2c: the records of one segment ---- */
 
-/* The first position after pos where a record of this log decodes. */
-static uint64_t
-resync(const struct ck *c, const struct segck *g, uint64_t pos)
-{
-    struct rec r;
-    for (uint64_t q = pos + 1; q < g->size; q++)
-        if (rec_decode(g->map + q, g->size - q, c->seed, g->base + q, &r) > 0)
-            return q;
-    return g->size;
-}
-
 /* The end of a segment that does not decode from pos on, and nothing
  * after: a torn tail in the last segment (cut on repair). */
 static uint64_t
@@ -353,8 +342,8 @@ bad_tail(struct ck *c, struct segck *g, uint64_t pos, const char *why)
 static uint64_t
 bad_bytes(struct ck *c, struct segck *g, uint64_t pos, const char *why)
 {
-    uint64_t q = resync(c, g, pos);
-    if (q == g->size)
+    uint64_t q = log_resync(g->map, g->size, pos, c->seed, g->base);
+    if (q == g->size || (g->last && log_torn(g->map, g->size, pos, q)))
         return bad_tail(c, g, pos, why);
     uint64_t from = g->base + pos, to = g->base + q;
     report(c, CHECK_ERROR, pos ? CHECK_UNREADABLE : CHECK_HEADER, g->name, true,

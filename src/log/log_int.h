@@ -166,6 +166,15 @@ struct log_tail {
     char saved[4200];
 };
 int log_cut_tail(struct log_tail *t, char *err, size_t errlen);
+/* The first position after pos in map[0, size) where a record of this log
+ * (seed; map[0] at log offset base) decodes; size if none. */
+uint64_t log_resync(const char *map, uint64_t size, uint64_t pos,
+                    uint64_t seed, uint64_t base);
+/* Recovery rule 3's test for bytes [pos, next) of the last segment that do
+ * not decode, next being log_resync's answer: a torn write when nothing
+ * valid follows, or when a whole page of zeros lies between (a page the
+ * kernel had not written when the machine stopped); else corruption. */
+bool log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next);
 
 /* compact.c */
 int compact_start(struct store *s);

@@ -11,7 +11,11 @@
  *      tail: the file is cut there and the cut is logged. Bytes cut that are
  *      not all zero are first saved beside the segment as
  *      <segment>.tail-<offset>, so that not even unacknowledged bytes are
- *      thrown away unseen.
+ *      thrown away unseen. A torn write leaves either nothing valid after
+ *      the bad record or, when the machine stopped with pages of the last
+ *      write in any order on disk, a hole: a whole page of zeros. Bad bytes
+ *      followed by valid records with no such hole are corruption (a
+ *      flipped bit in an acknowledged record): open refuses (log_torn).
  *   4. Records are applied in offset order: later records win, DELETE
  *      removes, FLUSH removes every item with a smaller cas (at once, or when
  *      its time comes), expired items are not loaded, and the next cas is
@@ -186,6 +190,32 @@ cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
     return rc;
 }
 
+uint64_t
+log_resync(const char *map, uint64_t size, uint64_t pos, uint64_t seed,
+           uint64_t base)
+{
+    struct rec r;
+    for (uint64_t q = pos + 1; q < size; q++)
+        if (rec_decode(map + q, size - q, seed, base + q, &r) > 0)
+            return q;
+    return size;
+}
+
+#define PAGE 4096
+
+bool
+log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next)
+{
+    if (next >= size)
+        return true;
+    static const char zeros[PAGE];
+    for (uint64_t p = (pos + PAGE - 1) / PAGE * PAGE; p + PAGE <= next;
+         p += PAGE)
+        if (memcmp(map + p, zeros, PAGE) == 0)
+            return true;
+    return false;
+}
+
 /* A header that names another log is never a torn tail: refuse before the
  * checksum (seeded with this log's id) could make it look like one. */
 static int
@@ -214,9 +244,21 @@ scan_records(struct scan *sc, char *err, size_t errlen)
         struct rec r;
         uint64_t off = sc->g->seg_base + pos;
         long n = rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
-        if (n < 0) {
-            if (sc->last)
+        if (n < 0 && sc->last) {
+            uint64_t next = log_resync(sc->map, sc->size, pos, s->log_seed,
+                                       sc->g->seg_base);
+            if (log_torn(sc->map, sc->size, pos, next))
                 return cut_tail(sc, rec_strerror((int)n), err, errlen);
+            snprintf(err, errlen,
+                     "%s: corrupt record at offset %" PRIu64
+                     " (file position %" PRIu64 "): %s; valid records follow "
+                     "at offset %" PRIu64 ", so this is not a torn write; "
+                     "run mcdb-fsck",
+                     sc->path, off, pos, rec_strerror((int)n),
+                     sc->g->seg_base + next);
+            return STORE_CORRUPT;
+        }
+        if (n < 0) {
             snprintf(err, errlen,
                      "%s: corrupt record at offset %" PRIu64
                      " (file position %" PRIu64 "): %s; run mcdb-fsck",

@@ -362,3 +362,56 @@ Test(recovery, with_hints_a_flipped_value_byte_fails_the_read_of_that_key)
     cr_assert_not_null(v, "a neighbour of the damaged record is unreadable");
     free(v);
 }
+
+/* A flipped bit in an acknowledged record of the active segment is not a
+ * torn write (valid records follow it): open refuses instead of cutting
+ * everything after it. */
+Test(recovery, a_flipped_byte_in_the_active_segment_before_valid_records_refuses)
+{
+    fill(50, 20, "k");
+    ts_close(&t);
+    uint64_t bases[8];
+    cr_assert_eq(ts_segments(&t, bases, 8), 1);
+    char path[512];
+    ts_seg_path(&t, bases[0], path, sizeof(path));
+    long long size = ts_file_size(path);
+    int fd = open(path, O_RDWR);
+    char c;
+    off_t pos = 88 + 45; /* inside k0's record */
+    cr_assert_eq(pread(fd, &c, 1, pos), 1);
+    c ^= 1;
+    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
+    close(fd);
+    char err[1024];
+    cr_assert_eq(ts_try_open(&t, err, sizeof(err)), STORE_CORRUPT, "%s", err);
+    cr_assert(strstr(err, path) && strstr(err, "offset 88"), "%s", err);
+    cr_assert(strstr(err, "not a torn write"), "%s", err);
+    cr_assert_eq(ts_file_size(path), size, "the segment was cut");
+}
+
+/* A machine that stops mid-write may leave the last write's pages on disk
+ * in any order: a page never written reads as zeros, and records after it
+ * may be whole. That is a torn write: cut at the hole. */
+Test(recovery, a_hole_of_zeros_followed_by_records_is_a_torn_write)
+{
+    fill(10, 20, "a");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    uint64_t keep = st.log_end;
+    fill(40, 300, "b"); /* over 12 KB: spans whole pages */
+    ts_close(&t);
+    char path[512];
+    ts_seg_path(&t, 0, path, sizeof(path));
+    /* zero the first whole page after `keep`, leaving later records intact */
+    uint64_t page = (keep + 4095) / 4096 * 4096;
+    cr_assert_lt(page + 4096, (uint64_t)ts_file_size(path));
+    static const char zeros[4096];
+    int fd = open(path, O_RDWR);
+    cr_assert_eq(pwrite(fd, zeros, 4096, (off_t)page), 4096);
+    close(fd);
+    ts_open(&t);
+    check(10, 20, "a");
+    char *v = ts_get(&t, "b39", NULL, NULL);
+    cr_assert_null(v, "a record after the hole was kept");
+    cr_assert_leq(ts_file_size(path), (long long)page);
+}
