@@ -308,6 +308,7 @@ compactor_main(void *arg)
         pthread_mutex_lock(&s->compact_mu);
         if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {
             say(SAY_ERROR, "compactor stopped: %s", store_strerror(rc));
+            atomic_store(&s->st_compact_stopped, 1);
             break;
         }
     }

@@ -62,7 +62,8 @@ struct store {
     pthread_cond_t cv_space; /* wakes appenders waiting for buffer space */
     pthread_cond_t cv_ack;   /* wakes store_wait() */
     char *buf[2];
-    size_t buf_cap;
+    size_t buf_cap;      /* room for the largest record twice over */
+    uint64_t max_rec;    /* largest PUT record seen by recovery */
     int fill;
     size_t fill_len;
     uint64_t fill_start; /* log offset of buf[fill][0] */
@@ -104,6 +105,7 @@ struct store {
     atomic_uint_fast64_t st_records, st_expired, st_value_bytes;
     atomic_uint_fast64_t st_compact_runs, st_compact_read, st_compact_copied;
     atomic_uint_fast64_t st_compact_reclaimed, st_compact_last_ms;
+    atomic_uint_fast64_t st_compact_stopped;
 };
 
 /* dir.c (logdir.h), for a store */

@@ -94,6 +94,8 @@ apply(struct scan *sc, const struct rec *r, uint64_t off)
         s->next_cas = r->cas + 1;
     switch (r->type) {
     case REC_PUT:
+        if (rec_size(r->klen, r->vlen) > s->max_rec)
+            s->max_rec = rec_size(r->klen, r->vlen);
         apply_put(s, r, off);
         break;
     case REC_DELETE: {

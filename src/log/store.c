@@ -724,6 +724,26 @@ store_free(struct store *s)
     free(s);
 }
 
+/*
+ * The append buffers: room for the largest record twice over, at least
+ * 8 MiB. "Largest" counts the records already in the log too: compaction
+ * copies them, and a value stored under a larger --max-item-size than
+ * today's must still fit.
+ */
+static int
+alloc_buffers(struct store *s)
+{
+    uint64_t rec = rec_size(STORE_MAX_KEY, s->cfg.max_item_size);
+    if (s->max_rec > rec)
+        rec = s->max_rec;
+    s->buf_cap = 2 * rec + 4096;
+    if (s->buf_cap < (8u << 20))
+        s->buf_cap = 8u << 20;
+    s->buf[0] = malloc(s->buf_cap);
+    s->buf[1] = malloc(s->buf_cap);
+    return s->buf[0] && s->buf[1] ? 0 : STORE_NOMEM;
+}
+
 static int
 open_dir(struct store *s, char *err, size_t errlen)
 {
@@ -770,18 +790,14 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_space, NULL);
     pthread_cond_init(&s->cv_ack, NULL);
-    /* Room for the largest record twice over, at least 8 MiB. */
-    s->buf_cap = 2 * rec_size(STORE_MAX_KEY, cfg->max_item_size) + 4096;
-    if (s->buf_cap < (8u << 20))
-        s->buf_cap = 8u << 20;
-    s->buf[0] = malloc(s->buf_cap);
-    s->buf[1] = malloc(s->buf_cap);
     s->ix = index_new(0);
-    int rc = (!s->dir || !s->buf[0] || !s->buf[1] || !s->ix) ? STORE_NOMEM : 0;
+    int rc = (!s->dir || !s->ix) ? STORE_NOMEM : 0;
     if (rc == 0)
         rc = open_dir(s, err, errlen);
     if (rc == 0)
         rc = log_recover(s, err, errlen);
+    if (rc == 0)
+        rc = alloc_buffers(s);
     if (rc == 0)
         rc = log_start_writer(s);
     if (rc == 0 && cfg->compactor)
@@ -842,6 +858,7 @@ store_stats(store_t *s, struct store_stats *st)
     st->compact_bytes_copied = atomic_load(&s->st_compact_copied);
     st->compact_bytes_reclaimed = atomic_load(&s->st_compact_reclaimed);
     st->compact_last_ms = atomic_load(&s->st_compact_last_ms);
+    st->compact_stopped = atomic_load(&s->st_compact_stopped);
     st->error = atomic_load(&s->failed) != 0;
 }
 

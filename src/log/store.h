@@ -238,6 +238,7 @@ int store_compact(store_t *s, bool all,
     X(compact_bytes_copied, "live bytes the compactor re-appended")            \
     X(compact_bytes_reclaimed, "bytes of segment files deleted")               \
     X(compact_last_ms, "duration of the last segment's compaction, ms")        \
+    X(compact_stopped, "1 when the compactor stopped on damage (mcdb-fsck)")  \
     X(error, "1 when the store is read-only after a write or sync error")
 
 struct store_stats {

@@ -161,6 +161,8 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
     size_t size = rec_size(r->klen, r->vlen);
     size_t roll = REC_SEG_FOOTER_SIZE + rec_size(0, REC_SEG_HEADER_VLEN);
     int64_t now_ms = store_now_ms(s);
+    if (size + roll > s->buf_cap)
+        return STORE_TOO_LARGE; /* would wait for room forever */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         if (atomic_load(&s->failed) || s->stop) {

@@ -332,3 +332,56 @@ Test(compact, after_kill_9_during_compaction_no_write_is_lost_and_no_delete_undo
         ts_close(&t);
     }
 }
+
+/* A value stored under a larger item size limit than the store now runs
+ * with is still copied by compaction (it used not to fit the append
+ * buffer, and the compactor waited for room forever). */
+Test(compact, a_value_larger_than_todays_item_limit_is_still_compacted)
+{
+    ts_close(&t);
+    t.cfg.max_item_size = 16 << 20;
+    t.cfg.segment_size = 32 << 20;
+    ts_open(&t);
+    size_t big = 10 << 20;
+    char *val = malloc(big);
+    memset(val, 'B', big);
+    struct store_write w;
+    cr_assert_eq(store_set(t.s, STORE_SET, "big", 3, val, big, 0, 0, 0, &w), 0);
+    store_wait(t.s, w.ack);
+    ts_close(&t);
+    t.cfg.max_item_size = 1 << 20;
+    t.cfg.segment_size = 64 << 10;
+    ts_open(&t);
+    set_n("filler", 100, 1000, 0);
+    cr_assert_eq(store_compact(t.s, true, NULL, NULL), 0);
+    cr_assert_gt(stats().compact_runs, 0);
+    struct store_item it;
+    void *buf;
+    cr_assert_eq(store_get(t.s, "big", 3, &it, &buf), 0);
+    cr_assert_eq(it.vlen, big);
+    cr_assert_eq(((const char *)it.value)[big - 1], 'B');
+    free(buf);
+    free(val);
+}
+
+/* Damage that start-up did not see (a valid hint covered the segment) stops
+ * the compactor at that segment, never copies or deletes it, and shows in
+ * the stats. */
+Test(compact, the_compactor_stops_at_a_damaged_segment_and_says_so)
+{
+    set_n("k", 200, 1000, 0);
+    set_n("k", 200, 1000, 0);
+    ts_close(&t); /* writes hints */
+    char path[512];
+    ts_seg_path(&t, 0, path, sizeof(path));
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 40 + 48 + 40 + 2 + 100, SEEK_SET); /* k0's value */
+    fputc('X', f);
+    fclose(f);
+    t.cfg.compactor = true;
+    ts_open(&t);
+    for (int i = 0; i < 100 && !stats().compact_stopped; i++)
+        usleep(50000);
+    cr_assert_eq(stats().compact_stopped, 1);
+    cr_assert_eq(ts_file_size(path) > 0, 1, "the damaged segment was deleted");
+}
