@@ -265,9 +265,8 @@ walk(const char *p, size_t len, uint64_t count,
 }
 
 int
-hint_read(const char *dir, const uint8_t log_id[16], uint64_t base,
-          uint64_t size,
-          int (*fn)(void *arg, const struct rec *r, uint64_t off), void *arg)
+hint_open(const char *dir, const uint8_t log_id[16], uint64_t base,
+          uint64_t size, struct hint *h)
 {
     char path[4096];
     hint_path(dir, base, path, sizeof(path));
@@ -279,16 +278,43 @@ hint_read(const char *dir, const uint8_t log_id[16], uint64_t base,
         close(fd);
         return HINT_E_CORRUPT;
     }
-    size_t len = (size_t)st.st_size;
-    char *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    h->len = (size_t)st.st_size;
+    h->map = mmap(NULL, h->len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (p == MAP_FAILED)
+    if (h->map == MAP_FAILED)
         return -errno;
-    madvise(p, len, MADV_SEQUENTIAL);
-    uint64_t count;
-    int rc = check(p, len, log_id, base, size, &count);
-    if (rc == 0)
-        rc = walk(p, len, count, fn, arg);
-    munmap(p, len);
+    madvise(h->map, h->len, MADV_SEQUENTIAL);
+    int rc = check(h->map, h->len, log_id, base, size, &h->count);
+    if (rc)
+        hint_close(h);
+    return rc;
+}
+
+int
+hint_walk(const struct hint *h,
+          int (*fn)(void *arg, const struct rec *r, uint64_t off), void *arg)
+{
+    return walk(h->map, h->len, h->count, fn, arg);
+}
+
+void
+hint_close(struct hint *h)
+{
+    if (h->map && h->map != MAP_FAILED)
+        munmap(h->map, h->len);
+    h->map = NULL;
+}
+
+int
+hint_read(const char *dir, const uint8_t log_id[16], uint64_t base,
+          uint64_t size,
+          int (*fn)(void *arg, const struct rec *r, uint64_t off), void *arg)
+{
+    struct hint h;
+    int rc = hint_open(dir, log_id, base, size, &h);
+    if (rc == 0) {
+        rc = hint_walk(&h, fn, arg);
+        hint_close(&h);
+    }
     return rc;
 }

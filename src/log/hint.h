@@ -41,6 +41,20 @@ int hint_read(const char *dir, const uint8_t log_id[16], uint64_t base,
               int (*fn)(void *arg, const struct rec *r, uint64_t off),
               void *arg);
 
+/* A hint checked whole and mapped, to walk later (possibly by several
+ * threads at once: walking only reads). */
+struct hint {
+    char *map;
+    size_t len;
+    uint64_t count;
+};
+int hint_open(const char *dir, const uint8_t log_id[16], uint64_t base,
+              uint64_t size, struct hint *h);
+int hint_walk(const struct hint *h,
+              int (*fn)(void *arg, const struct rec *r, uint64_t off),
+              void *arg);
+void hint_close(struct hint *h);
+
 /* The number of entries a hint file says it holds, unverified (0 when it
  * has none): an estimate for sizing the index before loading. */
 uint64_t hint_entries(const char *dir, uint64_t base);

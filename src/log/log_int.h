@@ -150,6 +150,16 @@ bool store_index_remove(struct store *s, uint64_t h, const void *key,
                         size_t klen);
 /* Drop every flushed or expired entry from the index. */
 void store_sweep(struct store *s);
+/* The same for the keys of one partition (store_part_of) and a given
+ * flush point: recovery's threads each sweep their own keys. */
+void store_sweep_part(struct store *s, uint64_t before_cas, unsigned part,
+                      unsigned nparts);
+/* Which of nparts partitions a key's hash belongs to. */
+static inline unsigned
+store_part_of(uint64_t hash, unsigned nparts)
+{
+    return (unsigned)((hash >> 40) % nparts);
+}
 
 bool store_expired(uint32_t exptime, uint32_t now);
 

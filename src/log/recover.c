@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,20 +43,30 @@ struct scan {
     uint64_t size;  /* file size */
     bool last;
     bool sealed;
+    bool no_hint;   /* its hint was already found unusable */
     uint64_t valid; /* bytes of valid records from the start */
     uint64_t records;
-    uint64_t dropped_end; /* highest end of a segment a DROP names */
+    /* What the replay learns; with several threads each has its own and
+     * they are merged (replay_merge). */
+    unsigned part, nparts;  /* apply only keys of this partition */
+    uint64_t dropped_end;   /* highest end of a segment a DROP names */
+    uint64_t next_cas;      /* above every cas and cas floor seen */
+    uint64_t flush_before;  /* the last immediate FLUSH's cas */
+    uint32_t flush_deadline; /* the last delayed FLUSH's time, if pending */
+    uint64_t max_rec;       /* largest PUT record */
     char path[4096];
 };
 
 /* Expiry is not judged here: a later TOUCH may extend an item. Expired
  * items are swept out once the whole log is replayed. */
 static void
-apply_put(struct store *s, const struct rec *r, uint64_t off)
+apply_put(struct scan *sc, uint64_t h, const struct rec *r, uint64_t off)
 {
-    uint64_t h = index_hash(r->key, r->klen);
+    struct store *s = sc->s;
+    if (rec_size(r->klen, r->vlen) > sc->max_rec)
+        sc->max_rec = rec_size(r->klen, r->vlen);
     index_lock(s->ix, h);
-    if (r->cas < atomic_load(&s->flush_before_cas)) {
+    if (r->cas < sc->flush_before) {
         store_index_remove(s, h, r->key, r->klen);
     } else {
         struct index_entry e = {.off = off, .vlen = r->vlen,
@@ -66,9 +77,8 @@ apply_put(struct store *s, const struct rec *r, uint64_t off)
 }
 
 static void
-apply_touch(struct store *s, const struct rec *r)
+apply_touch(struct store *s, uint64_t h, const struct rec *r)
 {
-    uint64_t h = index_hash(r->key, r->klen);
     struct index_entry e;
     index_lock(s->ix, h);
     if (index_find(s->ix, h, r->key, r->klen, &e)) {
@@ -90,32 +100,32 @@ apply(struct scan *sc, const struct rec *r, uint64_t off)
     }
     if (r->type == REC_SEG_HEADER || r->type == REC_SEG_FOOTER)
         return;
-    if (r->cas >= s->next_cas)
-        s->next_cas = r->cas + 1;
+    if (r->cas >= sc->next_cas)
+        sc->next_cas = r->cas + 1;
+    if (r->type == REC_FLUSH) {
+        if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
+            sc->flush_before = r->cas;
+            sc->flush_deadline = 0;
+            store_sweep_part(s, sc->flush_before, sc->part, sc->nparts);
+        } else {
+            sc->flush_deadline = r->exptime;
+        }
+        return;
+    }
+    uint64_t h = index_hash(r->key, r->klen);
+    if (sc->nparts > 1 && store_part_of(h, sc->nparts) != sc->part)
+        return;
     switch (r->type) {
     case REC_PUT:
-        if (rec_size(r->klen, r->vlen) > s->max_rec)
-            s->max_rec = rec_size(r->klen, r->vlen);
-        apply_put(s, r, off);
+        apply_put(sc, h, r, off);
         break;
-    case REC_DELETE: {
-        uint64_t h = index_hash(r->key, r->klen);
+    case REC_DELETE:
         index_lock(s->ix, h);
         store_index_remove(s, h, r->key, r->klen);
         index_unlock(s->ix, h);
         break;
-    }
     case REC_TOUCH:
-        apply_touch(s, r);
-        break;
-    case REC_FLUSH:
-        if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
-            atomic_store(&s->flush_before_cas, r->cas);
-            atomic_store(&s->flush_deadline, 0);
-            store_sweep(s);
-        } else {
-            atomic_store(&s->flush_deadline, r->exptime);
-        }
+        apply_touch(s, h, r);
         break;
     }
 }
@@ -137,8 +147,8 @@ check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
                  sc->path, h.base);
         return STORE_CORRUPT;
     }
-    if (h.cas_floor > sc->s->next_cas)
-        sc->s->next_cas = h.cas_floor;
+    if (h.cas_floor > sc->next_cas)
+        sc->next_cas = h.cas_floor;
     return 0;
 }
 
@@ -313,7 +323,7 @@ hint_apply(void *arg, const struct rec *r, uint64_t off)
 static bool
 replay_hint(struct scan *sc)
 {
-    if (sc->last)
+    if (sc->last || sc->no_hint)
         return false;
     int rc = hint_read(sc->s->dir, sc->s->log_id, sc->g->seg_base, sc->size,
                        hint_apply, sc);
@@ -442,6 +452,131 @@ load_meta(struct store *s, bool fresh, char *err, size_t errlen)
     return rc;
 }
 
+/* Open every segment file in order, checking that each starts where the
+ * previous one ends; sizes[i] gets each file's size. */
+static int
+open_segments(struct store *s, const uint64_t *bases, size_t n,
+              uint64_t *sizes, char *err, size_t errlen)
+{
+    uint64_t expect = n ? bases[0] : 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        dir_seg_path(s, bases[i], path, sizeof(path));
+        if (bases[i] != expect) {
+            snprintf(err, errlen,
+                     "%s: starts at offset %" PRIu64 " but the previous "
+                     "segment ends at %" PRIu64 " (a segment is missing or "
+                     "damaged); run mcdb-fsck",
+                     path, bases[i], expect);
+            return STORE_CORRUPT;
+        }
+        struct seg *g;
+        int rc = log_open_segment(s, bases[i], false, &g);
+        struct stat st;
+        if (rc == 0 && fstat(g->seg_fd, &st) != 0)
+            rc = -errno;
+        if (rc) {
+            snprintf(err, errlen, "%s: %s", path, store_strerror(rc));
+            return rc;
+        }
+        log_add_segment(s, g);
+        sizes[i] = (uint64_t)st.st_size;
+        expect = bases[i] + sizes[i];
+    }
+    return 0;
+}
+
+/* One thread's share of replaying hints: every hint, its keys only. */
+struct replay_job {
+    struct scan sc;
+    const struct hint *hints;
+    size_t k;
+    size_t done; /* segments replayed */
+    pthread_t thread;
+};
+
+static void *
+replay_job_main(void *arg)
+{
+    struct replay_job *j = arg;
+    struct store *s = j->sc.s;
+    for (; j->done < j->k; j->done++) {
+        j->sc.g = s->segs[j->done];
+        dir_seg_path(s, j->sc.g->seg_base, j->sc.path, sizeof(j->sc.path));
+        j->sc.sealed = false;
+        /* a hint is checked whole before its first entry is applied, so
+         * a failure leaves this segment entirely unapplied */
+        if (hint_walk(&j->hints[j->done], hint_apply, &j->sc) != 0 ||
+            !j->sc.sealed)
+            break;
+    }
+    return NULL;
+}
+
+static void
+replay_merge(struct scan *into, const struct scan *from)
+{
+#define MAX_INTO(f) into->f = from->f > into->f ? from->f : into->f
+    MAX_INTO(dropped_end);
+    MAX_INTO(next_cas);
+    MAX_INTO(flush_before);
+    MAX_INTO(max_rec);
+#undef MAX_INTO
+    into->flush_deadline = from->flush_deadline; /* same FLUSHes for all */
+}
+
+/*
+ * Replay the longest run of sealed segments, from the oldest, whose hints
+ * are valid, with one thread per CPU (at most 4). Every thread walks every
+ * hint in log order but applies only the keys of its own partition, so each
+ * key's records are applied in log order by one thread; FLUSH records are
+ * applied by every thread to its own keys. Returns how many segments were
+ * replayed.
+ */
+static size_t
+replay_hints(struct store *s, const uint64_t *sizes, size_t n,
+             struct scan *sc)
+{
+    struct hint *hints = calloc(n ? n : 1, sizeof(*hints));
+    size_t k = 0;
+    while (hints && k + 1 < n &&
+           hint_open(s->dir, s->log_id, s->segs[k]->seg_base, sizes[k],
+                     &hints[k]) == 0)
+        k++;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nthreads = cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
+    struct replay_job jobs[4];
+    size_t done = k;
+    for (unsigned t = 0; k && t < nthreads; t++) {
+        jobs[t] = (struct replay_job){.sc = *sc, .hints = hints, .k = k};
+        jobs[t].sc.part = t;
+        jobs[t].sc.nparts = nthreads;
+        if (nthreads == 1 ||
+            pthread_create(&jobs[t].thread, NULL, replay_job_main, &jobs[t]))
+            jobs[t].thread = 0;
+    }
+    for (unsigned t = 0; k && t < nthreads; t++) {
+        if (jobs[t].thread)
+            pthread_join(jobs[t].thread, NULL);
+        else
+            replay_job_main(&jobs[t]); /* no thread: do its share here */
+        replay_merge(sc, &jobs[t].sc);
+        if (jobs[t].done != done && t > 0) {
+            say(SAY_ERROR, "recovery threads disagree on the hints");
+            abort();
+        }
+        done = jobs[t].done;
+    }
+    for (size_t i = 0; i < k; i++)
+        hint_close(&hints[i]);
+    free(hints);
+    for (size_t i = 0; i < done; i++) {
+        atomic_store(&s->segs[i]->seg_hint, true);
+        s->segs[i]->seg_end = s->segs[i]->seg_base + sizes[i];
+    }
+    return done;
+}
+
 int
 log_recover(struct store *s, char *err, size_t errlen)
 {
@@ -459,34 +594,39 @@ log_recover(struct store *s, char *err, size_t errlen)
         s->log_seed = rec_log_seed(s->log_id);
     /* Size the index once for what the hints hold, instead of growing it
      * step by step (each step rehashes a shard); trimmed at the end. */
-    uint64_t estimate = 0;
-    for (size_t i = 0; i < n; i++)
-        estimate += hint_entries(s->dir, bases[i]);
+    uint64_t estimate = 0, hinted = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        uint64_t e = hint_entries(s->dir, bases[i]);
+        estimate += e;
+        hinted += e ? bases[i + 1] - bases[i] : 0;
+    }
+    struct stat last;
+    char lpath[4096];
+    if (n)
+        dir_seg_path(s, bases[n - 1], lpath, sizeof(lpath));
+    if (hinted && stat(lpath, &last) == 0) /* the active segment's share */
+        estimate += (uint64_t)((double)estimate * (double)last.st_size /
+                               (double)hinted);
     if (estimate)
         (void)index_reserve(s->ix, estimate);
-    struct scan sc = {.s = s};
-    uint64_t expect = n ? bases[0] : 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
+    uint64_t *sizes = calloc(n ? n : 1, sizeof(*sizes));
+    if (rc == 0 && !sizes)
+        rc = STORE_NOMEM;
+    if (rc == 0)
+        rc = open_segments(s, bases, n, sizes, err, errlen);
+    struct scan sc = {.s = s, .nparts = 1, .next_cas = 1};
+    size_t first = rc == 0 ? replay_hints(s, sizes, n, &sc) : 0;
+    uint64_t expect = first ? bases[first - 1] + sizes[first - 1]
+                      : n   ? bases[0]
+                            : 0;
+    sc.sealed = first > 0;
+    for (size_t i = first; rc == 0 && i < n; i++) {
+        sc.g = s->segs[i];
         sc.last = i == n - 1;
         sc.sealed = false;
         sc.valid = 0;
         sc.records = 0;
         dir_seg_path(s, bases[i], sc.path, sizeof(sc.path));
-        if (bases[i] != expect) {
-            snprintf(err, errlen,
-                     "%s: starts at offset %" PRIu64 " but the previous "
-                     "segment ends at %" PRIu64 " (a segment is missing or "
-                     "damaged); run mcdb-fsck",
-                     sc.path, bases[i], expect);
-            rc = STORE_CORRUPT;
-            break;
-        }
-        rc = log_open_segment(s, bases[i], false, &sc.g);
-        if (rc) {
-            snprintf(err, errlen, "%s: %s", sc.path, store_strerror(rc));
-            break;
-        }
-        log_add_segment(s, sc.g);
         rc = scan_segment(&sc, err, errlen);
         if (rc)
             break;
@@ -499,6 +639,13 @@ log_recover(struct store *s, char *err, size_t errlen)
         expect = bases[i] + sc.size;
         if (sc.sealed)
             sc.g->seg_end = expect;
+    }
+    free(sizes);
+    if (rc == 0) {
+        s->next_cas = sc.next_cas > s->next_cas ? sc.next_cas : s->next_cas;
+        s->max_rec = sc.max_rec;
+        atomic_store(&s->flush_before_cas, sc.flush_before);
+        atomic_store(&s->flush_deadline, sc.flush_deadline);
     }
     free(bases);
     if (rc)

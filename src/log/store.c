@@ -180,15 +180,19 @@ store_index_remove(struct store *s, uint64_t h, const void *key, size_t klen)
 struct sweep {
     struct store *s;
     uint32_t now;
+    uint64_t before_cas;
+    unsigned part, nparts;
 };
 
 static int
 sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
 {
     struct sweep *sw = arg;
-    (void)key;
+    if (sw->nparts > 1 &&
+        store_part_of(index_hash(key, klen), sw->nparts) != sw->part)
+        return INDEX_KEEP;
     bool gone = store_expired(e->exptime, sw->now);
-    if (!gone && e->cas >= atomic_load(&sw->s->flush_before_cas))
+    if (!gone && e->cas >= sw->before_cas)
         return INDEX_KEEP;
     if (gone)
         atomic_fetch_add(&sw->s->st_expired, 1);
@@ -198,11 +202,19 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
 }
 
 void
-store_sweep(struct store *s)
+store_sweep_part(struct store *s, uint64_t before_cas, unsigned part,
+                 unsigned nparts)
 {
-    struct sweep sw = {.s = s, .now = store_now(s)};
+    struct sweep sw = {.s = s, .now = store_now(s), .before_cas = before_cas,
+                       .part = part, .nparts = nparts};
     for (unsigned i = 0; i < index_shards(s->ix); i++)
         index_scan(s->ix, i, sweep_visit, &sw);
+}
+
+void
+store_sweep(struct store *s)
+{
+    store_sweep_part(s, atomic_load(&s->flush_before_cas), 0, 1);
 }
 
 /* ---- flush_all ---- */
