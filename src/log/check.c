@@ -13,9 +13,6 @@
  *         segment's header (this log, this base, this format version);
  *         a footer, when there is one, is the last record and states the
  *         record count and the end offset that were read;
- *         zeros from the first record that does not decode to the end
- *         of the last segment are its preallocated space, where the log
- *         ends (record.c, PREALLOCATION);
  *      c. after a record that does not decode, the next offset where one
  *         does is searched byte by byte. A record's checksum is seeded with
  *         its own offset, so bytes inside a value never pass for a record
@@ -418,10 +415,6 @@ scan(struct ck *c, struct segck *g)
         struct rec r;
         uint64_t off = g->base + pos;
         long n = rec_decode(g->map + pos, g->size - pos, c->seed, off, &r);
-        if (n < 0 && g->last && log_all_zero(g->map + pos, g->size - pos)) {
-            g->size = pos; /* preallocated space: the log ends here */
-            break;
-        }
         if (n < 0) {
             pos = bad_bytes(c, g, pos, rec_strerror((int)n));
             continue;
@@ -449,16 +442,7 @@ scan(struct ck *c, struct segck *g)
                            "offset %" PRIu64 ": a footer that is not the "
                            "segment's last record",
                            off);
-                else if (g->last &&
-                         log_all_zero(g->map + pos, g->size - pos)) {
-                    report(c, CHECK_NOTE, CHECK_FOOTER, g->name, true,
-                           g->base + pos, g->base + g->size,
-                           "%" PRIu64 " zero bytes after the footer (a crash "
-                           "came before the writer trimmed them); start-up "
-                           "trims them",
-                           g->size - pos);
-                    g->size = pos;
-                } else
+                else
                     pos = bad_bytes(c, g, pos, "bytes after the footer");
             }
         }

@@ -34,10 +34,6 @@ struct seg {
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
     uint64_t seg_records;       /* records appended (by log_append) */
     atomic_bool seg_hint;       /* its hint file is written and valid */
-    /* The writer's: the file's length, zeros past the records written so
-     * far (see PREALLOCATION in record.c); no_prealloc once it failed. */
-    uint64_t seg_alloc;
-    bool seg_no_prealloc;
 };
 
 #define STORE_MAX_SUBS 256
@@ -191,10 +187,6 @@ uint64_t log_resync(const char *map, uint64_t size, uint64_t pos,
  * valid follows, or when a whole page of zeros lies between (a page the
  * kernel had not written when the machine stopped); else corruption. */
 bool log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next);
-/* Whether the n bytes at p are all zero: the preallocated end of the active
- * segment, or zeros left after a footer by a crash before the writer trimmed
- * them (record.c, PREALLOCATION). */
-bool log_all_zero(const char *p, uint64_t n);
 
 /* compact.c */
 int compact_start(struct store *s);

@@ -63,16 +63,6 @@
  * valid record follows it, which means the damage is not a torn write but
  * corruption. Corruption anywhere else stops start-up and names the file and
  * offset.
- *
- * PREALLOCATION: the writer keeps the active segment's file a few MiB longer
- * than its records, filled with zeros written ahead of time, because an
- * fdatasync that must also record a new file size and new blocks takes about
- * half as long again as one that only flushes data. So the active segment
- * may end in zeros: when everything from the first invalid record to the end
- * of the file is zero, that is where the log ends (not a torn tail; nothing
- * is cut). A sealed segment's file ends exactly at its footer: the writer
- * trims the zeros before the seal's fdatasync, and a crash in between leaves
- * a last segment whose footer is followed by zeros, which start-up trims.
  */
 #include "log/record.h"
 

@@ -198,7 +198,7 @@ cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
                          .from = sc->valid, .size = sc->size, .why = why};
     int rc = log_cut_tail(&t, err, errlen);
     if (rc == 0)
-        sc->size = sc->g->seg_alloc = sc->valid;
+        sc->size = sc->valid;
     return rc;
 }
 
@@ -226,35 +226,6 @@ log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next)
         if (memcmp(map + p, zeros, PAGE) == 0)
             return true;
     return false;
-}
-
-bool
-log_all_zero(const char *p, uint64_t n)
-{
-    static const char zeros[PAGE];
-    for (uint64_t k; n; p += k, n -= k) {
-        k = n < PAGE ? n : PAGE;
-        if (memcmp(p, zeros, k) != 0)
-            return false;
-    }
-    return true;
-}
-
-/* The zeros after a footer that a crash left before the writer trimmed them
- * (record.c, PREALLOCATION): cut them, quietly. */
-static int
-trim_after_footer(struct scan *sc, char *err, size_t errlen)
-{
-    say(SAY_INFO, "%s: trimming %" PRIu64 " zero bytes after its footer",
-        sc->path, sc->size - sc->valid);
-    if (ftruncate(sc->g->seg_fd, (off_t)sc->valid) != 0 ||
-        fdatasync(sc->g->seg_fd) != 0) {
-        snprintf(err, errlen, "trimming %s: %s", sc->path, strerror(errno));
-        return -errno;
-    }
-    sc->g->seg_alloc = sc->valid;
-    sc->size = sc->valid;
-    return 0;
 }
 
 /* A header that names another log is never a torn tail: refuse before the
@@ -285,11 +256,6 @@ scan_records(struct scan *sc, char *err, size_t errlen)
         struct rec r;
         uint64_t off = sc->g->seg_base + pos;
         long n = rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
-        if (n < 0 && sc->last &&
-            log_all_zero(sc->map + pos, sc->size - pos)) {
-            sc->size = pos; /* the preallocated end: the log ends here */
-            return 0;
-        }
         if (n < 0 && sc->last) {
             uint64_t next = log_resync(sc->map, sc->size, pos, s->log_seed,
                                        sc->g->seg_base);
@@ -327,8 +293,6 @@ scan_records(struct scan *sc, char *err, size_t errlen)
         if (r.type == REC_SEG_FOOTER) {
             sc->sealed = true;
             if (pos != sc->size) {
-                if (sc->last && log_all_zero(sc->map + pos, sc->size - pos))
-                    return trim_after_footer(sc, err, errlen);
                 if (sc->last)
                     return cut_tail(sc, "bytes after the footer", err, errlen);
                 snprintf(err, errlen, "%s: %" PRIu64 " bytes after the footer "
@@ -436,8 +400,6 @@ start_segment(struct store *s, uint64_t base, struct seg *reuse, char *err,
         return rc;
     }
     g->seg_records = 1;
-    if (g->seg_alloc < n)
-        g->seg_alloc = n;
     s->active = g;
     s->end = base + n;
     return 0;

@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,10 +79,8 @@ log_open_segment(struct store *s, uint64_t base, bool create, struct seg **out)
         close(fd);
         return STORE_NOMEM;
     }
-    struct stat st;
     g->seg_base = base;
     g->seg_fd = fd;
-    g->seg_alloc = !create && fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
     atomic_init(&g->seg_refs, 1);
     atomic_init(&g->seg_live, 0);
     *out = g;
@@ -270,76 +267,6 @@ do_fdatasync(struct store *s, struct seg *g)
     return rc;
 }
 
-/* Zeros are written this far ahead of the records (record.c, PREALLOCATION)
- * in one pwritev of ZERO_IOVS iovecs that all point at one zero block. */
-#define PREALLOC_AHEAD (4u << 20)
-#define ZERO_BLOCK (64u << 10)
-
-/* Make segment g's file at least `need` bytes long, and while the segment's
- * size allows, PREALLOC_AHEAD longer, with zeros. Only the writer thread
- * writes the file, so the zeros never land on records. Failing is not an
- * error (the records are then appended as before): say so once. */
-static void
-prealloc(struct store *s, struct seg *g, uint64_t need)
-{
-    uint64_t want = need + PREALLOC_AHEAD;
-    if (want > s->cfg.segment_size)
-        want = s->cfg.segment_size;
-    if (g->seg_no_prealloc || want <= g->seg_alloc || want <= need)
-        return;
-    static const char zeros[ZERO_BLOCK];
-    struct iovec iov[PREALLOC_AHEAD / ZERO_BLOCK + 1];
-    struct stat st; /* the file's own length: zeros go only past it */
-    if (fstat(g->seg_fd, &st) != 0)
-        return;
-    uint64_t at = (uint64_t)st.st_size;
-    while (at < want) {
-        int n = 0;
-        uint64_t len = 0;
-        for (; n < (int)(sizeof(iov) / sizeof(iov[0])) && at + len < want;
-             n++) {
-            uint64_t k = want - at - len < ZERO_BLOCK ? want - at - len
-                                                      : ZERO_BLOCK;
-            iov[n] = (struct iovec){.iov_base = (void *)zeros, .iov_len = k};
-            len += k;
-        }
-        ssize_t w = fault(s, "prealloc") ? -1 : pwritev(g->seg_fd, iov, n,
-                                                         (off_t)at);
-        if (w <= 0) {
-            char path[4096];
-            dir_seg_path(s, g->seg_base, path, sizeof(path));
-            say(SAY_WARN, "%s: writing zeros ahead of the log at file "
-                "position %" PRIu64 " failed (%s); appending without them",
-                path, at, w < 0 ? strerror(errno) : "short write");
-            g->seg_no_prealloc = true;
-            break;
-        }
-        at += (uint64_t)w;
-    }
-    if (at > g->seg_alloc)
-        g->seg_alloc = at;
-}
-
-/* A sealed segment's file ends at its footer: cut the zeros past it. */
-static int
-trim_sealed(struct store *s, struct seg *g)
-{
-    uint64_t len = g->seg_end - g->seg_base;
-    if (g->seg_alloc <= len)
-        return 0;
-    int rc = fault(s, "ftruncate");
-    if (!rc && ftruncate(g->seg_fd, (off_t)len) != 0)
-        rc = -errno;
-    if (rc) {
-        char path[4096];
-        dir_seg_path(s, g->seg_base, path, sizeof(path));
-        log_fail(s, rc, "trimming %s to its footer at %" PRIu64, path, len);
-        return rc;
-    }
-    g->seg_alloc = len;
-    return 0;
-}
-
 /* Write [start, start + len) of the log from p, sealing segments on the way.
  * *wseg is the segment that holds `start`. */
 static int
@@ -351,9 +278,8 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
         size_t n = len;
         if (g->seg_end && start + n > g->seg_end)
             n = g->seg_end - start;
-        uint64_t pos = start - g->seg_base;
-        prealloc(s, g, pos + n);
         int rc = fault(s, "pwrite");
+        uint64_t pos = start - g->seg_base;
         while (!rc && n) {
             ssize_t w = pwrite(g->seg_fd, p, n, (off_t)pos);
             if (w < 0 && errno == EINTR)
@@ -368,8 +294,6 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
             len -= (size_t)w;
             n -= (size_t)w;
         }
-        if (pos > g->seg_alloc)
-            g->seg_alloc = pos;
         if (rc) {
             char path[4096];
             dir_seg_path(s, g->seg_base, path, sizeof(path));
@@ -379,7 +303,7 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
         if (g->seg_end && start == g->seg_end) {
             /* Sealed: durable now whatever --fsync says, and the next
              * segment's directory entry with it. */
-            if (trim_sealed(s, g) || do_fdatasync(s, g))
+            if (do_fdatasync(s, g))
                 return -EIO;
             atomic_fetch_add(&s->st_fsyncs, 1);
             *wseg = seg_after(s, g->seg_end);

@@ -159,10 +159,7 @@ Test(recovery, a_torn_last_record_is_truncated_at_every_cut_position)
     size_t len;
     ts_seg_path(&t, bases[0], path, sizeof(path));
     read_file(path, &orig, &len);
-    /* the file may run on in preallocated zeros past the log's end */
-    cr_assert_geq(len, end);
-    for (size_t i = end; i < len; i++)
-        cr_assert_eq(orig[i], 0, "file position %zu past the end not zero", i);
+    cr_assert_eq(len, end);
     for (uint64_t cut = before_last; cut < end; cut++) {
         write_file(path, orig, cut);
         ts_open(&t);
@@ -170,18 +167,10 @@ Test(recovery, a_torn_last_record_is_truncated_at_every_cut_position)
         cr_assert_null(v, "cut at %" PRIu64 ": the torn record was loaded",
                        cut);
         check(20, 50, "x");
-        store_stats(t.s, &st);
-        cr_assert_eq(st.log_end, before_last,
-                     "cut at %" PRIu64 ": the log ends at %" PRIu64, cut,
-                     st.log_end);
         ts_close(&t);
-        /* cut there, unless what was left of the record was all zero */
-        long long size = ts_file_size(path);
-        cr_assert(size == (long long)before_last ||
-                      (size == (long long)cut &&
-                       memchr(orig + before_last, 0, cut - before_last) != 0),
-                  "cut at %" PRIu64 ": file not truncated to %" PRIu64, cut,
-                  before_last);
+        cr_assert_eq(ts_file_size(path), (long long)before_last,
+                     "cut at %" PRIu64 ": file not truncated to %" PRIu64,
+                     cut, before_last);
     }
     /* and the full file still has it */
     write_file(path, orig, len);
@@ -192,97 +181,20 @@ Test(recovery, a_torn_last_record_is_truncated_at_every_cut_position)
     free(orig);
 }
 
-/* Zeros after the last record are preallocated space (record.c,
- * PREALLOCATION): the log ends before them, nothing is cut or saved, and
- * new records go where they start. */
-Test(recovery, a_zero_filled_tail_is_where_the_log_ends)
+Test(recovery, a_zero_filled_tail_is_truncated)
 {
     fill(10, 50, "z");
-    struct store_stats st;
-    store_stats(t.s, &st);
-    uint64_t end = st.log_end;
     ts_close(&t);
     uint64_t bases[8];
     ts_segments(&t, bases, 8);
     char path[512];
     ts_seg_path(&t, bases[0], path, sizeof(path));
-    cr_assert_eq(truncate(path, (off_t)(end - bases[0])), 0);
-    cr_assert_eq(truncate(path, (off_t)(end - bases[0]) + 8192), 0);
+    long long size = ts_file_size(path);
+    cr_assert_eq(truncate(path, size + 4096), 0);
     ts_open(&t);
     check(10, 50, "z");
-    store_stats(t.s, &st);
-    cr_assert_eq(st.log_end, end);
-    cr_assert_eq(ts_set(&t, "after", "the-zeros", 7, 0), 0);
     ts_close(&t);
-    char tail[600];
-    snprintf(tail, sizeof(tail), "%s.tail-%" PRIu64, path, end);
-    cr_assert_eq(access(tail, F_OK), -1, "zeros were saved as a torn tail");
-    ts_open(&t);
-    check(10, 50, "z");
-    char *v = ts_get(&t, "after", NULL, NULL);
-    cr_assert_str_eq(v, "the-zeros");
-    free(v);
-}
-
-/* While writing, the active segment's file runs ahead of its records in
- * zeros; a sealed one ends exactly at its footer. */
-Test(recovery, the_active_segment_is_preallocated_and_a_sealed_one_is_not)
-{
-    fill(600, 200, "p"); /* about 140 KiB: two rolls at 64 KiB */
-    struct store_stats st;
-    store_stats(t.s, &st);
-    uint64_t bases[8];
-    size_t n = ts_segments(&t, bases, 8);
-    cr_assert_geq(n, 2);
-    char path[512];
-    for (size_t i = 0; i + 1 < n; i++) {
-        ts_seg_path(&t, bases[i], path, sizeof(path));
-        cr_assert_eq(ts_file_size(path), (long long)(bases[i + 1] - bases[i]),
-                     "sealed %s does not end at its footer", path);
-    }
-    ts_seg_path(&t, bases[n - 1], path, sizeof(path));
-    uint64_t used = st.log_end - bases[n - 1];
-    cr_assert_eq(ts_file_size(path), 64 << 10,
-                 "active segment not preallocated to the segment size");
-    char *buf;
-    size_t len;
-    read_file(path, &buf, &len);
-    for (size_t i = used; i < len; i++)
-        cr_assert_eq(buf[i], 0, "file position %zu past the end not zero", i);
-    free(buf);
-    ts_close(&t);
-    ts_open(&t);
-    check(600, 200, "p");
-    store_stats(t.s, &st);
-    cr_assert_eq(st.log_end - bases[n - 1], used);
-}
-
-/* A crash after the footer was written and before the writer trimmed the
- * zeros after it: the last segment is sealed, the zeros go, and the log
- * continues in a new segment. */
-Test(recovery, zeros_after_the_last_footer_are_trimmed)
-{
-    fill(600, 200, "f");
-    ts_close(&t);
-    uint64_t bases[8];
-    size_t n = ts_segments(&t, bases, 8);
-    cr_assert_geq(n, 2);
-    char path[512], sealed[512];
-    ts_seg_path(&t, bases[n - 1], path, sizeof(path));
-    ts_seg_path(&t, bases[n - 2], sealed, sizeof(sealed));
-    /* keep only the records of the sealed segments */
-    cr_assert_eq(unlink(path), 0);
-    long long size = ts_file_size(sealed);
-    cr_assert_eq(truncate(sealed, size + 20000), 0);
-    ts_open(&t);
-    cr_assert_eq(ts_file_size(sealed), size, "zeros after the footer kept");
-    cr_assert_eq(ts_set(&t, "new", "segment", 0, 0), 0);
-    char *v = ts_get(&t, "new", NULL, NULL);
-    cr_assert_str_eq(v, "segment");
-    free(v);
-    ts_close(&t);
-    ts_open(&t);
-    cr_assert_eq(ts_segments(&t, bases, 8), n);
+    cr_assert_eq(ts_file_size(path), size);
 }
 
 Test(recovery, the_store_keeps_writing_after_truncating_a_torn_tail)
