@@ -11,7 +11,6 @@
  */
 #include "net/net_int.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -205,8 +204,9 @@ cmd_arith(struct conn *c, const struct proto_req *req)
         else
             CNT_INC(w, decr_hits);
     }
-    char ok[32];
-    snprintf(ok, sizeof(ok), "%" PRIu64 "\r\n", value);
+    char ok[NET_U64_DIGITS + 3];
+    size_t n = net_fmt_u64(ok, value);
+    memcpy(ok + n, "\r\n", 3);
     cmd_reply(c, req, rc, &wr, ok);
 }
 

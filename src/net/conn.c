@@ -367,6 +367,36 @@ read_fold_next(struct conn *c, struct oitem *it)
     item_release(c->w, nx);
 }
 
+/*
+ * "VALUE <key> <flags> <bytes>[ <cas>]\r\n" at dst; returns its length, at
+ * most klen + VALUE_LINE_MAX. The key has no control characters (the parser
+ * checked it), so this is what printf's "%.*s %u %u %llu" would write.
+ */
+#define VALUE_LINE_MAX (6 + 1 + 10 + 1 + 10 + 1 + NET_U64_DIGITS + 2)
+_Static_assert(VALUE_LINE_MAX + 5 <= 64, "out_start_read's klen + 64");
+
+static size_t
+value_line(char *dst, const char *key, size_t klen, const struct store_item *si,
+           bool want_cas)
+{
+    char *p = dst;
+    memcpy(p, "VALUE ", 6);
+    p += 6;
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = ' ';
+    p += net_fmt_u64(p, si->flags);
+    *p++ = ' ';
+    p += net_fmt_u64(p, si->vlen);
+    if (want_cas) {
+        *p++ = ' ';
+        p += net_fmt_u64(p, si->cas);
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    return (size_t)(p - dst);
+}
+
 /* The record of item it is in it->owned (nread bytes): make the reply. */
 static void
 read_done(struct conn *c, struct oitem *it, size_t nread)
@@ -384,13 +414,7 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         read_fold_next(c, it);
         return;
     }
-    int n = it->want_cas
-                ? snprintf(it->text, it->cap, "VALUE %.*s %u %u %llu\r\n",
-                           (int)it->klen, key, si.flags, si.vlen,
-                           (unsigned long long)si.cas)
-                : snprintf(it->text, it->cap, "VALUE %.*s %u %u\r\n",
-                           (int)it->klen, key, si.flags, si.vlen);
-    size_t len = (size_t)n;
+    size_t len = value_line(it->text, key, it->klen, &si, it->want_cas);
     if (len + si.vlen + 2 <= it->cap) {
         memcpy(it->text + len, si.value, si.vlen);
         memcpy(it->text + len + si.vlen, "\r\n", 2);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -110,6 +111,26 @@ static inline void *
 ud_ptr(uint64_t ud)
 {
     return (void *)(uintptr_t)(ud & ~UD_TAG_MASK);
+}
+
+/* ---- reply text ---- */
+
+#define NET_U64_DIGITS 20 /* UINT64_MAX in decimal */
+
+/* v in decimal at dst (NET_U64_DIGITS bytes of room); returns the length.
+ * printf's "%" PRIu64 without printf: replies are built on every request. */
+static inline size_t
+net_fmt_u64(char *dst, uint64_t v)
+{
+    char tmp[NET_U64_DIGITS];
+    char *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(dst, p, n);
+    return n;
 }
 
 /* ---- what the kernel offers (probed once at start) ---- */
