@@ -17,7 +17,9 @@
  * Output memory. out_bytes counts every item's struct and buffers. Above
  * NET_OUT_HIGH the connection stops parsing and receiving (backpressure);
  * below NET_OUT_LOW it resumes. A get of many keys may stop between two
- * keys and resume later at conn->get_resume.
+ * keys and resume later at conn->get_resume. Items, and the buffers they
+ * own up to NET_TEXT_CHUNK, go back to per-worker free lists (item_own),
+ * so that a steady load of small replies calls no malloc.
  */
 #include "net/net_int.h"
 
@@ -34,7 +36,10 @@
 
 #define NET_SMALL_VALUE 1024 /* values up to this are copied into the reply */
 #define NET_FREE_ITEMS 1024  /* recycled items kept per worker */
-#define NET_FREE_CHUNKS 64   /* recycled text chunks kept per worker */
+
+_Static_assert(NET_TEXT_CHUNK ==
+                   1u << (NET_CACHE_MIN_SHIFT + NET_CACHE_CLASSES - 1),
+               "text chunks are the largest recycled buffers");
 
 /* ---- items and their memory ---- */
 
@@ -57,28 +62,53 @@ item_alloc(struct worker *w)
     return it;
 }
 
-static void *
-chunk_get(struct worker *w)
+static size_t
+class_size(unsigned cls)
 {
-    void *p = w->free_chunks;
-    if (p) {
-        w->free_chunks = *(void **)p;
-        w->n_free_chunks--;
-        return p;
+    return (size_t)1 << (NET_CACHE_MIN_SHIFT + cls);
+}
+
+/*
+ * Give it a buffer (it->owned) of at least size bytes; returns its size.
+ * Up to NET_TEXT_CHUNK it is one of the worker's recycled buffers, the
+ * smallest class that fits: a get of a small value asks for one per hit.
+ */
+static size_t
+item_own(struct worker *w, struct oitem *it, size_t size)
+{
+    unsigned cls = 0;
+    while (cls < NET_CACHE_CLASSES && class_size(cls) < size)
+        cls++;
+    if (cls == NET_CACHE_CLASSES) {
+        it->owned = malloc(size);
+        if (!it->owned)
+            abort();
+        it->own = OWN_MALLOC;
+        return size;
     }
-    p = malloc(NET_TEXT_CHUNK);
-    if (!p)
+    struct buf_cache *k = &w->caches[cls];
+    void *p = k->head;
+    if (p) {
+        k->head = *(void **)p;
+        k->n--;
+    } else if (!(p = malloc(class_size(cls)))) {
         abort();
-    return p;
+    }
+    it->owned = p;
+    it->own = OWN_CACHED;
+    it->cls = (uint8_t)cls;
+    return class_size(cls);
 }
 
 static void
 item_release(struct worker *w, struct oitem *it)
 {
-    if (it->own == OWN_CHUNK && w->n_free_chunks < NET_FREE_CHUNKS) {
-        *(void **)it->owned = w->free_chunks;
-        w->free_chunks = it->owned;
-        w->n_free_chunks++;
+    if (it->own == OWN_CACHED &&
+        (w->caches[it->cls].n + 1) * class_size(it->cls) <= NET_CACHE_BYTES) {
+        struct buf_cache *k = &w->caches[it->cls];
+        *(void **)it->owned = k->head;
+        k->head = it->owned;
+        k->n++;
     } else if (it->own != OWN_NONE) {
         free(it->owned);
     }
@@ -99,12 +129,16 @@ conn_free_caches(struct worker *w)
         w->free_items = it->next;
         free(it);
     }
-    while (w->free_chunks) {
-        void *p = w->free_chunks;
-        w->free_chunks = *(void **)p;
-        free(p);
+    w->n_free_items = 0;
+    for (unsigned cls = 0; cls < NET_CACHE_CLASSES; cls++) {
+        struct buf_cache *k = &w->caches[cls];
+        while (k->head) {
+            void *p = k->head;
+            k->head = *(void **)p;
+            free(p);
+        }
+        k->n = 0;
     }
-    w->n_free_items = w->n_free_chunks = 0;
 }
 
 static size_t
@@ -171,17 +205,9 @@ out_new_text(struct conn *c, size_t need)
     struct worker *w = c->w;
     struct oitem *it = item_alloc(w);
     if (need > NET_ITEM_INLINE) {
-        if (need <= NET_TEXT_CHUNK) {
-            it->owned = chunk_get(w);
-            it->own = OWN_CHUNK;
-            it->cap = NET_TEXT_CHUNK;
-        } else {
-            it->owned = malloc(need);
-            if (!it->owned)
-                abort();
-            it->own = OWN_MALLOC;
-            it->cap = (uint32_t)need;
-        }
+        /* A whole chunk: more replies are likely to follow. */
+        it->cap = (uint32_t)item_own(
+            w, it, need < NET_TEXT_CHUNK ? NET_TEXT_CHUNK : need);
         it->text = it->owned;
         it->acct += it->cap;
     }
@@ -442,15 +468,12 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
     size_t hdr = klen + 64; /* "VALUE" line and room for "END\r\n" */
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
     size_t size = loc->len + klen + hdr + small;
-    char *buf = malloc(size);
-    if (!buf)
-        abort();
+    struct oitem *it = item_alloc(w);
+    item_own(w, it, size);
+    char *buf = it->owned;
     memcpy(buf + loc->len, key, klen);
 
-    struct oitem *it = item_alloc(w);
     it->state = OI_WAIT_READ;
-    it->owned = buf;
-    it->own = OWN_MALLOC;
     it->text = buf + loc->len + klen;
     it->cap = (uint32_t)(hdr + small);
     it->loc = *loc;

@@ -28,8 +28,11 @@
 #define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
 #define NET_IOV_MAX 64          /* iovecs per sendmsg */
 #define NET_TEXT_CHUNK (16u << 10)
-#define NET_ITEM_INLINE 40      /* reply text stored inside an item */
-#define NET_STOP_GRACE_MS 10000 /* then connections are closed as they are */
+#define NET_CACHE_MIN_SHIFT 9      /* recycled buffers: 512 bytes, doubling */
+#define NET_CACHE_CLASSES 6        /* ... up to NET_TEXT_CHUNK */
+#define NET_CACHE_BYTES (1u << 20) /* recycled bytes kept per class */
+#define NET_ITEM_INLINE 40         /* reply text stored inside an item */
+#define NET_STOP_GRACE_MS 10000    /* then connections are closed as they are */
 
 /*
  * What "version" and "stats" say. Clients read it as memcached's version to
@@ -146,7 +149,7 @@ struct net_features {
 /* ---- the output queue of a connection ---- */
 
 enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
-enum oi_own { OWN_NONE, OWN_CHUNK, OWN_MALLOC };
+enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
 
 /*
  * One reply (or a run of ready replies) in request order. Its bytes are, in
@@ -158,13 +161,14 @@ struct oitem {
     struct oitem *next;
     struct conn *conn;
     uint8_t state;
-    uint8_t own; /* what owned is: OWN_NONE, OWN_CHUNK, OWN_MALLOC */
+    uint8_t own; /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
+    uint8_t cls; /* OWN_CACHED: the buffer's size class */
     bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
     bool trail;
     uint32_t len, cap; /* text */
     uint32_t sent;
-    char *text;  /* inl, a malloc'd chunk, or inside owned */
-    void *owned; /* freed with the item (a record buffer, a chunk) */
+    char *text;  /* inl, or inside owned */
+    void *owned; /* released with the item (a record buffer, a chunk) */
     const char *blob;
     uint32_t blob_len;
     size_t acct;  /* bytes counted in conn->out_bytes for this item */
@@ -174,6 +178,13 @@ struct oitem {
     uint16_t klen;
     bool want_cas;
     char inl[NET_ITEM_INLINE];
+};
+
+/* A worker's recycled buffers of one size class (a list through their
+ * first bytes). */
+struct buf_cache {
+    void *head;
+    unsigned n;
 };
 
 /* ---- connections ---- */
@@ -246,8 +257,8 @@ struct worker {
 
     struct oitem *free_items; /* recycled items */
     unsigned n_free_items;
-    void *free_chunks; /* recycled NET_TEXT_CHUNK text buffers */
-    unsigned n_free_chunks;
+    /* recycled text chunks and record buffers, by size class */
+    struct buf_cache caches[NET_CACHE_CLASSES];
 
     struct net_counters w_cnt;
 };
