@@ -96,7 +96,7 @@ struct store {
     /* the background compactor */
     pthread_t compactor;
     bool compactor_running;
-    bool compactor_stop;
+    atomic_bool compactor_stop; /* read unlocked by throttle() */
     pthread_mutex_t compact_mu;  /* one compaction at a time; guards stop */
     pthread_cond_t compact_cv;
 

@@ -51,7 +51,8 @@
       "log is garbage (between 0 and 1)")                                      \
     X(compact_rate, "compact-rate", 0, RATE, "64m", "compact_rate",            \
       "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
-      "limit)")                                                                \
+      "limit); lifted while garbage is past halfway from --compact-garbage "  \
+      "to 1")                                                                  \
     X(verbose, "verbose", 'v', LEVEL, "0", "verbosity",                        \
       "-v: connection events and io_uring features, -vv: debug")               \
     X(help, "help", 'h', HELP, "", NULL, "print this help and exit")           \

@@ -236,6 +236,30 @@ Test(compact, disk_use_settles_under_an_overwrite_workload)
     expect_n("k", 100, 1000, 1);
 }
 
+/* Writes that outrun --compact-rate: past halfway from --compact-garbage
+ * to 1 the compactor reads at full speed, so disk use stays bounded. */
+Test(compact, writes_faster_than_the_rate_limit_lift_it)
+{
+    ts_close(&t);
+    t.cfg.compactor = true;
+    t.cfg.compact_rate = 1000; /* 64 s per 64 KiB segment if it held */
+    ts_open(&t);
+    time_t t0 = time(NULL);
+    for (int round = 0; round < 20; round++)
+        set_n("k", 30, 1000, 0); /* ~30 KB live, 600 KB written */
+    for (int i = 0; i < 100 && stats().garbage_permille > 750; i++)
+        usleep(100000);
+    struct store_stats st = stats();
+    double secs = (double)(time(NULL) - t0) + 1;
+    cr_assert_leq(st.garbage_permille, 750,
+                  "garbage still %llu permille after %.0f s at 1000 B/s",
+                  (unsigned long long)st.garbage_permille, secs);
+    cr_assert_gt((double)st.compact_bytes_read, 10 * 1000 * secs,
+                 "the compactor read %llu bytes in %.0f s: held to the rate",
+                 (unsigned long long)st.compact_bytes_read, secs);
+    expect_n("k", 30, 1000, 1);
+}
+
 /* A child writes, deletes and compacts in a loop, reporting every write
  * and delete once durable; it is killed at a random moment. */
 static void
