@@ -90,8 +90,11 @@
 
 #define MAX_TOKENS 8 /* the longest fixed form: cas + 5 args + noreply */
 
-static const char *const cmd_names[PROTO_NCMDS] = {
-#define X(sym, name) name,
+static const struct tok_name {
+    const char *s;
+    size_t n;
+} cmd_names[PROTO_NCMDS] = {
+#define X(sym, name) {name, sizeof(name) - 1},
     PROTO_COMMANDS(X)
 #undef X
 };
@@ -173,7 +176,9 @@ static bool
 lookup(struct tok t, enum proto_cmd *cmd)
 {
     for (int i = 0; i < PROTO_NCMDS; i++) {
-        if (tok_is(t, cmd_names[i])) {
+        const struct tok_name *c = &cmd_names[i];
+
+        if (t.n == c->n && t.p[0] == c->s[0] && memcmp(t.p, c->s, c->n) == 0) {
             *cmd = (enum proto_cmd)i;
             return true;
         }
@@ -246,8 +251,6 @@ parse_get(const struct line *l, struct proto_req *req)
 {
     bool touch = req->cmd == PROTO_GAT || req->cmd == PROTO_GATS;
     size_t first = touch ? 2 : 1;
-    size_t pos = 0, klen;
-    const char *key;
 
     if (l->ntok < first + 1)
         return fail(req, R_ERROR, l->next);
@@ -255,8 +258,13 @@ parse_get(const struct line *l, struct proto_req *req)
         return fail(req, R_BAD_EXPTIME, l->next);
     req->keys = l->tok[first].p;
     req->keys_len = (size_t)(l->last_end - req->keys);
-    while (proto_next_key(req, &pos, &key, &klen)) {
-        if (!key_ok(key, klen))
+    /* key_ok() on each key, in one pass over the list. */
+    for (size_t i = 0, klen = 0; i < req->keys_len; i++) {
+        unsigned char c = (unsigned char)req->keys[i];
+
+        if (c == ' ')
+            klen = 0;
+        else if (c < ' ' || c == 0x7f || ++klen > PROTO_MAX_KEY)
             return fail(req, R_BAD_FORMAT, l->next);
     }
     req->consumed = l->next;
@@ -476,9 +484,7 @@ int
 proto_parse(const char *buf, size_t len, uint32_t max_item,
             struct proto_req *req)
 {
-    struct line l = {.buf = buf, .len = len};
-    size_t limit = line_limit(buf, len, max_item);
-    size_t scan = len < limit ? len : limit;
+    struct line l; /* tokenize() fills tok[0, ntok) */
     const char *nl;
     size_t end;
 
@@ -486,13 +492,23 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
     req->cmd = PROTO_NCMDS;
     if (len == 0)
         return PROTO_NEED_MORE;
-    nl = memchr(buf, '\n', scan);
+    nl = memchr(buf, '\n', len < PROTO_MAX_LINE ? len : PROTO_MAX_LINE);
     if (nl == NULL) {
-        if (len < limit)
-            return PROTO_NEED_MORE;
-        req->close = true;
-        return fail(req, R_LINE_TOO_LONG, limit);
+        /* Only a get-family line may be longer (line_limit). */
+        size_t limit = line_limit(buf, len, max_item);
+        size_t scan = len < limit ? len : limit;
+
+        if (scan > PROTO_MAX_LINE)
+            nl = memchr(buf + PROTO_MAX_LINE, '\n', scan - PROTO_MAX_LINE);
+        if (nl == NULL) {
+            if (len < limit)
+                return PROTO_NEED_MORE;
+            req->close = true;
+            return fail(req, R_LINE_TOO_LONG, limit);
+        }
     }
+    l.buf = buf;
+    l.len = len;
     end = (size_t)(nl - buf);
     l.next = end + 1;
     if (end > 0 && buf[end - 1] == '\r')
@@ -532,5 +548,5 @@ proto_cmd_name(enum proto_cmd cmd)
 {
     if ((unsigned)cmd >= PROTO_NCMDS)
         return "unknown";
-    return cmd_names[cmd];
+    return cmd_names[cmd].s;
 }
