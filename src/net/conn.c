@@ -353,6 +353,10 @@ conn_resolve(struct conn *c)
 {
     store_t *s = c->w->net->store;
     bool changed = false;
+    if (c->n_wait_ack == 0) { /* nothing to settle: skip the walk */
+        waiter_remove(c);
+        return;
+    }
     for (struct oitem *it = c->oq_head; it; it = it->next) {
         if (it->state == OI_READY)
             continue;
