@@ -151,7 +151,7 @@ cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
         CNT_INC(w, get_hits);
         out_start_read(c, &loc, key, klen, want_cas);
     }
-    out_text(c, "END\r\n", 5);
+    out_end(c);
     return true;
 }
 

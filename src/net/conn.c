@@ -37,6 +37,8 @@
 #define NET_SMALL_VALUE 1024 /* values up to this are copied into the reply */
 #define NET_FREE_ITEMS 1024  /* recycled items kept per worker */
 
+#define VALUE_END "\r\nEND\r\n" /* a value's line end, then a get's END */
+
 _Static_assert(NET_TEXT_CHUNK ==
                    1u << (NET_CACHE_MIN_SHIFT + NET_CACHE_CLASSES - 1),
                "text chunks are the largest recycled buffers");
@@ -144,7 +146,7 @@ conn_free_caches(struct worker *w)
 static size_t
 item_size(const struct oitem *it)
 {
-    return it->len + it->blob_len + (it->trail ? 2 : 0);
+    return it->len + it->blob_len + it->trail;
 }
 
 /* ---- the output queue ---- */
@@ -377,8 +379,9 @@ conn_resolve(struct conn *c)
 /* ---- values read from the log ---- */
 
 /*
- * Fold the small ready reply that follows a just-completed read (usually
- * "END\r\n") into the read's text, so that the two leave as one buffer.
+ * Fold the small ready reply that follows a just-completed read (a later
+ * request's reply, or an END that out_end could not attach) into the read's
+ * text, so that the two leave as one buffer.
  * Nothing after a waiting item has been sent, so the next one is whole.
  */
 static void
@@ -441,18 +444,23 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         if (rc != STORE_NOT_FOUND)
             say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
                 key, store_strerror(rc));
+        if (it->end) {
+            memcpy(it->text, "END\r\n", 5);
+            it->len = 5;
+        }
         read_fold_next(c, it);
         return;
     }
     size_t len = value_line(it->text, key, it->klen, &si, it->want_cas);
-    if (len + si.vlen + 2 <= it->cap) {
+    size_t trail = it->end ? 7 : 2;
+    if (len + si.vlen + trail <= it->cap) {
         memcpy(it->text + len, si.value, si.vlen);
-        memcpy(it->text + len + si.vlen, "\r\n", 2);
-        len += si.vlen + 2;
+        memcpy(it->text + len + si.vlen, VALUE_END, trail);
+        len += si.vlen + trail;
     } else {
         it->blob = si.value;
         it->blob_len = si.vlen;
-        it->trail = true;
+        it->trail = (uint8_t)trail;
     }
     it->len = (uint32_t)len;
     read_fold_next(c, it);
@@ -497,6 +505,21 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
     c->refs++;
 }
 
+/*
+ * The END of a get. When the last reply queued is a value still being
+ * read, END becomes part of that reply (read_done writes it after the
+ * value) instead of an item of its own.
+ */
+void
+out_end(struct conn *c)
+{
+    struct oitem *t = c->oq_tail;
+    if (t && t->state == OI_WAIT_READ && !t->end)
+        t->end = true;
+    else
+        out_text(c, "END\r\n", 5);
+}
+
 void
 conn_on_read(struct oitem *it, int res)
 {
@@ -522,7 +545,7 @@ item_iov(const struct oitem *it, size_t skip, struct iovec *iov, int n)
     const struct iovec parts[3] = {
         {it->text, it->len},
         {(void *)it->blob, it->blob_len},
-        {"\r\n", it->trail ? 2 : 0},
+        {VALUE_END, it->trail},
     };
     for (int i = 0; i < 3; i++) {
         if (parts[i].iov_len <= skip) {

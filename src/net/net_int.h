@@ -153,9 +153,11 @@ enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
 
 /*
  * One reply (or a run of ready replies) in request order. Its bytes are, in
- * order: text[0, len), then blob[0, blob_len), then "\r\n" if trail. The
- * first `sent` of them have been sent. Text is only ever appended, never
- * moved, so a send in flight can point into it while more is added.
+ * order: text[0, len), then blob[0, blob_len), then the first trail (0, 2
+ * or 7) bytes of "\r\nEND\r\n": the value's line end, and the get's END
+ * when this was its last reply. The first `sent` of them have been sent.
+ * Text is only ever appended, never moved, so a send in flight can point
+ * into it while more is added.
  */
 struct oitem {
     struct oitem *next;
@@ -164,7 +166,7 @@ struct oitem {
     uint8_t own; /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
     uint8_t cls; /* OWN_CACHED: the buffer's size class */
     bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
-    bool trail;
+    uint8_t trail;
     uint32_t len, cap; /* text */
     uint32_t sent;
     char *text;  /* inl, or inside owned */
@@ -177,6 +179,7 @@ struct oitem {
     struct store_loc loc;
     uint16_t klen;
     bool want_cas;
+    bool end; /* the get's "END\r\n" follows this reply (out_end) */
     char inl[NET_ITEM_INLINE];
 };
 
@@ -319,6 +322,7 @@ void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
                   bool silent);
 void out_start_read(struct conn *c, const struct store_loc *loc,
                     const char *key, size_t klen, bool want_cas);
+void out_end(struct conn *c);
 
 /* cmd.c: the reply (with "\r\n") for a failed store call or ack. */
 size_t cmd_status_text(store_t *s, int rc, char *buf, size_t len);
