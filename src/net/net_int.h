@@ -11,7 +11,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -125,14 +124,11 @@ ud_ptr(uint64_t ud)
 static inline size_t
 net_fmt_u64(char *dst, uint64_t v)
 {
-    char tmp[NET_U64_DIGITS];
-    char *p = tmp + sizeof(tmp);
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    size_t n = (size_t)(tmp + sizeof(tmp) - p);
-    memcpy(dst, p, n);
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10)
+        n++;
+    for (size_t i = n; i-- > 0; v /= 10)
+        dst[i] = (char)('0' + v % 10);
     return n;
 }
 
