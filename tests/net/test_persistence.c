@@ -236,6 +236,71 @@ Test(persistence, every_key_survives_sigterm_and_restart)
     free(ver);
 }
 
+/* The reply to a hit on "small" or "big" (below); nothing for other keys. */
+static void
+put_hit(struct buf *b, const char *key, const char *big, size_t big_len)
+{
+    if (strcmp(key, "small") == 0) {
+        putf(b, "VALUE small 7 5\r\nhello\r\n");
+    } else if (strcmp(key, "big") == 0) {
+        putf(b, "VALUE big 4294967295 %zu\r\n", big_len);
+        put(b, big, big_len);
+        put(b, "\r\n", 2);
+    }
+}
+
+/*
+ * After a restart every value is read from its segment file while the
+ * replies behind it wait. A get's END still comes right after its last hit,
+ * whatever misses follow it, for a value copied into the reply (small) and
+ * for one sent from the record buffer (big); and before the next reply.
+ */
+Test(persistence,
+     gets_of_values_read_from_segment_files_end_after_their_last_hit)
+{
+    static const char *const gets[][4] = {
+        {"small", "nokey"},
+        {"big", "nokey", "other"},
+        {"nokey", "small"},
+        {"small", "big", "nokey"},
+        {"big"},
+        {"nokey"},
+        {"small", "small", "nokey"},
+        {"big", "small"},
+    };
+    char big[5000];
+    struct buf req = {0}, want = {0};
+    memset(big, 'b', sizeof(big));
+    start(NULL);
+    int fd = conn();
+    tg_expect(fd, "set small 7 0 5\r\nhello\r\n", "STORED\r\n");
+    putf(&req, "set big 4294967295 0 %zu\r\n", sizeof(big));
+    put(&req, big, sizeof(big));
+    put(&req, "\r\n", 2);
+    tg_expect_n(fd, req.p, req.len, "STORED\r\n", 8);
+    close(fd);
+    th_server_stop(&srv, SIGTERM);
+    start(NULL);
+    fd = conn();
+    req.len = 0;
+    for (size_t i = 0; i < sizeof(gets) / sizeof(*gets); i++) {
+        putf(&req, "get");
+        for (size_t k = 0; k < 4 && gets[i][k]; k++) {
+            putf(&req, " %s", gets[i][k]);
+            put_hit(&want, gets[i][k], big, sizeof(big));
+        }
+        putf(&req, "\r\n");
+        putf(&want, "END\r\n");
+    }
+    putf(&req, "get big\r\nset other 0 0 1\r\nx\r\n");
+    put_hit(&want, "big", big, sizeof(big));
+    putf(&want, "END\r\nSTORED\r\n");
+    tg_expect_n(fd, req.p, req.len, want.p, want.len);
+    close(fd);
+    free(req.p);
+    free(want.p);
+}
+
 static void
 sigkill_right_after_the_last_reply(const char *const *extra)
 {
