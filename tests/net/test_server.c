@@ -598,14 +598,16 @@ Test(server, a_full_disk_makes_writes_server_errors_while_reads_keep_working)
     int fd = conn();
     size_t vl = 60000;
     char *v = value_of(vl, 'd'), hdr[64];
-    int hl = snprintf(hdr, sizeof(hdr), "set k 0 0 %zu\r\n", vl);
-    char *req = malloc((size_t)hl + vl + 2);
-    memcpy(req, hdr, (size_t)hl);
-    memcpy(req + hl, v, vl);
-    memcpy(req + hl + vl, "\r\n", 2);
+    char *req = malloc(sizeof(hdr) + vl + 2);
     set_value(fd, "first", v, vl);
     char *line = NULL;
-    for (int i = 0; i < 100; i++) { /* 6 MB into 2 MB */
+    /* 6 MB of live data (distinct keys: compaction cannot make room) into
+     * 2 MB */
+    for (int i = 0; i < 100; i++) {
+        int hl = snprintf(hdr, sizeof(hdr), "set k%d 0 0 %zu\r\n", i, vl);
+        memcpy(req, hdr, (size_t)hl);
+        memcpy(req + hl, v, vl);
+        memcpy(req + hl + vl, "\r\n", 2);
         cr_assert_eq(th_send(fd, req, (size_t)hl + vl + 2), 0);
         free(line);
         line = tg_recv_line(fd);
