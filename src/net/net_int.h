@@ -312,7 +312,6 @@ void out_text(struct conn *c, const char *s, size_t n);
 void out_str(struct conn *c, const char *s);
 void out_printf(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-struct oitem *out_push_item(struct conn *c, enum oi_state state);
 void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
 void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
                   bool silent);
