@@ -281,7 +281,8 @@ find_live(struct store *s, uint64_t h, const void *key, size_t klen,
 {
     if (!index_find(s->ix, h, key, klen, e))
         return false;
-    if (store_expired(e->exptime, store_now(s))) {
+    /* most items never expire: skip the clock for them */
+    if (e->exptime && store_expired(e->exptime, store_now(s))) {
         store_index_remove(s, h, key, klen);
         atomic_fetch_add(&s->st_expired, 1);
         return false;
@@ -396,7 +397,7 @@ put_locked(struct store *s, uint64_t h, const void *key, size_t klen,
         return rc;
     w->cas = r.cas;
     w->ack = off + rec_size(klen, vlen);
-    if (store_expired(exptime, store_now(s))) {
+    if (store_expired(exptime, (uint32_t)(r.time_ms / 1000))) {
         /* Stored already expired (negative exptime): it only hides an older
          * value, as in memcached. */
         store_index_remove(s, h, key, klen);
