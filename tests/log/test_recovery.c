@@ -1,5 +1,6 @@
 /* Segments, torn tails and corruption: what reopening a data dir does. */
 #include "helpers/store_util.h"
+#include "helpers/tool.h"
 #include "log/hint.h"
 #include "log/record.h"
 
@@ -236,13 +237,7 @@ Test(recovery, a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_an
     cr_assert_geq(n, 3);
     char path[512];
     ts_seg_path(&t, bases[1], path, sizeof(path));
-    int fd = open(path, O_RDWR);
-    off_t pos = 5000;
-    char c;
-    cr_assert_eq(pread(fd, &c, 1, pos), 1);
-    c ^= 0x10;
-    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
-    close(fd);
+    tt_flip(path, 5000, 0x10);
     char err[1024];
     int rc = ts_try_open(&t, err, sizeof(err));
     cr_assert_eq(rc, STORE_CORRUPT, "%s", store_strerror(rc));
@@ -347,13 +342,7 @@ Test(recovery, with_hints_a_flipped_value_byte_fails_the_read_of_that_key)
     char path[512];
     ts_seg_path(&t, bases[0], path, sizeof(path));
     /* k0's value starts after the segment header and k0's record header */
-    off_t pos = 40 + 48 + 40 + 2 + 10;
-    int fd = open(path, O_RDWR);
-    char c;
-    cr_assert_eq(pread(fd, &c, 1, pos), 1);
-    c ^= 0x10;
-    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
-    close(fd);
+    tt_flip(path, 40 + 48 + 40 + 2 + 10, 0x10);
     ts_open(&t);
     struct store_item it;
     void *buf;
@@ -375,13 +364,7 @@ Test(recovery, a_flipped_byte_in_the_active_segment_before_valid_records_refuses
     char path[512];
     ts_seg_path(&t, bases[0], path, sizeof(path));
     long long size = ts_file_size(path);
-    int fd = open(path, O_RDWR);
-    char c;
-    off_t pos = 88 + 45; /* inside k0's record */
-    cr_assert_eq(pread(fd, &c, 1, pos), 1);
-    c ^= 1;
-    cr_assert_eq(pwrite(fd, &c, 1, pos), 1);
-    close(fd);
+    tt_flip(path, 88 + 45, 1); /* inside k0's record */
     char err[1024];
     cr_assert_eq(ts_try_open(&t, err, sizeof(err)), STORE_CORRUPT, "%s", err);
     cr_assert(strstr(err, path) && strstr(err, "offset 88"), "%s", err);
