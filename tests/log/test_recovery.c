@@ -62,14 +62,8 @@ check(int n, int vlen, const char *prefix)
 static void
 read_file(const char *path, char **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    *buf = malloc(*len + 1);
-    cr_assert_eq(fread(*buf, 1, *len, f), *len);
-    fclose(f);
+    *buf = tt_slurp(path, len);
+    cr_assert_not_null(*buf, "%s", path);
 }
 
 static void
