@@ -68,8 +68,8 @@ th_free_port(void)
     return ntohs(a.sin_port);
 }
 
-static int
-in_path(const char *prog)
+int
+th_in_path(const char *prog)
 {
     if (strchr(prog, '/'))
         return access(prog, X_OK) == 0;
@@ -83,8 +83,17 @@ in_path(const char *prog)
             return 1;
         p += n + (e != NULL);
     }
+    return 0;
+}
+
+int
+th_installed(const char *prog)
+{
+    if (th_in_path(prog))
+        return 1;
     /* Debian puts memcached and redis-server in /usr/bin, but be kind to
      * PATHs without sbin */
+    char buf[1024];
     snprintf(buf, sizeof(buf), "/usr/sbin/%s", prog);
     return access(buf, X_OK) == 0;
 }
@@ -105,7 +114,7 @@ print_log(const struct th_server *s)
 int
 th_server_start(struct th_server *s, const char *const *argv)
 {
-    if (!in_path(argv[0])) {
+    if (!th_installed(argv[0])) {
         fprintf(stderr, "SKIP: %s is not installed\n", argv[0]);
         exit(77);
     }

@@ -18,6 +18,11 @@ void th_rmrf(const char *dir);
 /* A TCP port on 127.0.0.1 that nothing listens on right now. */
 int th_free_port(void);
 
+/* 1 if prog is an executable in PATH (or a path to one). */
+int th_in_path(const char *prog);
+/* th_in_path, or an executable in /usr/sbin. */
+int th_installed(const char *prog);
+
 struct th_server {
     pid_t pid;
     int port;

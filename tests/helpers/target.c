@@ -28,23 +28,6 @@ tg_name(void)
     return tg_is_memcached() ? "memcached" : "mcdbd";
 }
 
-static int
-executable_in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char buf[1024];
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        const char *e = strchr(p, ':');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
-        if (access(buf, X_OK) == 0)
-            return 1;
-        p += n + (e != NULL);
-    }
-    snprintf(buf, sizeof(buf), "/usr/sbin/%s", prog);
-    return access(buf, X_OK) == 0;
-}
-
 void
 tg_require(int mcdbd_only)
 {
@@ -54,7 +37,7 @@ tg_require(int mcdbd_only)
                             "(MCDB_TEST_TARGET=memcached)\n");
             exit(77);
         }
-        if (!executable_in_path("memcached")) {
+        if (!th_installed("memcached")) {
             fprintf(stderr, "SKIP: memcached is not installed\n");
             exit(77);
         }

@@ -92,21 +92,3 @@ tt_slurp(const char *path, size_t *len)
         *len = got;
     return buf;
 }
-
-int
-tt_have(const char *prog)
-{
-    if (strchr(prog, '/'))
-        return access(prog, X_OK) == 0;
-    const char *path = getenv("PATH");
-    char buf[1024];
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        const char *e = strchr(p, ':');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
-        if (access(buf, X_OK) == 0)
-            return 1;
-        p += n + (e != NULL);
-    }
-    return 0;
-}

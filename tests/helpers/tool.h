@@ -25,7 +25,4 @@ void tt_flip(const char *path, uint64_t pos, uint8_t mask);
 /* Whole file, malloc'd; *len its size. NULL if it cannot be read. */
 char *tt_slurp(const char *path, size_t *len);
 
-/* 1 if prog is an executable in PATH (or a path to one). */
-int tt_have(const char *prog);
-
 #endif

@@ -33,7 +33,7 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
     (void)set;
     tg_require(1);
-    if (!tt_have("rsync")) {
+    if (!th_in_path("rsync")) {
         fprintf(stderr, "SKIP: rsync is not installed (apt-get install "
                         "rsync): the backup test cannot run\n");
         exit(77);
