@@ -85,13 +85,20 @@ struct buf {
     size_t len, cap;
 };
 
+/* Room for n more bytes at b->p + b->len. */
 static void
-put(struct buf *b, const void *data, size_t n)
+reserve(struct buf *b, size_t n)
 {
     if (b->len + n > b->cap) {
         b->cap = (b->len + n) * 2;
         b->p = realloc(b->p, b->cap);
     }
+}
+
+static void
+put(struct buf *b, const void *data, size_t n)
+{
+    reserve(b, n);
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
@@ -109,32 +116,29 @@ putf(struct buf *b, const char *fmt, ...)
     put(b, tmp, (size_t)n);
 }
 
+/* Version v of key i's value, then "\r\n". */
 static void
-put_set(struct buf *b, unsigned i, unsigned v)
+put_data(struct buf *b, unsigned i, unsigned v)
 {
     size_t n = val_len(i, v);
-    putf(b, "set key:%05u %u 0 %zu\r\n", i, val_flags(i, v), n);
-    if (b->len + n + 2 > b->cap) {
-        b->cap = (b->len + n + 2) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
+    reserve(b, n + 2);
     val_fill(b->p + b->len, i, v, n);
     b->len += n;
     put(b, "\r\n", 2);
 }
 
 static void
+put_set(struct buf *b, unsigned i, unsigned v)
+{
+    putf(b, "set key:%05u %u 0 %zu\r\n", i, val_flags(i, v), val_len(i, v));
+    put_data(b, i, v);
+}
+
+static void
 put_value(struct buf *b, unsigned i, unsigned v)
 {
-    size_t n = val_len(i, v);
-    putf(b, "VALUE key:%05u %u %zu\r\n", i, val_flags(i, v), n);
-    if (b->len + n + 2 > b->cap) {
-        b->cap = (b->len + n + 2) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
-    val_fill(b->p + b->len, i, v, n);
-    b->len += n;
-    put(b, "\r\n", 2);
+    putf(b, "VALUE key:%05u %u %zu\r\n", i, val_flags(i, v), val_len(i, v));
+    put_data(b, i, v);
 }
 
 /*
