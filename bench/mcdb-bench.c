@@ -431,6 +431,19 @@ clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* "mcdb-bench: <message><after>" on stderr, then exit(status). */
+static void vfail(int status, const char *after, const char *fmt, va_list ap)
+    __attribute__((noreturn));
+
+static void
+vfail(int status, const char *after, const char *fmt, va_list ap)
+{
+    fputs("mcdb-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(after, stderr);
+    exit(status);
+}
+
 static void die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
@@ -439,11 +452,7 @@ die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("mcdb-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
+    vfail(1, "\n", fmt, ap);
 }
 
 static void usage_error(const char *fmt, ...)
@@ -454,11 +463,7 @@ usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("mcdb-bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(mcdb-bench --help lists the options)\n", stderr);
-    va_end(ap);
-    exit(2);
+    vfail(2, "\n(mcdb-bench --help lists the options)\n", fmt, ap);
 }
 
 /* ---- request formatting ---- */
