@@ -66,12 +66,7 @@ struct ck {
     struct check_totals *t;
     uint8_t log_id[16];
     uint64_t seed;
-    index_t *ix;
-    uint64_t flush_cas;   /* items with a smaller cas are flushed */
-    uint64_t later_cas;   /* a delayed flush: its cas ... */
-    uint32_t later_at;    /* ... and when it takes effect */
-    uint64_t dropped_end; /* the highest end of a segment a DROP names */
-    uint64_t drop_off;    /* that DROP's offset */
+    struct apply ap; /* the replay into a bare index (ap.ix) */
     uint64_t done, total; /* progress */
     uint64_t shown;
 };
@@ -164,65 +159,21 @@ progress(struct ck *c, bool force)
 
 /* ---- step 3: replay ---- */
 
-static int
-sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
-{
-    (void)key;
-    (void)klen;
-    return e->cas < *(uint64_t *)arg ? INDEX_DROP : INDEX_KEEP;
-}
-
-static void
-sweep(struct ck *c, uint64_t below_cas)
-{
-    for (unsigned i = 0; i < index_shards(c->ix); i++)
-        index_scan(c->ix, i, sweep_visit, &below_cas);
-}
-
+/* Count the record, and replay it as start-up would (apply.c). */
 static void
 replay(struct ck *c, const struct rec *r, uint64_t off)
 {
-    uint64_t h = r->klen ? index_hash(r->key, r->klen) : 0;
-    struct index_entry e;
     switch (r->type) {
     case REC_PUT:
-        index_lock(c->ix, h);
-        if (r->cas < c->flush_cas) {
-            index_remove(c->ix, h, r->key, r->klen, NULL);
-        } else {
-            e = (struct index_entry){.off = off,
-                                     .vlen = r->vlen,
-                                     .exptime = r->exptime,
-                                     .cas = r->cas};
-            if (index_put(c->ix, h, r->key, r->klen, &e, NULL) < 0)
-                abort(); /* out of memory: the totals would be wrong */
-        }
-        index_unlock(c->ix, h);
         c->t->puts++;
         break;
     case REC_DELETE:
-        index_lock(c->ix, h);
-        index_remove(c->ix, h, r->key, r->klen, NULL);
-        index_unlock(c->ix, h);
         c->t->deletes++;
         break;
     case REC_TOUCH:
-        index_lock(c->ix, h);
-        if (index_find(c->ix, h, r->key, r->klen, &e)) {
-            e.exptime = r->exptime;
-            index_put(c->ix, h, r->key, r->klen, &e, NULL);
-        }
-        index_unlock(c->ix, h);
         c->t->touches++;
         break;
     case REC_FLUSH:
-        if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
-            c->flush_cas = r->cas;
-            sweep(c, r->cas);
-        } else {
-            c->later_cas = r->cas;
-            c->later_at = r->exptime;
-        }
         c->t->flushes++;
         break;
     case REC_SEG_HEADER:
@@ -231,19 +182,14 @@ replay(struct ck *c, const struct rec *r, uint64_t off)
     case REC_SEG_FOOTER:
         c->t->footers++;
         break;
-    case REC_DROP: {
-        struct rec_drop d;
-        if (rec_drop_decode(r, &d) == 0 && d.end > c->dropped_end) {
-            c->dropped_end = d.end;
-            c->drop_off = off;
-        }
+    case REC_DROP:
         c->t->drops++;
         break;
-    }
     default:
         c->t->skipped++;
     }
     c->t->records++;
+    apply_record(&c->ap, r, off);
 }
 
 struct live {
@@ -267,10 +213,10 @@ static void
 count_live(struct ck *c)
 {
     struct live l = {.now = (uint32_t)time(NULL)};
-    if (c->later_at && c->later_at <= l.now)
-        sweep(c, c->later_cas);
-    for (unsigned i = 0; i < index_shards(c->ix); i++)
-        index_scan(c->ix, i, live_visit, &l);
+    if (c->ap.flush_deadline && c->ap.flush_deadline <= l.now)
+        apply_sweep(&c->ap, c->ap.flush_deadline_cas, 0);
+    for (unsigned i = 0; i < index_shards(c->ap.ix); i++)
+        index_scan(c->ap.ix, i, live_visit, &l);
     c->t->live_keys = l.keys;
     c->t->live_bytes = l.bytes;
     c->t->garbage_bytes = c->t->bytes > l.bytes ? c->t->bytes - l.bytes : 0;
@@ -787,7 +733,7 @@ check_segments(struct ck *c, const uint64_t *bases, size_t n)
      * between leaves both, and the next start deletes the segment. */
     for (size_t i = 0; i + 1 < n; i++) {
         uint64_t end = bases[i + 1];
-        if (end > c->dropped_end)
+        if (end > c->ap.dropped_end)
             break;
         char path[4096];
         logdir_seg_path(c->dir, bases[i], path, sizeof(path));
@@ -795,7 +741,7 @@ check_segments(struct ck *c, const uint64_t *bases, size_t n)
                bases[i], end,
                "compaction dropped it (DROP record at offset %" PRIu64 ") "
                "but the file is still there; the next start deletes it",
-               c->drop_off);
+               c->ap.drop_off);
     }
 }
 
@@ -833,14 +779,14 @@ check_dir(const char *dir, const struct check_opts *o, struct check_totals *t)
                mrc == -ENOENT ? "missing" : err);
     } else {
         c.seed = rec_log_seed(c.log_id);
-        c.ix = index_new(0);
-        if (!c.ix) {
+        c.ap = (struct apply){.ix = index_new(0), .nparts = 1};
+        if (!c.ap.ix) {
             free(bases);
             return -ENOMEM;
         }
         check_segments(&c, bases, n);
         count_live(&c);
-        index_free(c.ix);
+        index_free(c.ap.ix);
     }
     rc = note_files(&c, bases, n);
     if (rc)

@@ -51,6 +51,9 @@ struct store {
     pthread_mutex_t seg_mu;
     struct seg **segs;
     size_t nsegs, segs_cap;
+    /* A replica: the segments that end at or before drop_end go once the
+     * DROP record that named them (ending at drop_at) is durable. */
+    uint64_t drop_end, drop_at;
 
     /*
      * The append buffer (double-buffered) and the writer thread. mu guards
@@ -150,10 +153,9 @@ bool store_index_remove(struct store *s, uint64_t h, const void *key,
                         size_t klen);
 /* Drop every flushed or expired entry from the index. */
 void store_sweep(struct store *s);
-/* The same for the keys of one partition (store_part_of) and a given
- * flush point: recovery's threads each sweep their own keys. */
-void store_sweep_part(struct store *s, uint64_t before_cas, unsigned part,
-                      unsigned nparts);
+/* The accounting of an entry that a sweep dropped (expired: counted). */
+void store_index_dropped(struct store *s, size_t klen,
+                         const struct index_entry *e, bool expired);
 /* Which of nparts partitions a key's hash belongs to. */
 static inline unsigned
 store_part_of(uint64_t hash, unsigned nparts)
@@ -162,6 +164,32 @@ store_part_of(uint64_t hash, unsigned nparts)
 }
 
 bool store_expired(uint32_t exptime, uint32_t now);
+/* Live apply (a replica): the next cas goes above v; the segments a DROP
+ * named (ending at or before end) are deleted once the log is durable up
+ * to at. */
+void store_raise_cas(struct store *s, uint64_t v);
+void store_drop_later(struct store *s, uint64_t end, uint64_t at);
+
+/* apply.c: the replay rules (written there), one record at a time. */
+struct apply {
+    index_t *ix;
+    struct store *s; /* NULL: a bare index (mcdb-fsck), no live bytes */
+    bool live;       /* a replica's stream: the store's state moves too */
+    unsigned part, nparts; /* apply only the keys of this partition */
+    uint64_t next_cas;     /* above every cas seen */
+    uint64_t flush_before; /* the last immediate FLUSH's cas */
+    uint32_t flush_deadline;     /* the last delayed FLUSH, if pending: */
+    uint64_t flush_deadline_cas; /* ... its time and cas */
+    uint64_t dropped_end; /* highest end of a segment a DROP names */
+    uint64_t drop_off;    /* ... and that DROP's offset */
+    uint64_t max_rec;     /* largest PUT record */
+};
+void apply_record(struct apply *a, const struct rec *r, uint64_t off);
+/* Drop the entries (of a's partition) with a cas below before_cas or
+ * expired at now (0: judge no expiry). */
+void apply_sweep(struct apply *a, uint64_t before_cas, uint32_t now);
+/* Fold what another thread's apply learned into `into`. */
+void apply_merge(struct apply *into, const struct apply *from);
 
 /* recover.c */
 int log_recover(struct store *s, char *err, size_t errlen);

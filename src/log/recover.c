@@ -16,10 +16,9 @@
  *      write in any order on disk, a hole: a whole page of zeros. Bad bytes
  *      followed by valid records with no such hole are corruption (a
  *      flipped bit in an acknowledged record): open refuses (log_torn).
- *   4. Records are applied in offset order: later records win, DELETE
- *      removes, FLUSH removes every item with a smaller cas (at once, or when
- *      its time comes), expired items are not loaded, and the next cas is
- *      above every cas seen and every segment's cas floor.
+ *   4. Records are applied in offset order by apply_record (apply.c, where
+ *      the rules are written), expired items are swept out at the end, and
+ *      the next cas is above every cas seen and every segment's cas floor.
  */
 #include "log/hint.h"
 #include "log/log_int.h"
@@ -47,88 +46,10 @@ struct scan {
     uint64_t valid; /* bytes of valid records from the start */
     uint64_t records;
     /* What the replay learns; with several threads each has its own and
-     * they are merged (replay_merge). */
-    unsigned part, nparts;  /* apply only keys of this partition */
-    uint64_t dropped_end;   /* highest end of a segment a DROP names */
-    uint64_t next_cas;      /* above every cas and cas floor seen */
-    uint64_t flush_before;  /* the last immediate FLUSH's cas */
-    uint32_t flush_deadline; /* the last delayed FLUSH's time, if pending */
-    uint64_t max_rec;       /* largest PUT record */
+     * they are merged (apply_merge). */
+    struct apply ap;
     char path[4096];
 };
-
-/* Expiry is not judged here: a later TOUCH may extend an item. Expired
- * items are swept out once the whole log is replayed. */
-static void
-apply_put(struct scan *sc, uint64_t h, const struct rec *r, uint64_t off)
-{
-    struct store *s = sc->s;
-    if (rec_size(r->klen, r->vlen) > sc->max_rec)
-        sc->max_rec = rec_size(r->klen, r->vlen);
-    index_lock(s->ix, h);
-    if (r->cas < sc->flush_before) {
-        store_index_remove(s, h, r->key, r->klen);
-    } else {
-        struct index_entry e = {.off = off, .vlen = r->vlen,
-                                .exptime = r->exptime, .cas = r->cas};
-        store_index_put(s, h, r->key, r->klen, &e);
-    }
-    index_unlock(s->ix, h);
-}
-
-static void
-apply_touch(struct store *s, uint64_t h, const struct rec *r)
-{
-    struct index_entry e;
-    index_lock(s->ix, h);
-    if (index_find(s->ix, h, r->key, r->klen, &e)) {
-        e.exptime = r->exptime;
-        index_put(s->ix, h, r->key, r->klen, &e, NULL);
-    }
-    index_unlock(s->ix, h);
-}
-
-static void
-apply(struct scan *sc, const struct rec *r, uint64_t off)
-{
-    struct store *s = sc->s;
-    if (r->type == REC_DROP) {
-        struct rec_drop d;
-        if (rec_drop_decode(r, &d) == 0 && d.end > sc->dropped_end)
-            sc->dropped_end = d.end;
-        return;
-    }
-    if (r->type == REC_SEG_HEADER || r->type == REC_SEG_FOOTER)
-        return;
-    if (r->cas >= sc->next_cas)
-        sc->next_cas = r->cas + 1;
-    if (r->type == REC_FLUSH) {
-        if (r->exptime == 0 || (uint64_t)r->exptime * 1000 <= r->time_ms) {
-            sc->flush_before = r->cas;
-            sc->flush_deadline = 0;
-            store_sweep_part(s, sc->flush_before, sc->part, sc->nparts);
-        } else {
-            sc->flush_deadline = r->exptime;
-        }
-        return;
-    }
-    uint64_t h = index_hash(r->key, r->klen);
-    if (sc->nparts > 1 && store_part_of(h, sc->nparts) != sc->part)
-        return;
-    switch (r->type) {
-    case REC_PUT:
-        apply_put(sc, h, r, off);
-        break;
-    case REC_DELETE:
-        index_lock(s->ix, h);
-        store_index_remove(s, h, r->key, r->klen);
-        index_unlock(s->ix, h);
-        break;
-    case REC_TOUCH:
-        apply_touch(s, h, r);
-        break;
-    }
-}
 
 static int
 check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
@@ -147,8 +68,8 @@ check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
                  sc->path, h.base);
         return STORE_CORRUPT;
     }
-    if (h.cas_floor > sc->next_cas)
-        sc->next_cas = h.cas_floor;
+    if (h.cas_floor > sc->ap.next_cas)
+        sc->ap.next_cas = h.cas_floor;
     return 0;
 }
 
@@ -286,7 +207,7 @@ scan_records(struct scan *sc, char *err, size_t errlen)
                      "header; run mcdb-fsck", sc->path, off);
             return STORE_CORRUPT;
         }
-        apply(sc, &r, off);
+        apply_record(&sc->ap, &r, off);
         pos += (uint64_t)n;
         sc->valid = pos;
         sc->records++;
@@ -314,7 +235,7 @@ hint_apply(void *arg, const struct rec *r, uint64_t off)
         return STORE_CORRUPT;
     if (r->type == REC_SEG_FOOTER)
         sc->sealed = true;
-    apply(sc, r, off);
+    apply_record(&sc->ap, r, off);
     sc->records++;
     return 0;
 }
@@ -513,18 +434,6 @@ replay_job_main(void *arg)
     return NULL;
 }
 
-static void
-replay_merge(struct scan *into, const struct scan *from)
-{
-#define MAX_INTO(f) into->f = from->f > into->f ? from->f : into->f
-    MAX_INTO(dropped_end);
-    MAX_INTO(next_cas);
-    MAX_INTO(flush_before);
-    MAX_INTO(max_rec);
-#undef MAX_INTO
-    into->flush_deadline = from->flush_deadline; /* same FLUSHes for all */
-}
-
 /*
  * Replay the longest run of sealed segments, from the oldest, whose hints
  * are valid, with one thread per CPU (at most 4). Every thread walks every
@@ -549,8 +458,8 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n,
     size_t done = k;
     for (unsigned t = 0; k && t < nthreads; t++) {
         jobs[t] = (struct replay_job){.sc = *sc, .hints = hints, .k = k};
-        jobs[t].sc.part = t;
-        jobs[t].sc.nparts = nthreads;
+        jobs[t].sc.ap.part = t;
+        jobs[t].sc.ap.nparts = nthreads;
         if (nthreads == 1 ||
             pthread_create(&jobs[t].thread, NULL, replay_job_main, &jobs[t]))
             jobs[t].thread = 0;
@@ -560,7 +469,7 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n,
             pthread_join(jobs[t].thread, NULL);
         else
             replay_job_main(&jobs[t]); /* no thread: do its share here */
-        replay_merge(sc, &jobs[t].sc);
+        apply_merge(&sc->ap, &jobs[t].sc.ap);
         if (jobs[t].done != done && t > 0) {
             say(SAY_ERROR, "recovery threads disagree on the hints");
             abort();
@@ -614,7 +523,8 @@ log_recover(struct store *s, char *err, size_t errlen)
         rc = STORE_NOMEM;
     if (rc == 0)
         rc = open_segments(s, bases, n, sizes, err, errlen);
-    struct scan sc = {.s = s, .nparts = 1, .next_cas = 1};
+    struct scan sc = {.s = s,
+                      .ap = {.ix = s->ix, .s = s, .nparts = 1, .next_cas = 1}};
     size_t first = rc == 0 ? replay_hints(s, sizes, n, &sc) : 0;
     uint64_t expect = first ? bases[first - 1] + sizes[first - 1]
                       : n   ? bases[0]
@@ -642,10 +552,11 @@ log_recover(struct store *s, char *err, size_t errlen)
     }
     free(sizes);
     if (rc == 0) {
-        s->next_cas = sc.next_cas > s->next_cas ? sc.next_cas : s->next_cas;
-        s->max_rec = sc.max_rec;
-        atomic_store(&s->flush_before_cas, sc.flush_before);
-        atomic_store(&s->flush_deadline, sc.flush_deadline);
+        if (sc.ap.next_cas > s->next_cas)
+            s->next_cas = sc.ap.next_cas;
+        s->max_rec = sc.ap.max_rec;
+        atomic_store(&s->flush_before_cas, sc.ap.flush_before);
+        atomic_store(&s->flush_deadline, sc.ap.flush_deadline);
     }
     free(bases);
     if (rc)
@@ -665,7 +576,7 @@ log_recover(struct store *s, char *err, size_t errlen)
     /* Segments a DROP names whose deletion a crash interrupted: their live
      * records were copied (and replayed after them), so they go now. */
     while (s->nsegs > 1 && s->segs[0]->seg_end &&
-           s->segs[0]->seg_end <= sc.dropped_end) {
+           s->segs[0]->seg_end <= sc.ap.dropped_end) {
         say(SAY_INFO, "deleting segment %" PRIu64 " that compaction had "
             "dropped", s->segs[0]->seg_base);
         rc = compact_remove_oldest(s, s->segs[0]);

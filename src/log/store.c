@@ -177,44 +177,41 @@ store_index_remove(struct store *s, uint64_t h, const void *key, size_t klen)
     return true;
 }
 
-struct sweep {
-    struct store *s;
-    uint32_t now;
-    uint64_t before_cas;
-    unsigned part, nparts;
-};
-
-static int
-sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
-{
-    struct sweep *sw = arg;
-    if (sw->nparts > 1 &&
-        store_part_of(index_hash(key, klen), sw->nparts) != sw->part)
-        return INDEX_KEEP;
-    bool gone = store_expired(e->exptime, sw->now);
-    if (!gone && e->cas >= sw->before_cas)
-        return INDEX_KEEP;
-    if (gone)
-        atomic_fetch_add(&sw->s->st_expired, 1);
-    seg_account(sw->s, e->off, -entry_size(klen, e));
-    atomic_fetch_sub(&sw->s->st_value_bytes, e->vlen);
-    return INDEX_DROP;
-}
-
 void
-store_sweep_part(struct store *s, uint64_t before_cas, unsigned part,
-                 unsigned nparts)
+store_index_dropped(struct store *s, size_t klen, const struct index_entry *e,
+                    bool expired)
 {
-    struct sweep sw = {.s = s, .now = store_now(s), .before_cas = before_cas,
-                       .part = part, .nparts = nparts};
-    for (unsigned i = 0; i < index_shards(s->ix); i++)
-        index_scan(s->ix, i, sweep_visit, &sw);
+    if (expired)
+        atomic_fetch_add(&s->st_expired, 1);
+    seg_account(s, e->off, -entry_size(klen, e));
+    atomic_fetch_sub(&s->st_value_bytes, e->vlen);
 }
 
 void
 store_sweep(struct store *s)
 {
-    store_sweep_part(s, atomic_load(&s->flush_before_cas), 0, 1);
+    struct apply a = {.ix = s->ix, .s = s, .nparts = 1};
+    apply_sweep(&a, atomic_load(&s->flush_before_cas), store_now(s));
+}
+
+void
+store_raise_cas(struct store *s, uint64_t v)
+{
+    pthread_mutex_lock(&s->mu);
+    if (v > s->next_cas)
+        s->next_cas = v;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void
+store_drop_later(struct store *s, uint64_t end, uint64_t at)
+{
+    pthread_mutex_lock(&s->seg_mu);
+    if (end > s->drop_end) {
+        s->drop_end = end;
+        s->drop_at = at;
+    }
+    pthread_mutex_unlock(&s->seg_mu);
 }
 
 /* ---- flush_all ---- */

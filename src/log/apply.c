@@ -1,0 +1,182 @@
+/*
+ * apply: what one record of the log does to an index. The one place where
+ * the replay rules live; recovery (recover.c), mcdb-fsck (check.c) and a
+ * replica applying its primary's stream (store_append_raw) all call it.
+ *
+ * The rules (record.c describes the format):
+ *   1. Records are applied in log order; for every key a later record wins.
+ *   2. PUT points the key at this record, unless its cas is below the last
+ *      immediate FLUSH (it was flushed: an older copy, e.g. by compaction).
+ *      Expiry is not judged here: a later TOUCH may extend the item; the
+ *      caller sweeps expired items when it is done (recovery) or they are
+ *      dropped when looked up (a live store).
+ *   3. DELETE removes the key; TOUCH sets its exptime (if it is there).
+ *   4. FLUSH with no time, or a time not after its own write time, empties
+ *      every item with a smaller cas at once; a later time is remembered as
+ *      pending (the store appends an immediate FLUSH when it comes).
+ *   5. Every cas seen (and every segment header's cas floor, checked by the
+ *      callers) raises the next cas above it.
+ *   6. DROP names a segment that compaction removed after copying its live
+ *      records (which come before the DROP in the log): the segment may be
+ *      deleted once the DROP is durable.
+ *   7. Segment headers and footers, and skippable types, change nothing.
+ *
+ * With several threads each applies only the keys of its partition (part of
+ * nparts); FLUSH and the offsets are seen by all. In live mode (a replica)
+ * the store's own state moves with each record: the next cas, the flush
+ * point, and the DROP that its background thread acts on once durable.
+ */
+#include "log/log_int.h"
+
+#include <stdlib.h>
+
+static void
+ap_put(struct apply *a, uint64_t h, const struct rec *r,
+       const struct index_entry *e)
+{
+    if (a->s) {
+        store_index_put(a->s, h, r->key, r->klen, e);
+    } else if (index_put(a->ix, h, r->key, r->klen, e, NULL) < 0) {
+        abort(); /* a bare index out of memory: its figures would lie */
+    }
+}
+
+static void
+ap_remove(struct apply *a, uint64_t h, const struct rec *r)
+{
+    if (a->s)
+        store_index_remove(a->s, h, r->key, r->klen);
+    else
+        index_remove(a->ix, h, r->key, r->klen, NULL);
+}
+
+struct sweep {
+    struct apply *a;
+    uint32_t now;
+    uint64_t before_cas;
+};
+
+static int
+sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
+{
+    struct sweep *sw = arg;
+    struct apply *a = sw->a;
+    if (a->nparts > 1 &&
+        store_part_of(index_hash(key, klen), a->nparts) != a->part)
+        return INDEX_KEEP;
+    bool gone = store_expired(e->exptime, sw->now);
+    if (!gone && e->cas >= sw->before_cas)
+        return INDEX_KEEP;
+    if (a->s)
+        store_index_dropped(a->s, klen, e, gone);
+    return INDEX_DROP;
+}
+
+void
+apply_sweep(struct apply *a, uint64_t before_cas, uint32_t now)
+{
+    struct sweep sw = {.a = a, .now = now, .before_cas = before_cas};
+    for (unsigned i = 0; i < index_shards(a->ix); i++)
+        index_scan(a->ix, i, sweep_visit, &sw);
+}
+
+static void
+apply_flush(struct apply *a, const struct rec *r)
+{
+    if (r->exptime && (uint64_t)r->exptime * 1000 > r->time_ms) {
+        a->flush_deadline = r->exptime;
+        a->flush_deadline_cas = r->cas;
+        if (a->live)
+            atomic_store(&a->s->flush_deadline, r->exptime);
+        return;
+    }
+    a->flush_before = r->cas;
+    a->flush_deadline = 0;
+    if (a->live) {
+        atomic_store(&a->s->flush_before_cas, r->cas);
+        atomic_store(&a->s->flush_deadline, 0);
+    }
+    apply_sweep(a, a->flush_before, a->s ? store_now(a->s) : 0);
+}
+
+static void
+apply_key(struct apply *a, const struct rec *r, uint64_t off)
+{
+    uint64_t h = index_hash(r->key, r->klen);
+    if (a->nparts > 1 && store_part_of(h, a->nparts) != a->part)
+        return;
+    struct index_entry e;
+    index_lock(a->ix, h);
+    switch (r->type) {
+    case REC_PUT:
+        if (r->cas < a->flush_before) {
+            ap_remove(a, h, r);
+        } else {
+            e = (struct index_entry){.off = off, .vlen = r->vlen,
+                                     .exptime = r->exptime, .cas = r->cas};
+            ap_put(a, h, r, &e);
+        }
+        break;
+    case REC_DELETE:
+        ap_remove(a, h, r);
+        break;
+    case REC_TOUCH:
+        if (index_find(a->ix, h, r->key, r->klen, &e)) {
+            e.exptime = r->exptime;
+            index_put(a->ix, h, r->key, r->klen, &e, NULL);
+        }
+        break;
+    }
+    index_unlock(a->ix, h);
+}
+
+void
+apply_record(struct apply *a, const struct rec *r, uint64_t off)
+{
+    switch (r->type) {
+    case REC_SEG_HEADER:
+    case REC_SEG_FOOTER:
+        return;
+    case REC_DROP: {
+        struct rec_drop d;
+        if (rec_drop_decode(r, &d) == 0 && d.end > a->dropped_end) {
+            a->dropped_end = d.end;
+            a->drop_off = off;
+            if (a->live)
+                store_drop_later(a->s, d.end,
+                                 off + rec_size(r->klen, r->vlen));
+        }
+        return;
+    }
+    case REC_PUT:
+        if (rec_size(r->klen, r->vlen) > a->max_rec)
+            a->max_rec = rec_size(r->klen, r->vlen);
+        break;
+    }
+    if (r->type & REC_TYPE_SKIPPABLE)
+        return;
+    if (r->cas >= a->next_cas) {
+        a->next_cas = r->cas + 1;
+        if (a->live)
+            store_raise_cas(a->s, a->next_cas);
+    }
+    if (r->type == REC_FLUSH)
+        apply_flush(a, r);
+    else
+        apply_key(a, r, off);
+}
+
+void
+apply_merge(struct apply *into, const struct apply *from)
+{
+#define MAX_INTO(f) into->f = from->f > into->f ? from->f : into->f
+    MAX_INTO(dropped_end);
+    MAX_INTO(drop_off);
+    MAX_INTO(next_cas);
+    MAX_INTO(flush_before);
+    MAX_INTO(max_rec);
+#undef MAX_INTO
+    /* every thread saw the same FLUSH records */
+    into->flush_deadline = from->flush_deadline;
+    into->flush_deadline_cas = from->flush_deadline_cas;
+}
