@@ -34,6 +34,7 @@ struct seg {
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
     uint64_t seg_records;       /* records appended (by log_append) */
     atomic_bool seg_hint;       /* its hint file is written and valid */
+    bool seg_new;               /* created; its name not yet fsynced */
 };
 
 #define STORE_MAX_SUBS 256
@@ -81,7 +82,6 @@ struct store {
     int subs[STORE_MAX_SUBS];
     int nsubs;
     pthread_t writer;
-    struct seg *wseg_start; /* the segment the writer starts in */
     bool writer_running;
 
     uint64_t sync_req;   /* log_sync(): fdatasync up to here whatever --fsync */
@@ -138,6 +138,10 @@ void log_fail(struct store *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int log_open_segment(struct store *s, uint64_t base, bool create,
                      struct seg **out);
+/* Start a segment with this log's own header at the log's end when the
+ * last one is sealed or there is none (a new log, or a start after a
+ * sealed segment). */
+int log_ensure_active(struct store *s);
 void log_add_segment(struct store *s, struct seg *g);
 
 /* store.c: segment pins, live-byte accounting, index helpers */

@@ -288,44 +288,6 @@ scan_segment(struct scan *sc, char *err, size_t errlen)
     return rc;
 }
 
-/* Start a segment at base with only its header, written and synced. */
-static int
-start_segment(struct store *s, uint64_t base, struct seg *reuse, char *err,
-              size_t errlen)
-{
-    struct seg *g = reuse;
-    int rc = 0;
-    if (!g) {
-        rc = log_open_segment(s, base, true, &g);
-        if (rc == 0)
-            log_add_segment(s, g);
-    }
-    char hv[REC_SEG_HEADER_VLEN], buf[REC_HDR_SIZE + REC_SEG_HEADER_VLEN];
-    struct rec_seg_header h = {.version = REC_FORMAT_VERSION, .base = base,
-                               .cas_floor = s->next_cas};
-    memcpy(h.log_id, s->log_id, 16);
-    rec_seg_header_encode(hv, &h);
-    struct rec r = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv,
-                    .cas = base, .time_ms = (uint64_t)store_now_ms(s)};
-    size_t n = rec_encode(buf, &r, s->log_seed, base);
-    if (rc == 0 && (pwrite(g->seg_fd, buf, n, 0) != (ssize_t)n ||
-                    fdatasync(g->seg_fd) != 0))
-        rc = -errno;
-    if (rc == 0)
-        rc = dir_sync(s);
-    if (rc) {
-        char path[4096];
-        dir_seg_path(s, base, path, sizeof(path));
-        snprintf(err, errlen, "starting segment %s: %s", path,
-                 store_strerror(rc));
-        return rc;
-    }
-    g->seg_records = 1;
-    s->active = g;
-    s->end = base + n;
-    return 0;
-}
-
 /*
  * A crash just after log_append() created the next segment file, before the
  * writer wrote the previous segment's footer, leaves an empty (or
@@ -561,18 +523,15 @@ log_recover(struct store *s, char *err, size_t errlen)
     free(bases);
     if (rc)
         return rc;
-    /* The log continues in a fresh segment when there is none, when the
-     * last one is sealed, or when its header itself was torn. */
-    if (n == 0 || sc.sealed)
-        rc = start_segment(s, expect, NULL, err, errlen);
-    else if (sc.size == 0)
-        rc = start_segment(s, expect, sc.g, err, errlen);
-    else {
-        s->active = sc.g;
-        s->end = expect;
+    /* A last segment whose header itself was torn holds nothing: it leaves
+     * the table (its file is started afresh by log_ensure_active). */
+    if (n && !sc.sealed && sc.size == 0) {
+        seg_unpin(s->segs[--s->nsegs]);
+        s->active = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
+    } else {
+        s->active = n ? sc.g : NULL;
     }
-    if (rc)
-        return rc;
+    s->end = expect;
     /* Segments a DROP names whose deletion a crash interrupted: their live
      * records were copied (and replayed after them), so they go now. */
     while (s->nsegs > 1 && s->segs[0]->seg_end &&

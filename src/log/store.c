@@ -810,6 +810,8 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
         rc = alloc_buffers(s);
     if (rc == 0)
         rc = log_start_writer(s);
+    if (rc == 0 && (rc = log_ensure_active(s)) != 0)
+        snprintf(err, errlen, "%s", store_error_text(s));
     if (rc == 0 && cfg->compactor)
         rc = compact_start(s);
     if (rc) {

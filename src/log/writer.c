@@ -121,42 +121,94 @@ append_locked(struct store *s, struct rec *r)
     return off;
 }
 
-/* Seal the active segment and start the next one (mu held, space for the
- * footer and the next header checked). */
-static int
-roll_locked(struct store *s, int64_t now_ms)
+/*
+ * Seal the active segment: append its footer (mu held, room checked). The
+ * writer fdatasyncs the segment when it has written up to its end.
+ */
+static void
+seal_locked(struct store *s, int64_t now_ms)
 {
     struct seg *old = s->active;
-    char fv[REC_SEG_FOOTER_VLEN], hv[REC_SEG_HEADER_VLEN];
+    char fv[REC_SEG_FOOTER_VLEN];
     struct rec_seg_footer f = {.records = old->seg_records + 1,
                                .end = s->end + REC_SEG_FOOTER_SIZE};
-    struct seg *g = NULL;
-    int rc = log_open_segment(s, f.end, true, &g);
-    if (rc) {
-        char path[4096];
-        dir_seg_path(s, f.end, path, sizeof(path));
-        pthread_mutex_unlock(&s->mu);
-        log_fail(s, rc, "creating %s", path);
-        pthread_mutex_lock(&s->mu);
-        return STORE_READONLY;
-    }
     rec_seg_footer_encode(fv, &f);
     struct rec fr = {.type = REC_SEG_FOOTER, .vlen = sizeof(fv), .val = fv,
                      .time_ms = (uint64_t)now_ms};
     append_locked(s, &fr);
     old->seg_end = s->end;
     pthread_cond_signal(&s->compact_cv); /* a new compaction candidate */
+}
 
+/*
+ * Create the segment file that starts at base and add it to the table
+ * (mu held); the caller makes it active and appends its header. The writer
+ * fsyncs the directory before it writes into the file, so that the file's
+ * name is durable before anything in it is.
+ */
+static int
+create_locked(struct store *s, uint64_t base, struct seg **out)
+{
+    int rc = log_open_segment(s, base, true, out);
+    if (rc) {
+        char path[4096];
+        dir_seg_path(s, base, path, sizeof(path));
+        pthread_mutex_unlock(&s->mu);
+        log_fail(s, rc, "creating %s", path);
+        pthread_mutex_lock(&s->mu);
+        return STORE_READONLY;
+    }
+    (*out)->seg_new = true;
+    log_add_segment(s, *out);
+    return 0;
+}
+
+/* Append this log's own header to the segment just opened (mu held). */
+static void
+header_locked(struct store *s, int64_t now_ms)
+{
+    char hv[REC_SEG_HEADER_VLEN];
     struct rec_seg_header h = {.version = REC_FORMAT_VERSION,
                                .base = s->end, .cas_floor = s->next_cas};
     memcpy(h.log_id, s->log_id, 16);
     rec_seg_header_encode(hv, &h);
-    log_add_segment(s, g);
-    s->active = g;
     struct rec hr = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv,
                      .cas = s->end, .time_ms = (uint64_t)now_ms};
     append_locked(s, &hr);
+}
+
+/* Seal the active segment and start the next one (mu held, room for the
+ * footer and the next header checked). Nothing is sealed when the next
+ * file cannot be created. */
+static int
+roll_locked(struct store *s, int64_t now_ms)
+{
+    struct seg *next;
+    int rc = create_locked(s, s->end + REC_SEG_FOOTER_SIZE, &next);
+    if (rc)
+        return rc;
+    seal_locked(s, now_ms);
+    s->active = next;
+    header_locked(s, now_ms);
     return 0;
+}
+
+int
+log_ensure_active(struct store *s)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (!s->active || s->active->seg_end) {
+        struct seg *g;
+        rc = create_locked(s, s->end, &g);
+        if (rc == 0) {
+            s->active = g;
+            header_locked(s, store_now_ms(s));
+            pthread_cond_signal(&s->cv_work);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int
@@ -239,15 +291,15 @@ log_read_buffered(struct store *s, uint64_t off, size_t len, void *out)
     return found;
 }
 
+/* The segment that holds log offset off (it exists: appenders open a
+ * segment before appending its first record). */
 static struct seg *
-seg_after(struct store *s, uint64_t base)
+seg_holding(struct store *s, uint64_t off)
 {
-    struct seg *g = NULL;
-    pthread_mutex_lock(&s->seg_mu);
-    for (size_t i = 0; i < s->nsegs; i++)
-        if (s->segs[i]->seg_base == base)
-            g = s->segs[i];
-    pthread_mutex_unlock(&s->seg_mu);
+    struct seg *g = seg_pin(s, off);
+    if (g)
+        seg_unpin(g); /* the table keeps it: only the writer drops segments'
+                         files once written, and compaction older ones */
     return g;
 }
 
@@ -271,14 +323,40 @@ do_fdatasync(struct store *s, struct seg *g)
     return rc;
 }
 
+/* The segment to write log offset start into: *wseg, or the next one
+ * once *wseg is full. A new file's name is made durable first. */
+static struct seg *
+write_seg(struct store *s, struct seg **wseg, uint64_t start)
+{
+    struct seg *g = *wseg;
+    if (g && (!g->seg_end || start < g->seg_end))
+        return g;
+    g = *wseg = seg_holding(s, start);
+    if (!g) {
+        log_fail(s, -EIO, "no segment holds log offset %" PRIu64, start);
+        return NULL;
+    }
+    if (g->seg_new) {
+        int rc = dir_sync(s);
+        if (rc) {
+            log_fail(s, rc, "fsync of directory %s", s->dir);
+            return NULL;
+        }
+        g->seg_new = false;
+    }
+    return g;
+}
+
 /* Write [start, start + len) of the log from p, sealing segments on the way.
- * *wseg is the segment that holds `start`. */
+ * *wseg is the segment last written to (NULL at first). */
 static int
 write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
             size_t len)
 {
     while (len) {
-        struct seg *g = *wseg;
+        struct seg *g = write_seg(s, wseg, start);
+        if (!g)
+            return -EIO;
         size_t n = len;
         if (g->seg_end && start + n > g->seg_end)
             n = g->seg_end - start;
@@ -305,22 +383,10 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
             return rc;
         }
         if (g->seg_end && start == g->seg_end) {
-            /* Sealed: durable now whatever --fsync says, and the next
-             * segment's directory entry with it. */
+            /* Sealed: durable now whatever --fsync says. */
             if (do_fdatasync(s, g))
                 return -EIO;
             atomic_fetch_add(&s->st_fsyncs, 1);
-            *wseg = seg_after(s, g->seg_end);
-            if (!*wseg) {
-                log_fail(s, -EIO, "segment after %" PRIu64 " missing",
-                         g->seg_end);
-                return -EIO;
-            }
-            int drc = dir_sync(s);
-            if (drc) {
-                log_fail(s, drc, "fsync of directory %s", s->dir);
-                return drc;
-            }
         }
     }
     return 0;
@@ -365,7 +431,7 @@ static void *
 writer_main(void *arg)
 {
     struct store *s = arg;
-    struct seg *wseg = s->wseg_start;
+    struct seg *wseg = NULL;
     int64_t last_sync = mono_ms();
     uint64_t unsynced_recs = 0;
     pthread_mutex_lock(&s->mu);
@@ -411,6 +477,7 @@ writer_main(void *arg)
         }
         uint64_t written = atomic_load(&s->written);
         if (!atomic_load(&s->failed) && written > atomic_load(&s->durable) &&
+            wseg &&
             (s->cfg.fsync == STORE_FSYNC_ALWAYS || stopping || forced ||
              (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
               mono_ms() - last_sync >= 1000))) {
@@ -432,9 +499,6 @@ writer_main(void *arg)
 int
 log_start_writer(struct store *s)
 {
-    /* Taken here, not in the thread: appenders may roll the log before the
-     * thread first runs. */
-    s->wseg_start = s->active;
     int rc = pthread_create(&s->writer, NULL, writer_main, s);
     if (rc)
         return -rc;
