@@ -3,13 +3,23 @@
  *
  *   LOCK  flock()ed for as long as a server or tool has the directory open;
  *         it holds the holder's pid so that a second opener can name it.
- *   META  text, one "key value" per line, replaced atomically (write
+ *   META  text, one "key value..." per line, replaced atomically (write
  *         META.tmp, fsync, rename, fsync the directory):
  *             mcdb-meta 1
- *             log_id 0f3c...(32 hex digits)
+ *             log_id 0f3c...       32 hex digits; absent on a replica that
+ *                                  has not finished its first sync
  *             format 1
- *             role primary
- *             epoch 1
+ *             role primary         or replica
+ *             primary HOST:PORT    a replica's primary
+ *             epoch 1 5be2...1c 0  the history, oldest first: sequence
+ *             epoch 2 9a01...77 1048576   number, id (16 hex digits) and
+ *                                  the log offset where the epoch began
+ *         An epoch begins when a log is created (sequence 1, its id derived
+ *         from the log id so that every copy of the log agrees on it) and
+ *         each time a replica is promoted (a random id). Two logs with the
+ *         same log id hold the same bytes up to the point where their
+ *         histories part (repl/fork.c finds it). META files written before
+ *         the history existed say "epoch 1": the first epoch, from 0.
  */
 #include "log/logdir.h"
 #include "log/log_int.h"
@@ -70,26 +80,82 @@ logdir_sync(const char *dir)
     return rc;
 }
 
-int
-logdir_meta_create(const char *dir, uint8_t log_id[16], char *err,
-                   size_t errlen)
+uint64_t
+logdir_first_epoch_id(const uint8_t log_id[16])
 {
-    char tmp[4096], path[4096], text[256], hex[33];
-    if (getrandom(log_id, 16, 0) != 16) {
+    return rec_log_seed(log_id) | 1; /* never 0 */
+}
+
+int
+logdir_meta_new(struct logdir_meta *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    if (getrandom(m->log_id, 16, 0) != 16) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));
         return -EIO;
     }
+    m->has_log_id = true;
+    m->role = LOGDIR_PRIMARY;
+    m->nepochs = 1;
+    m->epochs[0] = (struct logdir_epoch){
+        .seq = 1, .id = logdir_first_epoch_id(m->log_id), .start = 0};
+    return 0;
+}
+
+int
+logdir_meta_promote(struct logdir_meta *m, uint64_t start)
+{
+    uint64_t id = 0;
+    while (id == 0)
+        if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+            return -EIO;
+    if (m->nepochs == LOGDIR_MAX_EPOCHS) { /* the oldest goes */
+        memmove(m->epochs, m->epochs + 1,
+                (LOGDIR_MAX_EPOCHS - 1) * sizeof(*m->epochs));
+        m->nepochs--;
+    }
+    uint64_t seq = m->nepochs ? m->epochs[m->nepochs - 1].seq + 1 : 1;
+    m->epochs[m->nepochs++] = (struct logdir_epoch){seq, id, start};
+    m->role = LOGDIR_PRIMARY;
+    m->primary[0] = '\0';
+    return 0;
+}
+
+static void
+hex_encode(char *out, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+int
+logdir_meta_save(const char *dir, const struct logdir_meta *m, char *err,
+                 size_t errlen)
+{
+    char tmp[4096], path[4096];
+    char text[256 + 80 * LOGDIR_MAX_EPOCHS + sizeof(m->primary)];
+    size_t n = (size_t)snprintf(text, sizeof(text), "mcdb-meta 1\n");
+    if (m->has_log_id) {
+        char hex[33];
+        hex_encode(hex, m->log_id, 16);
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "log_id %s\n", hex);
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "format %d\nrole %s\n",
+                          REC_FORMAT_VERSION,
+                          m->role == LOGDIR_REPLICA ? "replica" : "primary");
+    if (m->primary[0])
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "primary %s\n",
+                              m->primary);
+    for (size_t i = 0; i < m->nepochs; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n,
+                              "epoch %" PRIu64 " %016" PRIx64 " %" PRIu64 "\n",
+                              m->epochs[i].seq, m->epochs[i].id,
+                              m->epochs[i].start);
     snprintf(tmp, sizeof(tmp), "%s/META.tmp", dir);
     snprintf(path, sizeof(path), "%s/META", dir);
-    for (int i = 0; i < 16; i++)
-        sprintf(hex + 2 * i, "%02x", log_id[i]);
-    int n = snprintf(text, sizeof(text),
-                     "mcdb-meta 1\nlog_id %s\nformat %d\nrole primary\n"
-                     "epoch 1\n",
-                     hex, REC_FORMAT_VERSION);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int rc = 0;
-    if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+    if (fd < 0 || write(fd, text, n) != (ssize_t)n || fsync(fd) != 0)
         rc = -errno;
     if (fd >= 0)
         close(fd);
@@ -103,20 +169,70 @@ logdir_meta_create(const char *dir, uint8_t log_id[16], char *err,
 }
 
 static int
-meta_parse(uint8_t log_id[16], const char *path, char *text, char *err,
+meta_bad(char *err, size_t errlen, const char *path, int line, const char *what)
+{
+    snprintf(err, errlen, "%s line %d: %s", path, line, what);
+    return STORE_CORRUPT;
+}
+
+static bool
+parse_hex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned b;
+        if (sscanf(s + 2 * i, "%2x", &b) != 1)
+            return false;
+        out[i] = (uint8_t)b;
+    }
+    return true;
+}
+
+/* One "epoch ..." line: "SEQ ID START", or the old "1" alone. */
+static bool
+parse_epoch(struct logdir_meta *m, const char *rest)
+{
+    struct logdir_epoch e;
+    char id[32];
+    int used = 0;
+    if (m->nepochs == LOGDIR_MAX_EPOCHS)
+        return false;
+    if (sscanf(rest, "%" SCNu64 " %31s %" SCNu64 " %n", &e.seq, id, &e.start,
+               &used) == 3 &&
+        !rest[used]) {
+        char *end;
+        errno = 0;
+        e.id = strtoull(id, &end, 16);
+        if (errno || *end || strlen(id) != 16 || e.id == 0)
+            return false;
+    } else if (strcmp(rest, "1") == 0 && m->nepochs == 0) {
+        e = (struct logdir_epoch){.seq = 1, .id = 0, .start = 0};
+    } else {
+        return false;
+    }
+    if (m->nepochs && (e.seq <= m->epochs[m->nepochs - 1].seq ||
+                       e.start < m->epochs[m->nepochs - 1].start))
+        return false;
+    m->epochs[m->nepochs++] = e;
+    return true;
+}
+
+static int
+meta_parse(struct logdir_meta *m, const char *path, char *text, char *err,
            size_t errlen)
 {
-    bool have_id = false;
+    memset(m, 0, sizeof(*m));
     int line = 0;
     for (char *save, *l = strtok_r(text, "\n", &save); l;
          l = strtok_r(NULL, "\n", &save)) {
         line++;
-        char key[32], val[128];
-        if (sscanf(l, "%31s %127s", key, val) != 2) {
-            snprintf(err, errlen, "%s line %d: expected \"key value\"", path,
-                     line);
-            return STORE_CORRUPT;
-        }
+        char key[32];
+        int used = 0;
+        if (sscanf(l, "%31s %n", key, &used) != 1 || !l[used])
+            return meta_bad(err, errlen, path, line,
+                            "expected \"key value\"");
+        const char *val = l + used;
         if (line == 1 && strcmp(key, "mcdb-meta") != 0) {
             snprintf(err, errlen, "%s: not an mcdb META file", path);
             return STORE_CORRUPT;
@@ -127,30 +243,46 @@ meta_parse(uint8_t log_id[16], const char *path, char *text, char *err,
             return STORE_CORRUPT;
         }
         if (strcmp(key, "log_id") == 0) {
-            if (strlen(val) != 32) {
-                snprintf(err, errlen, "%s line %d: bad log_id", path, line);
-                return STORE_CORRUPT;
-            }
-            for (int i = 0; i < 16; i++) {
-                unsigned b;
-                if (sscanf(val + 2 * i, "%2x", &b) != 1) {
-                    snprintf(err, errlen, "%s line %d: bad log_id", path, line);
-                    return STORE_CORRUPT;
-                }
-                log_id[i] = (uint8_t)b;
-            }
-            have_id = true;
+            if (!parse_hex(val, m->log_id, 16))
+                return meta_bad(err, errlen, path, line, "bad log_id");
+            m->has_log_id = true;
+        } else if (strcmp(key, "role") == 0) {
+            if (strcmp(val, "primary") && strcmp(val, "replica"))
+                return meta_bad(err, errlen, path, line,
+                                "role is neither primary nor replica");
+            m->role = strcmp(val, "replica") ? LOGDIR_PRIMARY : LOGDIR_REPLICA;
+        } else if (strcmp(key, "primary") == 0) {
+            if (strlen(val) >= sizeof(m->primary))
+                return meta_bad(err, errlen, path, line, "primary too long");
+            snprintf(m->primary, sizeof(m->primary), "%s", val);
+        } else if (strcmp(key, "epoch") == 0) {
+            if (!parse_epoch(m, val))
+                return meta_bad(err, errlen, path, line,
+                                "bad epoch (expected SEQ ID START, in "
+                                "order)");
         }
     }
-    if (!have_id) {
+    if (!m->has_log_id && m->role != LOGDIR_REPLICA) {
         snprintf(err, errlen, "%s: no log_id", path);
         return STORE_CORRUPT;
+    }
+    if (m->role == LOGDIR_REPLICA && !m->primary[0]) {
+        snprintf(err, errlen, "%s: a replica without its primary's address",
+                 path);
+        return STORE_CORRUPT;
+    }
+    if (m->has_log_id && m->nepochs && m->epochs[0].id == 0)
+        m->epochs[0].id = logdir_first_epoch_id(m->log_id);
+    if (m->has_log_id && m->nepochs == 0) {
+        m->nepochs = 1;
+        m->epochs[0] = (struct logdir_epoch){
+            .seq = 1, .id = logdir_first_epoch_id(m->log_id), .start = 0};
     }
     return 0;
 }
 
 int
-logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
+logdir_meta_load(const char *dir, struct logdir_meta *m, char *err,
                  size_t errlen)
 {
     char path[4096];
@@ -160,7 +292,7 @@ logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -errno;
     }
-    char text[4096];
+    char text[8192];
     ssize_t n = read(fd, text, sizeof(text) - 1);
     close(fd);
     if (n < 0) {
@@ -168,7 +300,24 @@ logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
         return -EIO;
     }
     text[n] = '\0';
-    return meta_parse(log_id, path, text, err, errlen);
+    return meta_parse(m, path, text, err, errlen);
+}
+
+int
+logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
+                 size_t errlen)
+{
+    struct logdir_meta m;
+    int rc = logdir_meta_load(dir, &m, err, errlen);
+    if (rc == 0 && !m.has_log_id) {
+        snprintf(err, errlen,
+                 "%s/META: no log_id yet (a replica before its first sync)",
+                 dir);
+        rc = STORE_CORRUPT;
+    }
+    if (rc == 0)
+        memcpy(log_id, m.log_id, 16);
+    return rc;
 }
 
 void

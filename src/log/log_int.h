@@ -44,7 +44,9 @@ struct store {
     char *dir;
     int dirfd;
     int lockfd;
-    uint8_t log_id[16];
+    struct logdir_meta meta; /* as in META; changed under meta_mu */
+    pthread_mutex_t meta_mu;
+    uint8_t log_id[16];      /* meta's, for the hot paths */
     uint64_t log_seed;
     index_t *ix;
 

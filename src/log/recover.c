@@ -320,18 +320,22 @@ drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
 static int
 load_meta(struct store *s, bool fresh, char *err, size_t errlen)
 {
-    int rc = logdir_meta_read(s->dir, s->log_id, err, errlen);
-    if (rc != -ENOENT)
-        return rc;
-    if (!fresh) {
+    int rc = logdir_meta_load(s->dir, &s->meta, err, errlen);
+    if (rc == -ENOENT && !fresh) {
         snprintf(err, errlen,
                  "%s/META is missing but the directory holds segment files",
                  s->dir);
         return STORE_CORRUPT;
     }
-    rc = logdir_meta_create(s->dir, s->log_id, err, errlen);
+    if (rc == -ENOENT) {
+        rc = logdir_meta_new(&s->meta, err, errlen);
+        if (rc == 0)
+            rc = logdir_meta_save(s->dir, &s->meta, err, errlen);
+        if (rc == 0)
+            say(SAY_INFO, "created a new log in %s", s->dir);
+    }
     if (rc == 0)
-        say(SAY_INFO, "created a new log in %s", s->dir);
+        memcpy(s->log_id, s->meta.log_id, 16);
     return rc;
 }
 

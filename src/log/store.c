@@ -724,6 +724,7 @@ store_free(struct store *s)
         close(s->lockfd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->seg_mu);
+    pthread_mutex_destroy(&s->meta_mu);
     pthread_mutex_destroy(&s->flush_mu);
     pthread_mutex_destroy(&s->compact_mu);
     pthread_cond_destroy(&s->compact_cv);
@@ -794,6 +795,7 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     s->next_cas = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->seg_mu, NULL);
+    pthread_mutex_init(&s->meta_mu, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
     pthread_mutex_init(&s->compact_mu, NULL);
     pthread_cond_init(&s->compact_cv, NULL);
