@@ -1,6 +1,42 @@
 /*
  * Internals of the log module shared by its files (store.c, writer.c,
- * recover.c, dir.c). Nothing outside src/log includes this.
+ * recover.c, apply.c, compact.c, hint.c, dir.c, check.c). Nothing outside
+ * src/log includes this.
+ *
+ * INVARIANTS of the engine (each names where it is kept):
+ *   1. Offset = base + position: the byte at position p of the segment
+ *      file that starts at log offset B is the log's byte B + p, header
+ *      included (record.c).
+ *   2. The segments are contiguous and ordered: each starts where the one
+ *      before it ends; only the last may be unsealed; a sealed segment
+ *      never changes until compaction deletes it whole (writer.c).
+ *   3. Log order is index order for every key: a keyed write holds the
+ *      key's index lock from its lookup to its index update, and appends
+ *      its record in between (store.c); the compactor and a replica's
+ *      applier do the same. Replaying the log in order (apply.c) therefore
+ *      rebuilds the index that was served.
+ *   4. durable <= written <= end: the bytes below `written` are in the
+ *      files, those below `durable` are covered by fdatasync (writer.c).
+ *   5. An acknowledgement means durable (--fsync always; written for the
+ *      other modes): no reply to a write leaves before store_ack_status()
+ *      says so, and with --sync-replicas before enough replicas say it too.
+ *   6. Every cas the store hands out is above every cas in the log and
+ *      every segment header's cas floor (apply.c rule 5, recover.c).
+ *   7. Compaction deletes only the oldest segment, and only after the live
+ *      records it copied are durable at the log's end and a DROP record
+ *      names it (compact.c).
+ *   8. A replica's log is a byte-identical prefix of its primary's: a
+ *      primary sends only durable bytes, and a replica appends only the
+ *      bytes it received, checked record by record, at its own end; it
+ *      never appends a record of its own and never compacts
+ *      (store_append_raw, src/repl).
+ *
+ * LOCK ORDER (a thread holding one may take those to its right):
+ *   flush_mu -> an index shard lock -> mu -> seg_mu
+ *   compact_mu -> seg_mu, compact_mu -> mu (never with a shard lock held)
+ *   meta_mu: taken alone
+ * The writer thread takes mu and seg_mu only one at a time, never a shard
+ * lock, so nothing a worker holds can stall it.
  */
 #ifndef MCDB_LOG_INT_H
 #define MCDB_LOG_INT_H
