@@ -62,14 +62,16 @@ compact_garbage_permille(struct store *s)
     return total && live < total ? (total - live) * 1000 / total : 0;
 }
 
-/* The oldest segment, pinned, if it is sealed and its seal is durable. */
+/* The oldest segment, pinned, if it is sealed, its seal is durable and no
+ * replica's sender still has to send it (store_hold). */
 static struct seg *
 victim(struct store *s)
 {
     struct seg *g = NULL;
     pthread_mutex_lock(&s->seg_mu);
     if (s->nsegs > 1 && s->segs[0]->seg_end &&
-        atomic_load(&s->durable) >= s->segs[0]->seg_end) {
+        atomic_load(&s->durable) >= s->segs[0]->seg_end &&
+        s->segs[0]->seg_end <= store_held_from(s)) {
         g = s->segs[0];
         atomic_fetch_add(&g->seg_refs, 1);
     }
@@ -247,6 +249,8 @@ store_compact(store_t *s, bool all,
     stop_at = s->active->seg_base;
     pthread_mutex_unlock(&s->mu);
     int rc = 0;
+    if (atomic_load(&s->replica))
+        return 0; /* its primary compacts; DROP records reach it */
     pthread_mutex_lock(&s->compact_mu);
     while (!s->compactor_stop && !atomic_load(&s->failed)) {
         if (!all && compact_garbage_permille(s) <= threshold)
@@ -305,6 +309,32 @@ compact_write_hints(struct store *s)
     }
 }
 
+/*
+ * A replica deletes the segments its primary's DROP records named once the
+ * DROP is durable here (the copies of their live records come before it in
+ * the log, so they are durable too).
+ */
+static void
+replica_drops(struct store *s)
+{
+    for (;;) {
+        struct seg *g = NULL;
+        pthread_mutex_lock(&s->seg_mu);
+        if (s->nsegs > 1 && s->segs[0]->seg_end &&
+            s->segs[0]->seg_end <= s->drop_end &&
+            atomic_load(&s->durable) >= s->drop_at)
+            g = s->segs[0];
+        pthread_mutex_unlock(&s->seg_mu);
+        if (!g)
+            return;
+        uint64_t base = g->seg_base;
+        if (compact_remove_oldest(s, g) != 0)
+            return;
+        say(SAY_VERBOSE, "deleted segment %" PRIu64 ", dropped by the "
+            "primary", base);
+    }
+}
+
 static void *
 compactor_main(void *arg)
 {
@@ -318,8 +348,11 @@ compactor_main(void *arg)
         if (s->compactor_stop)
             break;
         pthread_mutex_unlock(&s->compact_mu);
+        pthread_mutex_lock(&s->maint_mu);
         compact_write_hints(s);
+        replica_drops(s);
         int rc = store_compact(s, false, NULL, NULL);
+        pthread_mutex_unlock(&s->maint_mu);
         pthread_mutex_lock(&s->compact_mu);
         if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {
             say(SAY_ERROR, "compactor stopped: %s", store_strerror(rc));

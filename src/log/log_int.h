@@ -33,6 +33,8 @@
  *
  * LOCK ORDER (a thread holding one may take those to its right):
  *   flush_mu -> an index shard lock -> mu -> seg_mu
+ *   maint_mu -> (everything the compactor takes: index shard locks, mu,
+ *                seg_mu, compact_mu)
  *   compact_mu -> seg_mu, compact_mu -> mu (never with a shard lock held)
  *   meta_mu: taken alone
  * The writer thread takes mu and seg_mu only one at a time, never a shard
@@ -51,6 +53,23 @@
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+
+struct store;
+
+/* apply.c: the replay rules (written there), one record at a time. */
+struct apply {
+    index_t *ix;
+    struct store *s; /* NULL: a bare index (mcdb-fsck), no live bytes */
+    bool live;       /* a replica's stream: the store's state moves too */
+    unsigned part, nparts; /* apply only the keys of this partition */
+    uint64_t next_cas;     /* above every cas seen */
+    uint64_t flush_before; /* the last immediate FLUSH's cas */
+    uint32_t flush_deadline;     /* the last delayed FLUSH, if pending: */
+    uint64_t flush_deadline_cas; /* ... its time and cas */
+    uint64_t dropped_end; /* highest end of a segment a DROP names */
+    uint64_t drop_off;    /* ... and that DROP's offset */
+    uint64_t max_rec;     /* largest PUT record */
+};
 
 /*
  * A segment file. Lifecycle (the function that makes each transition):
@@ -74,6 +93,7 @@ struct seg {
 };
 
 #define STORE_MAX_SUBS 256
+#define STORE_MAX_HOLDS 64
 
 struct store {
     struct store_config cfg;
@@ -134,11 +154,24 @@ struct store {
     atomic_uint flush_deadline;
     pthread_mutex_t flush_mu;
 
+    /* Roles and replication (role.c, raw.c). A replica's write gate is
+     * STORE_REPLICA; its read gate STORE_SYNCING until it holds a log. */
+    atomic_bool replica;
+    atomic_int read_gate, write_gate;
+    char gate_text[256];  /* write_gate's message, under meta_mu */
+    struct apply live;    /* a replica's apply of what it receives */
+    atomic_bool repl_required;           /* --sync-replicas */
+    atomic_uint_fast64_t replicated;     /* acked by enough replicas */
+    atomic_uint_fast64_t repl_timed_out; /* writes up to here failed */
+    uint64_t holds[STORE_MAX_HOLDS];     /* under seg_mu; UINT64_MAX: free */
+
     /* the background compactor */
     pthread_t compactor;
     bool compactor_running;
     atomic_bool compactor_stop; /* read unlocked by throttle() */
     pthread_mutex_t compact_mu;  /* one compaction at a time; guards stop */
+    pthread_mutex_t maint_mu;    /* the background thread's work, or a
+                                    reload (resync.c): one at a time */
     pthread_cond_t compact_cv;
 
     /* statistics */
@@ -163,6 +196,18 @@ dir_sync(struct store *s)
 }
 
 /* writer.c: appending and the writer thread */
+/* Wake store_wait() and every subscriber: acks may have moved. */
+void log_notify(struct store *s);
+/* Append n bytes of whole, checked records at the log's end (mu held,
+ * room checked): raw.c's verbatim append. */
+void log_append_bytes_locked(struct store *s, const void *p, size_t n,
+                             uint64_t recs);
+/* Wait (mu held) until n more bytes fit in the fill buffer; STORE_CLOSED
+ * or STORE_READONLY instead when the store stops or failed. */
+int log_wait_room_locked(struct store *s, size_t n);
+/* Create the file of the segment that starts at base and add it to the
+ * table as the active one (mu held); its header is the caller's. */
+int log_open_next_locked(struct store *s, uint64_t base);
 /* Append r at the log's end; *off gets its offset. new_cas gives it the next
  * cas (else r->cas is kept); r->time_ms is set to now unless already set. */
 int log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off);
@@ -212,26 +257,30 @@ bool store_expired(uint32_t exptime, uint32_t now);
 void store_raise_cas(struct store *s, uint64_t v);
 void store_drop_later(struct store *s, uint64_t end, uint64_t at);
 
-/* apply.c: the replay rules (written there), one record at a time. */
-struct apply {
-    index_t *ix;
-    struct store *s; /* NULL: a bare index (mcdb-fsck), no live bytes */
-    bool live;       /* a replica's stream: the store's state moves too */
-    unsigned part, nparts; /* apply only the keys of this partition */
-    uint64_t next_cas;     /* above every cas seen */
-    uint64_t flush_before; /* the last immediate FLUSH's cas */
-    uint32_t flush_deadline;     /* the last delayed FLUSH, if pending: */
-    uint64_t flush_deadline_cas; /* ... its time and cas */
-    uint64_t dropped_end; /* highest end of a segment a DROP names */
-    uint64_t drop_off;    /* ... and that DROP's offset */
-    uint64_t max_rec;     /* largest PUT record */
-};
+/* apply.c */
 void apply_record(struct apply *a, const struct rec *r, uint64_t off);
 /* Drop the entries (of a's partition) with a cas below before_cas or
  * expired at now (0: judge no expiry). */
 void apply_sweep(struct apply *a, uint64_t before_cas, uint32_t now);
 /* Fold what another thread's apply learned into `into`. */
 void apply_merge(struct apply *into, const struct apply *from);
+
+/* raw.c: the lowest offset a sender still needs (seg_mu held);
+ * UINT64_MAX when none holds the log. */
+uint64_t store_held_from(struct store *s);
+
+/* role.c */
+/* After recovery: the role from META and the config (--replica-of), and
+ * the gates that go with it. */
+int role_apply_config(struct store *s, char *err, size_t errlen);
+/* A replica's live apply starts from what recovery left. */
+void role_start_live(struct store *s);
+/* The store holds a log (a replica before its first copy holds none). */
+bool role_has_log(struct store *s);
+
+/* resync.c: finish a full copy's install that a crash interrupted, or
+ * throw away a copy that was not complete (at open, before recovery). */
+int resync_pending(struct store *s, char *err, size_t errlen);
 
 /* recover.c */
 int log_recover(struct store *s, char *err, size_t errlen);

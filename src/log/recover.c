@@ -327,12 +327,28 @@ load_meta(struct store *s, bool fresh, char *err, size_t errlen)
                  s->dir);
         return STORE_CORRUPT;
     }
-    if (rc == -ENOENT) {
+    if (rc == -ENOENT && s->cfg.replica_of) {
+        /* A new replica: its log (and log id) come from its primary. */
+        s->meta = (struct logdir_meta){.role = LOGDIR_REPLICA};
+        snprintf(s->meta.primary, sizeof(s->meta.primary), "%s",
+                 s->cfg.replica_of);
+        rc = logdir_meta_save(s->dir, &s->meta, err, errlen);
+        if (rc == 0)
+            say(SAY_INFO, "%s: a new replica of %s", s->dir,
+                s->cfg.replica_of);
+    } else if (rc == -ENOENT) {
         rc = logdir_meta_new(&s->meta, err, errlen);
         if (rc == 0)
             rc = logdir_meta_save(s->dir, &s->meta, err, errlen);
         if (rc == 0)
             say(SAY_INFO, "created a new log in %s", s->dir);
+    }
+    if (rc == 0 && !s->meta.has_log_id && !fresh) {
+        snprintf(err, errlen,
+                 "%s/META has no log id but the directory holds segment "
+                 "files; run mcdb-fsck",
+                 s->dir);
+        rc = STORE_CORRUPT;
     }
     if (rc == 0)
         memcpy(s->log_id, s->meta.log_id, 16);

@@ -244,8 +244,8 @@ static void
 flush_tick(struct store *s)
 {
     uint32_t d = atomic_load(&s->flush_deadline);
-    if (!d || store_now(s) < d)
-        return;
+    if (!d || store_now(s) < d || atomic_load(&s->write_gate))
+        return; /* a replica waits for its primary's FLUSH */
     pthread_mutex_lock(&s->flush_mu);
     if (atomic_load(&s->flush_deadline) == d &&
         append_flush(s, 0, NULL) == 0)
@@ -257,6 +257,9 @@ int
 store_flush(store_t *s, int64_t delay, struct store_write *w)
 {
     *w = (struct store_write){0};
+    int gate = atomic_load(&s->write_gate);
+    if (gate)
+        return gate;
     uint32_t deadline = delay > 0 ? abs_exptime(s, delay) : 0;
     if (deadline == 1)
         deadline = 0; /* an absolute time in the past: now */
@@ -351,6 +354,9 @@ write_begin(struct store *s, const void *key, size_t klen,
         return STORE_BAD_KEY;
     if (atomic_load(&s->failed))
         return STORE_READONLY;
+    int gate = atomic_load(&s->write_gate);
+    if (gate)
+        return gate;
     flush_tick(s);
     k->h = index_hash(key, klen);
     index_lock(s->ix, k->h);
@@ -573,6 +579,9 @@ store_lookup(store_t *s, const void *key, size_t klen, struct store_loc *loc)
 {
     if (check_key(key, klen))
         return STORE_NOT_FOUND;
+    int gate = atomic_load(&s->read_gate);
+    if (gate)
+        return gate;
     flush_tick(s);
     uint64_t h = index_hash(key, klen);
     struct index_entry e;
@@ -664,12 +673,14 @@ store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
 int
 store_ack_status(store_t *s, uint64_t ack)
 {
-    if (ack == 0 || log_acked(s) >= ack)
+    if (ack == 0)
         return 1;
-    int failed = atomic_load(&s->failed);
-    if (failed)
-        return STORE_READONLY;
-    return 0;
+    uint64_t local = log_acked(s);
+    if (local < ack)
+        return atomic_load(&s->failed) ? STORE_READONLY : 0;
+    if (!atomic_load(&s->repl_required) || atomic_load(&s->replicated) >= ack)
+        return 1;
+    return ack <= atomic_load(&s->repl_timed_out) ? STORE_REPL_TIMEOUT : 0;
 }
 
 int
@@ -727,6 +738,7 @@ store_free(struct store *s)
     pthread_mutex_destroy(&s->meta_mu);
     pthread_mutex_destroy(&s->flush_mu);
     pthread_mutex_destroy(&s->compact_mu);
+    pthread_mutex_destroy(&s->maint_mu);
     pthread_cond_destroy(&s->compact_cv);
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_space);
@@ -793,11 +805,14 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     s->dir = strdup(cfg->dir);
     s->dirfd = s->lockfd = -1;
     s->next_cas = 1;
+    for (int i = 0; i < STORE_MAX_HOLDS; i++)
+        s->holds[i] = UINT64_MAX;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->seg_mu, NULL);
     pthread_mutex_init(&s->meta_mu, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
     pthread_mutex_init(&s->compact_mu, NULL);
+    pthread_mutex_init(&s->maint_mu, NULL);
     pthread_cond_init(&s->compact_cv, NULL);
     pthread_cond_init(&s->cv_work, NULL);
     pthread_cond_init(&s->cv_space, NULL);
@@ -807,12 +822,21 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     if (rc == 0)
         rc = open_dir(s, err, errlen);
     if (rc == 0)
+        rc = resync_pending(s, err, errlen);
+    if (rc == 0)
         rc = log_recover(s, err, errlen);
+    if (rc == 0)
+        rc = role_apply_config(s, err, errlen);
     if (rc == 0)
         rc = alloc_buffers(s);
     if (rc == 0)
         rc = log_start_writer(s);
-    if (rc == 0 && (rc = log_ensure_active(s)) != 0)
+    if (rc == 0)
+        role_start_live(s);
+    if (rc == 0 && cfg->promote)
+        rc = store_promote(s, err, errlen);
+    if (rc == 0 && !atomic_load(&s->replica) &&
+        (rc = log_ensure_active(s)) != 0)
         snprintf(err, errlen, "%s", store_error_text(s));
     if (rc == 0 && cfg->compactor)
         rc = compact_start(s);

@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log/logdir.h"
+
 #define STORE_MAX_KEY 250
 
 /* name, code, message */
@@ -48,7 +50,13 @@
     X(STORE_BAD_KEY, -1009, "bad key")                                         \
     X(STORE_NOMEM, -1010, "out of memory")                                     \
     X(STORE_BAD_CONFIG, -1011, "bad configuration")                            \
-    X(STORE_CLOSED, -1012, "store is closing")
+    X(STORE_CLOSED, -1012, "store is closing")                                 \
+    X(STORE_REPLICA, -1013, "read-only replica")                               \
+    X(STORE_SYNCING, -1014, "replica syncing")                                 \
+    X(STORE_STALE, -1015, "replica link down (--replica-stale no)")            \
+    X(STORE_NO_REPLICAS, -1016, "not enough replicas connected")               \
+    X(STORE_REPL_TIMEOUT, -1017,                                               \
+      "stored on the primary but not confirmed by the replicas in time")
 
 enum {
 #define X(name, code, msg) name = code,
@@ -78,6 +86,12 @@ struct store_config {
      * the disk had. NULL in production. */
     int (*fault)(void *arg, const char *op);
     void *fault_arg;
+    /* Make (or keep) this store a replica of HOST:PORT; NULL: the role
+     * META says. A replica appends only what store_append_raw() is given
+     * and refuses every write with STORE_REPLICA. */
+    const char *replica_of;
+    /* A replica becomes the primary at open (a new epoch in META). */
+    bool promote;
 };
 
 #define STORE_DEFAULT_SEGMENT_SIZE (64ull << 20)
@@ -210,6 +224,120 @@ int store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
 int store_compact(store_t *s, bool all,
                   void (*progress)(void *arg, uint64_t done, uint64_t total),
                   void *arg);
+
+/* ---- roles and replication (used by src/repl) ---- */
+
+/* A copy of META: the log id, the role, the primary, the history. */
+void store_meta(store_t *s, struct logdir_meta *m);
+bool store_is_replica(store_t *s);
+
+/*
+ * A replica becomes the primary: what it has received is made durable, a
+ * new epoch begins at its end (META), the log continues in a segment of its
+ * own, writes are accepted and the compactor runs. Returns 0 or an error
+ * (err says what); STORE_SYNCING when it holds no log yet.
+ */
+int store_promote(store_t *s, char *err, size_t errlen);
+
+/* A replica takes its primary's history (the same log: its log id, and
+ * epochs that describe this replica's log as a prefix). */
+int store_set_history(store_t *s, const struct logdir_meta *primary,
+                      char *err, size_t errlen);
+
+/* Reads answer `code` (STORE_SYNCING, STORE_STALE) instead of looking; 0
+ * serves them again. */
+void store_set_read_gate(store_t *s, int code);
+/* Writes are refused with `code` (e.g. STORE_NO_REPLICAS) and its text
+ * (store_gate_text) before anything is written; 0 lets them in. A
+ * replica's STORE_REPLICA cannot be lifted this way (store_promote). */
+void store_set_write_gate(store_t *s, int code, const char *text);
+const char *store_gate_text(store_t *s, int code, char *buf, size_t len);
+
+/*
+ * --sync-replicas: acknowledgements also wait until the replicas have the
+ * bytes. With `required`, a write whose ack is above `replicated` is not
+ * acked; if it is at or below `timed_out` it fails with
+ * STORE_REPL_TIMEOUT. Subscribers are woken.
+ */
+void store_set_replicated(store_t *s, bool required, uint64_t replicated,
+                          uint64_t timed_out);
+
+/* The log's offsets: its first byte still on disk, its end (where the next
+ * byte goes) and how far it is durable. */
+uint64_t store_log_start(store_t *s);
+uint64_t store_log_end(store_t *s);
+uint64_t store_durable(store_t *s);
+
+/*
+ * A replica appends its primary's bytes verbatim: buf holds log bytes from
+ * offset off, which must be the log's end. Every whole record in it is
+ * checked (checksum with this log's seed and its own offset), appended
+ * (a footer seals the segment, a header opens the next one, whatever this
+ * store's --segment-size) and applied to the index; *used gets the bytes
+ * of the whole records taken (a partial record at the end waits for more).
+ * Durability and acks work as for any write (store_durable). Returns 0,
+ * or STORE_CORRUPT with err naming the offset (nothing from there on is
+ * taken), or the store's failure.
+ */
+int store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
+                     size_t *used, char *err, size_t errlen);
+
+/*
+ * The log by offset, for a sender: the run of bytes from `off` that lies in
+ * one segment file and below `upto` (at most the durable end), as a file
+ * descriptor and position, with the segment pinned (a compaction that
+ * deletes it meanwhile does not take it away). STORE_NOT_FOUND when off is
+ * below the log's start (compacted away); len 0 when nothing is there yet.
+ * End each with store_span_done().
+ */
+struct store_span {
+    int fd;
+    uint64_t pos; /* in the file */
+    uint64_t len;
+    void *pin;
+};
+int store_span(store_t *s, uint64_t off, uint64_t upto, struct store_span *sp);
+void store_span_done(struct store_span *sp);
+
+/*
+ * Holds keep compaction off the segments a sender still has to send: no
+ * segment that ends after a hold's offset is deleted. store_hold returns a
+ * handle (>= 0) or -ENOSPC; move it as the sender advances; release it.
+ */
+int store_hold(store_t *s, uint64_t off);
+void store_hold_move(store_t *s, int h, uint64_t off);
+void store_hold_release(store_t *s, int h);
+
+/*
+ * A replica whose history parted from its primary's at offset `from`
+ * moves the bytes [from, end) aside into DATA/diverged-<time>-<from>/
+ * (never deleted; the path goes to aside, the number of records moved to
+ * *records) and reloads. Reads answer STORE_SYNCING meanwhile.
+ */
+int store_cut_log(store_t *s, uint64_t from, char *aside, size_t asidelen,
+                  uint64_t *records, char *err, size_t errlen);
+
+/*
+ * A full copy of the primary's log, written beside the live one (in
+ * DATA/resync.partial) while the live one keeps serving, and switched to
+ * only when whole: begin with the primary's META and the offset the copy
+ * starts at (the primary's log start); add bytes as they come (as with
+ * store_append_raw, *used says how many were taken); finish when the copy
+ * has reached the offset the primary named: the old files are deleted
+ * (keep_old: moved to a diverged-* directory), the copy is installed and
+ * the store reloads. A crash at any point leaves the old log or the new
+ * one whole (resync.c). abort throws a copy away.
+ */
+struct store_copy;
+int store_copy_begin(store_t *s, const struct logdir_meta *primary,
+                     uint64_t start, struct store_copy **out, char *err,
+                     size_t errlen);
+int store_copy_add(struct store_copy *c, const void *buf, size_t len,
+                   size_t *used, char *err, size_t errlen);
+uint64_t store_copy_end(const struct store_copy *c);
+int store_copy_finish(store_t *s, struct store_copy *c, bool keep_old,
+                      char *err, size_t errlen);
+void store_copy_abort(struct store_copy *c);
 
 /* ---- statistics ---- */
 

@@ -199,15 +199,47 @@ log_ensure_active(struct store *s)
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     if (!s->active || s->active->seg_end) {
-        struct seg *g;
-        rc = create_locked(s, s->end, &g);
+        rc = log_open_next_locked(s, s->end);
         if (rc == 0) {
-            s->active = g;
             header_locked(s, store_now_ms(s));
             pthread_cond_signal(&s->cv_work);
         }
     }
     pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int
+log_wait_room_locked(struct store *s, size_t n)
+{
+    for (;;) {
+        if (atomic_load(&s->failed) || s->stop)
+            return s->stop ? STORE_CLOSED : STORE_READONLY;
+        if (s->fill_len + n <= s->buf_cap)
+            return 0;
+        pthread_cond_wait(&s->cv_space, &s->mu);
+    }
+}
+
+void
+log_append_bytes_locked(struct store *s, const void *p, size_t n,
+                        uint64_t recs)
+{
+    memcpy(s->buf[s->fill] + s->fill_len, p, n);
+    s->fill_len += n;
+    s->fill_recs += recs;
+    s->end += n;
+    s->active->seg_records += recs;
+    pthread_cond_signal(&s->cv_work);
+}
+
+int
+log_open_next_locked(struct store *s, uint64_t base)
+{
+    struct seg *g;
+    int rc = create_locked(s, base, &g);
+    if (rc == 0)
+        s->active = g;
     return rc;
 }
 
@@ -220,14 +252,10 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
     if (size + roll > s->buf_cap)
         return STORE_TOO_LARGE; /* would wait for room forever */
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        if (atomic_load(&s->failed) || s->stop) {
-            pthread_mutex_unlock(&s->mu);
-            return s->stop ? STORE_CLOSED : STORE_READONLY;
-        }
-        if (s->fill_len + size + roll <= s->buf_cap)
-            break;
-        pthread_cond_wait(&s->cv_space, &s->mu);
+    int wrc = log_wait_room_locked(s, size + roll);
+    if (wrc) {
+        pthread_mutex_unlock(&s->mu);
+        return wrc;
     }
     struct seg *a = s->active;
     /* Roll when this record and a footer would not fit, unless the segment
@@ -392,8 +420,8 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
     return 0;
 }
 
-static void
-notify(struct store *s)
+void
+log_notify(struct store *s)
 {
     int subs[STORE_MAX_SUBS], n;
     pthread_mutex_lock(&s->mu);
@@ -486,13 +514,13 @@ writer_main(void *arg)
             last_sync = mono_ms();
         }
         /* step 4 */
-        notify(s);
+        log_notify(s);
         pthread_mutex_lock(&s->mu);
         if (atomic_load(&s->failed) || (stopping && s->fill_len == 0))
             break;
     }
     pthread_mutex_unlock(&s->mu);
-    notify(s);
+    log_notify(s);
     return NULL;
 }
 
