@@ -19,6 +19,6 @@ need_packages() {
     apt-get install -y -qq "${missing[@]}" >&2
 }
 
-MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev)
+MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev)
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
                     python3-pymemcache memcached redis-server rsync)

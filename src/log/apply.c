@@ -133,6 +133,8 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
 void
 apply_record(struct apply *a, const struct rec *r, uint64_t off)
 {
+    if (off > a->last_off)
+        a->last_off = off;
     switch (r->type) {
     case REC_SEG_HEADER:
     case REC_SEG_FOOTER:
@@ -175,6 +177,7 @@ apply_merge(struct apply *into, const struct apply *from)
     MAX_INTO(next_cas);
     MAX_INTO(flush_before);
     MAX_INTO(max_rec);
+    MAX_INTO(last_off);
 #undef MAX_INTO
     /* every thread saw the same FLUSH records */
     into->flush_deadline = from->flush_deadline;

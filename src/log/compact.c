@@ -241,6 +241,8 @@ store_compact(store_t *s, bool all,
               void (*progress)(void *arg, uint64_t done, uint64_t total),
               void *arg)
 {
+    if (atomic_load(&s->replica))
+        return 0; /* its primary compacts; DROP records reach it */
     uint64_t threshold = (uint64_t)(s->cfg.compact_garbage * 1000);
     uint64_t total = sealed_bytes(s), done = 0;
     /* In "all" mode stop at the first segment this call created. */
@@ -249,8 +251,6 @@ store_compact(store_t *s, bool all,
     stop_at = s->active->seg_base;
     pthread_mutex_unlock(&s->mu);
     int rc = 0;
-    if (atomic_load(&s->replica))
-        return 0; /* its primary compacts; DROP records reach it */
     pthread_mutex_lock(&s->compact_mu);
     while (!s->compactor_stop && !atomic_load(&s->failed)) {
         if (!all && compact_garbage_permille(s) <= threshold)

@@ -69,6 +69,7 @@ struct apply {
     uint64_t dropped_end; /* highest end of a segment a DROP names */
     uint64_t drop_off;    /* ... and that DROP's offset */
     uint64_t max_rec;     /* largest PUT record */
+    uint64_t last_off;    /* the offset of the last record applied */
 };
 
 /*
@@ -134,6 +135,7 @@ struct store {
     uint64_t wstart;
     size_t wlen;
     uint64_t end;        /* log end: fill_start + fill_len */
+    uint64_t last_rec;   /* offset of the log's last record */
     struct seg *active;
     uint64_t next_cas;
     bool stop;

@@ -26,7 +26,9 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RAW_BATCH 64
 
@@ -110,6 +112,7 @@ raw_append_batch(struct store *s, const char *p, uint64_t off,
         if (rc)
             break;
         log_append_bytes_locked(s, p, sizes[i], 1);
+        s->last_rec = off;
         if (recs[i].type == REC_SEG_FOOTER) {
             s->active->seg_end = s->end;
             pthread_cond_signal(&s->compact_cv); /* its hint is due */
@@ -189,6 +192,44 @@ store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
             continue; /* the buffer was full: decode the rest again */
     }
     *used = pos;
+    return rc;
+}
+
+/* ---- the last record, to check that two logs agree where they meet ---- */
+
+uint64_t
+store_last_record(store_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t off = s->last_rec;
+    pthread_mutex_unlock(&s->mu);
+    return off;
+}
+
+int
+store_record_checksum(store_t *s, uint64_t off, uint64_t end,
+                      uint64_t *checksum)
+{
+    if (end <= off || end - off > s->buf_cap)
+        return STORE_NOT_FOUND;
+    size_t len = end - off;
+    char *buf = malloc(len);
+    if (!buf)
+        return STORE_NOMEM;
+    int rc = STORE_NOT_FOUND;
+    struct seg *g = seg_pin(s, off);
+    if (g && (log_read_buffered(s, off, len, buf) ||
+              pread(g->seg_fd, buf, len, (off_t)(off - g->seg_base)) ==
+                  (ssize_t)len)) {
+        struct rec r;
+        if (rec_decode(buf, len, s->log_seed, off, &r) == (long)len) {
+            memcpy(checksum, buf, 8);
+            rc = 0;
+        }
+    }
+    if (g)
+        seg_unpin(g);
+    free(buf);
     return rc;
 }
 

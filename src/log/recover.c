@@ -537,6 +537,7 @@ log_recover(struct store *s, char *err, size_t errlen)
         if (sc.ap.next_cas > s->next_cas)
             s->next_cas = sc.ap.next_cas;
         s->max_rec = sc.ap.max_rec;
+        s->last_rec = sc.ap.last_off;
         atomic_store(&s->flush_before_cas, sc.ap.flush_before);
         atomic_store(&s->flush_deadline, sc.ap.flush_deadline);
     }

@@ -314,6 +314,11 @@ cut_files(struct store *s, void *arg, char *err, size_t errlen)
         }
     }
     free(bases);
+    char meta[4096], meta_to[4096];
+    path_in(meta, sizeof(meta), s->dir, "META");
+    path_in(meta_to, sizeof(meta_to), c->aside, "META");
+    if (rc == 0)
+        rc = copy_file(meta, meta_to, err, errlen);
     char about[4096];
     path_in(about, sizeof(about), c->aside, "ABOUT");
     FILE *f = rc == 0 ? fopen(about, "w") : NULL;
@@ -322,14 +327,14 @@ cut_files(struct store *s, void *arg, char *err, size_t errlen)
         for (int i = 0; i < 16; i++)
             sprintf(hex + 2 * i, "%02x", s->log_id[i]);
         fprintf(f,
-                "Log %s, bytes [%" PRIu64 ", %" PRIu64 "): %" PRIu64
-                " records written here that its primary (%s) never had:\n"
-                "its history parted from this one's at offset %" PRIu64
-                ". They were moved aside when this directory rejoined as a\n"
-                "replica. The segment files are whole; for the one that "
-                "was cut, only the\nbytes from offset %" PRIu64
-                " on are the divergent ones. mcdb-fsck reads this\n"
-                "directory if META is copied into it.\n",
+                "Log %s, bytes [%" PRIu64 ", %" PRIu64 "):\n"
+                "%" PRIu64 " records written here that the primary (%s)\n"
+                "never had: the two histories part at offset %" PRIu64 ".\n"
+                "They were moved here when this data directory rejoined as "
+                "a replica.\n"
+                "The segment files are whole; in the one that was cut, the\n"
+                "divergent bytes are those from offset %" PRIu64 " on.\n"
+                "mcdb-fsck checks this directory (META is a copy).\n",
                 hex, c->from, c->from + c->bytes, c->records, s->meta.primary,
                 c->from, c->from);
         fclose(f);
@@ -368,6 +373,7 @@ struct store_copy {
     uint8_t log_id[16];
     uint64_t end;     /* the next byte's offset */
     int fd;           /* the segment file being written, -1 between */
+    uint64_t synced;  /* the copy is durable up to here */
     uint64_t bytes;
 };
 
@@ -410,6 +416,12 @@ store_copy_end(const struct store_copy *c)
     return c->end;
 }
 
+uint64_t
+store_copy_durable(const struct store_copy *c)
+{
+    return c->synced;
+}
+
 static int
 copy_write(struct store_copy *c, const char *p, size_t n, char *err,
            size_t errlen)
@@ -437,6 +449,8 @@ copy_close_file(struct store_copy *c, char *err, size_t errlen)
     int rc = fdatasync(c->fd) == 0 ? 0 : -errno;
     close(c->fd);
     c->fd = -1;
+    if (rc == 0)
+        c->synced = c->end;
     if (rc)
         snprintf(err, errlen, "fdatasync in %s: %s", c->dir, strerror(-rc));
     return rc;
@@ -470,11 +484,12 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
                 rc = STORE_CORRUPT;
                 break;
             }
-            if ((rc = copy_write(c, p + pos - run, run, err, errlen)) ||
-                (rc = copy_close_file(c, err, errlen)))
+            if ((rc = copy_write(c, p + pos - run, run, err, errlen)))
                 break;
             c->end += run;
             run = 0;
+            if ((rc = copy_close_file(c, err, errlen)))
+                break;
             char path[4096];
             logdir_seg_path(c->dir, off, path, sizeof(path));
             c->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -492,11 +507,12 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
         pos += (size_t)k;
         run += (size_t)k;
         if (r.type == REC_SEG_FOOTER) {
-            if ((rc = copy_write(c, p + pos - run, run, err, errlen)) ||
-                (rc = copy_close_file(c, err, errlen)))
+            if ((rc = copy_write(c, p + pos - run, run, err, errlen)))
                 break;
             c->end += run;
             run = 0;
+            if ((rc = copy_close_file(c, err, errlen)))
+                break;
         }
     }
     if (rc == 0 && run)

@@ -282,6 +282,14 @@ uint64_t store_durable(store_t *s);
 int store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
                      size_t *used, char *err, size_t errlen);
 
+/* The offset of the log's last record, and the checksum field of the
+ * record at off if a valid record of this log lies exactly in [off, end)
+ * (else STORE_NOT_FOUND): a replica and its primary compare the record
+ * where the replica's log ends before they resume. */
+uint64_t store_last_record(store_t *s);
+int store_record_checksum(store_t *s, uint64_t off, uint64_t end,
+                          uint64_t *checksum);
+
 /*
  * The log by offset, for a sender: the run of bytes from `off` that lies in
  * one segment file and below `upto` (at most the durable end), as a file
@@ -335,6 +343,8 @@ int store_copy_begin(store_t *s, const struct logdir_meta *primary,
 int store_copy_add(struct store_copy *c, const void *buf, size_t len,
                    size_t *used, char *err, size_t errlen);
 uint64_t store_copy_end(const struct store_copy *c);
+/* The copy is on disk (fdatasynced) up to this offset. */
+uint64_t store_copy_durable(const struct store_copy *c);
 int store_copy_finish(store_t *s, struct store_copy *c, bool keep_old,
                       char *err, size_t errlen);
 void store_copy_abort(struct store_copy *c);

@@ -112,6 +112,7 @@ static uint64_t
 append_locked(struct store *s, struct rec *r)
 {
     uint64_t off = s->end;
+    s->last_rec = off;
     rec_encode(s->buf[s->fill] + s->fill_len, r, s->log_seed, off);
     size_t size = rec_size(r->klen, r->vlen);
     s->fill_len += size;

@@ -50,8 +50,12 @@ cmd_status_text(store_t *s, int rc, char *buf, size_t len)
     }
     if (text)
         return (size_t)snprintf(buf, len, "%s", text);
-    /* A failed disk: say what the engine says about it. */
+    /* A failed disk: say what the engine says about it; a closed gate
+     * (too few replicas) says why. */
     const char *why = store_strerror(rc);
+    char gate[256];
+    if (rc == STORE_NO_REPLICAS)
+        why = store_gate_text(s, rc, gate, sizeof(gate));
     if (rc == STORE_READONLY || rc > -1000) {
         const char *e = store_error_text(s);
         if (e && e[0])
@@ -141,6 +145,12 @@ cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
         CNT_INC(w, cmd_get);
         struct store_loc loc;
         int rc = store_lookup(s, key, klen, &loc);
+        if (rc == STORE_SYNCING || rc == STORE_STALE) {
+            /* a replica that cannot answer: never a miss */
+            char buf[512];
+            out_text(c, buf, cmd_status_text(s, rc, buf, sizeof(buf)));
+            return true;
+        }
         if (rc != 0) {
             if (rc != STORE_NOT_FOUND)
                 say(SAY_WARN, "lookup of %.*s: %s", (int)klen, key,
@@ -246,6 +256,37 @@ cmd_flush(struct conn *c, const struct proto_req *req)
     cmd_reply(c, req, rc, &wr, "OK\r\n");
 }
 
+/* ---- replication ---- */
+
+/* A replica's first line: its socket goes to src/repl (which answers
+ * with the stream's frames) once what was queued before it is sent. */
+static void
+cmd_replicate(struct conn *c, const struct proto_req *req)
+{
+    if (!c->w->net->repl || req->level != REPL_PROTOCOL) {
+        out_printf(c, "SERVER_ERROR replication protocol %u not spoken "
+                      "here (%d is)\r\n", req->level, REPL_PROTOCOL);
+        return;
+    }
+    conn_handover(c);
+}
+
+/* promote: an operator's act, accepted from loopback only. */
+static void
+cmd_promote(struct conn *c)
+{
+    char err[256] = "";
+    if (!repl_is_loopback(c->fd)) {
+        out_str(c, "CLIENT_ERROR promote is accepted from loopback only\r\n");
+        return;
+    }
+    if (!c->w->net->repl || repl_promote(c->w->net->repl, err, sizeof(err)))
+        out_printf(c, "SERVER_ERROR promote failed: %s\r\n",
+                   err[0] ? err : "no replication here");
+    else
+        out_str(c, "OK\r\n");
+}
+
 /* ---- the rest ---- */
 
 /* verbosity N sets the log level, as memcached's -v count does. */
@@ -303,6 +344,12 @@ cmd_execute(struct conn *c, const struct proto_req *req)
         break;
     case PROTO_STATS:
         stats_reply(c, req->arg, req->arg_len);
+        break;
+    case PROTO_REPLICATE:
+        cmd_replicate(c, req);
+        break;
+    case PROTO_PROMOTE:
+        cmd_promote(c);
         break;
     case PROTO_NCMDS:
         out_str(c, "ERROR\r\n");

@@ -781,11 +781,15 @@ conn_input(struct conn *c, const char *data, size_t n)
         n -= k;
         c->swallow -= k;
     }
+    if (c->handover) { /* bytes for src/repl */
+        conn_keep(c, data, n);
+        return;
+    }
     if (n == 0 || c->state >= CONN_DRAINING)
         return;
     if (c->in_len == 0 && c->state == CONN_READING) {
         size_t used = conn_parse(c, data, n);
-        if (used < n && c->state < CONN_DRAINING)
+        if (used < n && (c->state < CONN_DRAINING || c->handover))
             conn_keep(c, data + used, n - used);
         return;
     }
@@ -882,6 +886,13 @@ conn_resume(struct conn *c)
 }
 
 void
+conn_handover(struct conn *c)
+{
+    c->handover = true;
+    conn_drain(c);
+}
+
+void
 conn_drain(struct conn *c)
 {
     if (c->state >= CONN_DRAINING)
@@ -941,8 +952,10 @@ conn_close(struct conn *c)
     atomic_fetch_sub(&c->w->net->conns, 1); /* before the client sees it */
     atomic_fetch_sub(&c->w->curr_conns, 1);
     conn_cancel_recv(c);
-    shutdown(c->fd, SHUT_RDWR);
-    say(SAY_VERBOSE, "connection from %s closed", c->peer);
+    if (!c->handover)
+        shutdown(c->fd, SHUT_RDWR);
+    say(SAY_VERBOSE, "connection from %s %s", c->peer,
+        c->handover ? "handed to replication" : "closed");
     /* Freed by worker_flush at the end of the batch, never here: callers
      * up the stack still hold c. */
     conn_mark_dirty(c);
@@ -963,7 +976,10 @@ conn_maybe_free(struct conn *c)
         c->next->prev = c->prev;
     while (c->oq_head)
         out_pop(c);
+    if (c->handover && w->net->repl)
+        repl_adopt(w->net->repl, c->fd, c->in, c->in_len);
+    else
+        close(c->fd);
     free(c->in);
-    close(c->fd);
     free(c);
 }

@@ -14,6 +14,7 @@
 
 #include "log/store.h"
 #include "net/net.h"
+#include "repl/repl.h"
 #include "util/say.h"
 
 static int
@@ -28,6 +29,8 @@ open_store(const struct net_config *cfg, store_t **s)
     sc.max_item_size = (uint32_t)cfg->max_item_size;
     sc.compact_garbage = cfg->compact_garbage;
     sc.compact_rate = cfg->compact_rate;
+    sc.replica_of = cfg->replica_of[0] ? cfg->replica_of : NULL;
+    sc.promote = cfg->promote;
     int rc = store_open(&sc, s, err, sizeof(err));
     if (rc != 0) {
         say(SAY_ERROR, "%s", err[0] ? err : store_strerror(rc));
@@ -62,10 +65,25 @@ main(int argc, char **argv)
         net_config_free(&cfg);
         return 1;
     }
+    struct repl_config rc_cfg = {
+        .sync_replicas = cfg.sync_replicas,
+        .sync_timeout_ms = cfg.sync_timeout,
+        .secret_file = cfg.repl_secret_file,
+        .serve_stale = cfg.replica_serve_stale,
+        .client_port = cfg.port,
+    };
+    repl_t *repl;
     net_t *net;
     char err[512];
-    if (net_start(&cfg, store, &net, err, sizeof(err)) != 0) {
+    if (repl_start(&rc_cfg, store, &repl, err, sizeof(err)) != 0) {
         say(SAY_ERROR, "%s", err);
+        store_close(store);
+        net_config_free(&cfg);
+        return 1;
+    }
+    if (net_start(&cfg, store, repl, &net, err, sizeof(err)) != 0) {
+        say(SAY_ERROR, "%s", err);
+        repl_stop(repl);
         store_close(store);
         net_config_free(&cfg);
         return 1;
@@ -81,6 +99,7 @@ main(int argc, char **argv)
     say(SAY_INFO, "%s: finishing requests in flight", strsignal(sig));
     net_stop(net);
     rc = net_wait(net);
+    repl_stop(repl);
     store_close(store);
     say(SAY_INFO, "stopped");
     net_config_free(&cfg);

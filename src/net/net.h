@@ -6,13 +6,14 @@
  *
  *   struct net_config cfg;
  *   switch (net_config_parse(&cfg, argc, argv)) { ... }   command line
- *   net_start(&cfg, store, &net, err, sizeof(err));       listen, spawn workers
+ *   net_start(&cfg, store, repl, &net, err, sizeof(err)); listen, spawn workers
  *   ... net_stop(net);                                    from any thread
  *   net_wait(net);                                        drain, join, free
  *
- * The command line is declared once, in NET_OPTIONS below: the struct, the
+ * The command line is declared once, in NET_OPTIONS below and the other
+ * modules' tables it is composed with (MCDBD_OPTIONS): the struct, the
  * defaults, getopt's tables, --help and "stats settings" are generated from
- * it.
+ * them.
  */
 #ifndef MCDB_NET_H
 #define MCDB_NET_H
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "log/store.h"
+#include "repl/repl.h"
 
 /*
  * field, long name, short (0: none), kind, default, "stats settings" name
@@ -58,6 +60,9 @@
     X(help, "help", 'h', HELP, "", NULL, "print this help and exit")           \
     X(version, "version", 'V', VERSION, "", NULL, "print the version and exit")
 
+/* Every option of mcdbd: the network's, then replication's (repl.h). */
+#define MCDBD_OPTIONS(X) NET_OPTIONS(X) REPL_OPTIONS(X)
+
 #define NET_CTYPE_PORT unsigned
 #define NET_CTYPE_ADDRS char *
 #define NET_CTYPE_THREADS unsigned
@@ -70,10 +75,16 @@
 #define NET_CTYPE_LEVEL unsigned
 #define NET_CTYPE_HELP bool
 #define NET_CTYPE_VERSION bool
+#define NET_CTYPE_HOSTPORT char *
+#define NET_CTYPE_FLAG bool
+#define NET_CTYPE_REPLICAS unsigned
+#define NET_CTYPE_MILLIS unsigned
+#define NET_CTYPE_FILE char *
+#define NET_CTYPE_YESNO bool
 
 struct net_config {
 #define X(field, lname, sname, kind, def, stat, help) NET_CTYPE_##kind field;
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
 };
 
@@ -87,6 +98,8 @@ enum { NET_CONFIG_OK = 0, NET_CONFIG_EXIT = 1, NET_CONFIG_BAD = 2 };
  */
 int net_config_parse(struct net_config *cfg, int argc, char **argv);
 void net_config_free(struct net_config *cfg);
+/* A deep copy (its strings are the copy's own; free with net_config_free). */
+void net_config_copy(struct net_config *to, const struct net_config *from);
 
 /* Call fn for every setting (memcached's name, value as text), table order. */
 void net_config_each(const struct net_config *cfg,
@@ -97,11 +110,12 @@ typedef struct net net_t;
 
 /*
  * Bind every --listen address (one SO_REUSEPORT socket per worker), start
- * the workers and return once all of them accept connections. On failure
+ * the workers and return once all of them accept connections (repl may be
+ * NULL: no replication; connections that ask for it get an error). On failure
  * returns -1 with a message in err and nothing left running.
  */
-int net_start(const struct net_config *cfg, store_t *store, net_t **out,
-              char *err, size_t errlen);
+int net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
+              net_t **out, char *err, size_t errlen);
 
 /* Begin a graceful stop: stop accepting, finish the requests in flight,
  * wait for their acks, close connections. Thread-safe; not for signal

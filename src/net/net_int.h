@@ -17,6 +17,7 @@
 #include "log/store.h"
 #include "net/net.h"
 #include "net/proto.h"
+#include "repl/repl.h"
 
 #define NET_RING_ENTRIES 1024    /* submission queue; completions x8 */
 #define NET_BUF_SIZE (16u << 10) /* one provided receive buffer */
@@ -199,6 +200,7 @@ struct conn {
     int fd;
     uint8_t state;
     bool dirty, waiting, eof;
+    bool handover; /* a replica: the socket goes to src/repl once idle */
     bool recv_armed, send_busy;
     unsigned refs; /* ring operations naming this conn */
     unsigned n_wait_ack;
@@ -265,6 +267,7 @@ struct worker {
 struct net {
     struct net_config cfg;
     store_t *store;
+    repl_t *repl;
     struct net_features feat;
     struct worker *workers;
     unsigned nworkers;
@@ -306,6 +309,8 @@ void conn_arm_recv(struct conn *c);
 void conn_maybe_free(struct conn *c);
 void conn_pause(struct conn *c);
 void conn_drain(struct conn *c);
+/* Finish what is queued, then hand the socket to src/repl. */
+void conn_handover(struct conn *c);
 void conn_free_caches(struct worker *w);
 
 void out_text(struct conn *c, const char *s, size_t n);

@@ -1,5 +1,6 @@
 /*
- * options: mcdbd's command line, generated from NET_OPTIONS (net.h).
+ * options: mcdbd's command line, generated from MCDBD_OPTIONS (net.h: the
+ * network's NET_OPTIONS and replication's REPL_OPTIONS from repl.h).
  *
  * Each kind of option has a parser (opt_parse_<kind>: text -> field, or an
  * error message), a formatter for "stats settings" (opt_format_<kind>), a
@@ -36,6 +37,12 @@
 #define OPT_HASARG_LEVEL no_argument
 #define OPT_HASARG_HELP no_argument
 #define OPT_HASARG_VERSION no_argument
+#define OPT_HASARG_HOSTPORT required_argument
+#define OPT_HASARG_FLAG no_argument
+#define OPT_HASARG_REPLICAS required_argument
+#define OPT_HASARG_MILLIS required_argument
+#define OPT_HASARG_FILE required_argument
+#define OPT_HASARG_YESNO required_argument
 
 #define OPT_METAVAR_PORT "PORT"
 #define OPT_METAVAR_ADDRS "ADDR"
@@ -49,10 +56,37 @@
 #define OPT_METAVAR_LEVEL ""
 #define OPT_METAVAR_HELP ""
 #define OPT_METAVAR_VERSION ""
+#define OPT_METAVAR_HOSTPORT "HOST:PORT"
+#define OPT_METAVAR_FLAG ""
+#define OPT_METAVAR_REPLICAS "N"
+#define OPT_METAVAR_MILLIS "MS"
+#define OPT_METAVAR_FILE "FILE"
+#define OPT_METAVAR_YESNO "yes|no"
+
+/* Which kinds own a string (copied by net_config_copy, freed by
+ * net_config_free). */
+#define OPT_STRING_PORT 0
+#define OPT_STRING_ADDRS 1
+#define OPT_STRING_THREADS 0
+#define OPT_STRING_COUNT 0
+#define OPT_STRING_SIZE 0
+#define OPT_STRING_PATH 1
+#define OPT_STRING_FSYNC 0
+#define OPT_STRING_RATIO 0
+#define OPT_STRING_RATE 0
+#define OPT_STRING_LEVEL 0
+#define OPT_STRING_HELP 0
+#define OPT_STRING_VERSION 0
+#define OPT_STRING_HOSTPORT 1
+#define OPT_STRING_FLAG 0
+#define OPT_STRING_REPLICAS 0
+#define OPT_STRING_MILLIS 0
+#define OPT_STRING_FILE 1
+#define OPT_STRING_YESNO 0
 
 enum {
 #define X(field, lname, sname, kind, def, stat, help) OPT_IDX_##field,
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
         OPT_COUNT
 };
@@ -272,6 +306,66 @@ opt_parse_HELP(const char *s, bool *field, bool is_default)
 }
 
 #define opt_parse_VERSION opt_parse_HELP
+#define opt_parse_FLAG opt_parse_HELP
+
+/* HOST:PORT, [IPv6]:PORT; "" (the default) for none. */
+static const char *
+opt_parse_HOSTPORT(const char *s, char **field, bool is_default)
+{
+    if (!is_default) {
+        const char *colon = strrchr(s, ':');
+        uint64_t port;
+        if (!colon || colon == s ||
+            opt_parse_uint(colon + 1, 1, 65535, &port))
+            return "expected HOST:PORT, such as 10.0.0.5:11211 or "
+                   "[::1]:11211";
+    }
+    free(*field);
+    *field = strdup(s);
+    return NULL;
+}
+
+static const char *
+opt_parse_REPLICAS(const char *s, unsigned *field, bool is_default)
+{
+    (void)is_default;
+    uint64_t v;
+    if (opt_parse_uint(s, 0, 16, &v))
+        return "expected a number of replicas, 0 to 16";
+    *field = (unsigned)v;
+    return NULL;
+}
+
+static const char *
+opt_parse_MILLIS(const char *s, unsigned *field, bool is_default)
+{
+    (void)is_default;
+    uint64_t v;
+    if (opt_parse_uint(s, 1, 3600000, &v))
+        return "expected milliseconds, 1 to 3600000";
+    *field = (unsigned)v;
+    return NULL;
+}
+
+static const char *
+opt_parse_FILE(const char *s, char **field, bool is_default)
+{
+    if (!is_default && !s[0])
+        return "expected a file";
+    free(*field);
+    *field = strdup(s);
+    return NULL;
+}
+
+static const char *
+opt_parse_YESNO(const char *s, bool *field, bool is_default)
+{
+    (void)is_default;
+    if (strcmp(s, "yes") && strcmp(s, "no"))
+        return "expected yes or no";
+    *field = strcmp(s, "yes") == 0;
+    return NULL;
+}
 
 /* ---- formatters for "stats settings" ---- */
 
@@ -319,6 +413,12 @@ opt_format_HELP(const bool *f, char *buf, size_t len)
 }
 
 #define opt_format_VERSION opt_format_HELP
+#define opt_format_FLAG opt_format_HELP
+#define opt_format_YESNO opt_format_HELP
+#define opt_format_HOSTPORT opt_format_ADDRS
+#define opt_format_FILE opt_format_ADDRS
+#define opt_format_REPLICAS opt_format_PORT
+#define opt_format_MILLIS opt_format_PORT
 
 /* ---- usage ---- */
 
@@ -343,7 +443,7 @@ opt_usage(FILE *out)
             fprintf(out, " (default: %s)", def);                               \
         fputc('\n', out);                                                      \
     }
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
 }
 
@@ -364,7 +464,7 @@ opt_defaults(struct net_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 #define X(field, lname, sname, kind, def, stat, help)                          \
     opt_parse_##kind(def, &cfg->field, true);
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
 }
 
@@ -377,7 +477,7 @@ opt_apply(struct net_config *cfg, int val, const char *arg, const char **name)
     case OPT_VAL(field, sname):                                                \
         *name = "--" lname;                                                    \
         return opt_parse_##kind(arg, &cfg->field, false);
-        NET_OPTIONS(X)
+        MCDBD_OPTIONS(X)
 #undef X
     default:
         *name = "?";
@@ -413,7 +513,7 @@ net_config_parse(struct net_config *cfg, int argc, char **argv)
     static const struct option longs[] = {
 #define X(field, lname, sname, kind, def, stat, help)                          \
     {lname, OPT_HASARG_##kind, NULL, OPT_VAL(field, sname)},
-        NET_OPTIONS(X)
+        MCDBD_OPTIONS(X)
 #undef X
             {NULL, 0, NULL, 0}};
     char shorts[3 * OPT_COUNT + 2] = ":";
@@ -424,7 +524,7 @@ net_config_parse(struct net_config *cfg, int argc, char **argv)
         if (OPT_HASARG_##kind == required_argument)                            \
             shorts[n++] = ':';                                                 \
     }
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
     shorts[n] = '\0';
 
@@ -461,12 +561,39 @@ net_config_parse(struct net_config *cfg, int argc, char **argv)
     return NET_CONFIG_OK;
 }
 
+/* The string fields through a char ** (other kinds: NULL). */
+#define OPT_STR_0(cfg, field) ((char **)NULL)
+#define OPT_STR_1(cfg, field) ((char **)&(cfg)->field)
+#define OPT_STR_(n) OPT_STR_##n
+#define OPT_STR(n) OPT_STR_(n)
+
+void
+net_config_copy(struct net_config *to, const struct net_config *from)
+{
+    *to = *from;
+#define X(field, lname, sname, kind, def, stat, help)                          \
+    {                                                                          \
+        char **p = OPT_STR(OPT_STRING_##kind)(to, field);                      \
+        if (p && *p)                                                           \
+            *p = strdup(*p);                                                   \
+    }
+    MCDBD_OPTIONS(X)
+#undef X
+}
+
 void
 net_config_free(struct net_config *cfg)
 {
-    free(cfg->listen);
-    free(cfg->data_dir);
-    cfg->listen = cfg->data_dir = NULL;
+#define X(field, lname, sname, kind, def, stat, help)                          \
+    {                                                                          \
+        char **p = OPT_STR(OPT_STRING_##kind)(cfg, field);                     \
+        if (p) {                                                               \
+            free(*p);                                                          \
+            *p = NULL;                                                         \
+        }                                                                      \
+    }
+    MCDBD_OPTIONS(X)
+#undef X
 }
 
 void
@@ -480,6 +607,6 @@ net_config_each(const struct net_config *cfg,
         opt_format_##kind(&cfg->field, buf, sizeof(buf));                      \
         fn(arg, stat ? stat : "", buf);                                        \
     }
-    NET_OPTIONS(X)
+    MCDBD_OPTIONS(X)
 #undef X
 }

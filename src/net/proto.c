@@ -18,6 +18,8 @@
  *   incr|decr <key> <delta> [noreply]  touch <key> <exptime> [noreply]
  *   delete <key> [0] [noreply]         flush_all [delay] [noreply]
  *   verbosity <level> [noreply]        version   quit   stats [args...]
+ *   mcdb's own: mcdb_replicate <version> (a replica's first line, see
+ *   src/repl/stream.c)   promote (a replica becomes the primary)
  *
  * Values
  *   key      1..PROTO_MAX_KEY bytes, none of them a control character
@@ -428,6 +430,17 @@ parse_stats(const struct line *l, struct proto_req *req)
 }
 
 static int
+parse_replicate(const struct line *l, struct proto_req *req)
+{
+    uint64_t version;
+    if (!count_is(l, 2, 2) || !parse_u64(l->tok[1], UINT32_MAX, &version))
+        return fail(req, R_ERROR, l->next);
+    req->level = (uint32_t)version;
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+static int
 parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
     switch (req->cmd) {
@@ -455,6 +468,12 @@ parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
         return parse_verbosity(l, req);
     case PROTO_STATS:
         return parse_stats(l, req);
+    case PROTO_REPLICATE:
+        return parse_replicate(l, req);
+    case PROTO_PROMOTE:
+        if (l->ntok != 1)
+            break;
+        /* fall through */
     case PROTO_VERSION:
     case PROTO_QUIT:
         req->consumed = l->next;

@@ -52,7 +52,9 @@
     X(VERSION, "version")                                                      \
     X(VERBOSITY, "verbosity")                                                  \
     X(QUIT, "quit")                                                            \
-    X(STATS, "stats")
+    X(STATS, "stats")                                                          \
+    X(REPLICATE, "mcdb_replicate")                                             \
+    X(PROMOTE, "promote")
 
 enum proto_cmd {
 #define X(sym, name) PROTO_##sym,
@@ -81,7 +83,7 @@ struct proto_req {
     uint64_t cas;        /* cas: the unique sent by the client */
     uint64_t delta;      /* incr/decr */
     int64_t delay;       /* flush_all: optional delay, 0 when absent */
-    uint32_t level;      /* verbosity */
+    uint32_t level;      /* verbosity; mcdb_replicate: protocol version */
     const char *arg;     /* stats: the argument after "stats" (may be empty) */
     size_t arg_len;
     bool noreply;

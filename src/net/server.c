@@ -827,14 +827,13 @@ net_spawn(struct net *net, char *err, size_t errlen)
 }
 
 int
-net_start(const struct net_config *cfg, store_t *store, net_t **out, char *err,
-          size_t errlen)
+net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
+          net_t **out, char *err, size_t errlen)
 {
     struct net *net = calloc(1, sizeof(*net));
-    net->cfg = *cfg;
-    net->cfg.listen = strdup(cfg->listen);
-    net->cfg.data_dir = strdup(cfg->data_dir);
+    net_config_copy(&net->cfg, cfg);
     net->store = store;
+    net->repl = repl;
     net->nworkers = cfg->threads;
     net->started = store_now(store);
     pthread_mutex_init(&net->lock, NULL);

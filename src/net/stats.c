@@ -13,6 +13,9 @@
  *                   that later sums subtract, so no worker is written to
  *   stats log       the engine's figures (store.h's STORE_STATS table) and
  *                   the text of its error, "none" when healthy
+ *   stats repl      replication: the role, the log and its epoch, and the
+ *                   link (a replica) or every replica (a primary), in
+ *                   plain units (repl_stats)
  *   stats items, slabs, sizes, conns: empty (no slab allocator); anything
  *   else: ERROR, as memcached.
  */
@@ -122,6 +125,14 @@ stats_log(struct conn *c)
 }
 
 static void
+stats_repl(struct conn *c)
+{
+    if (c->w->net->repl)
+        repl_stats(c->w->net->repl, stat_str, c);
+    out_str(c, "END\r\n");
+}
+
+static void
 stats_reset(struct conn *c)
 {
     struct net *net = c->w->net;
@@ -150,6 +161,8 @@ stats_reply(struct conn *c, const char *arg, size_t len)
         stats_reset(c);
     else if (arg_is(arg, len, "log"))
         stats_log(c);
+    else if (arg_is(arg, len, "repl"))
+        stats_repl(c);
     else if (arg_is(arg, len, "items") || arg_is(arg, len, "slabs") ||
              arg_is(arg, len, "sizes") || arg_is(arg, len, "conns"))
         out_str(c, "END\r\n");
