@@ -324,6 +324,8 @@ replica_drops(struct store *s)
             s->segs[0]->seg_end <= s->drop_end &&
             atomic_load(&s->durable) >= s->drop_at)
             g = s->segs[0];
+        if (!g && atomic_load(&s->durable) >= s->drop_at)
+            atomic_store(&s->drop_pending, false);
         pthread_mutex_unlock(&s->seg_mu);
         if (!g)
             return;

@@ -36,6 +36,7 @@
  *   maint_mu -> (everything the compactor takes: index shard locks, mu,
  *                seg_mu, compact_mu)
  *   compact_mu -> seg_mu, compact_mu -> mu (never with a shard lock held)
+ *   subs_rw -> mu (log_notify, store_unsubscribe)
  *   meta_mu: taken alone
  * The writer thread takes mu and seg_mu only one at a time, never a shard
  * lock, so nothing a worker holds can stall it.
@@ -114,6 +115,7 @@ struct store {
     /* A replica: the segments that end at or before drop_end go once the
      * DROP record that named them (ending at drop_at) is durable. */
     uint64_t drop_end, drop_at;
+    atomic_bool drop_pending; /* wakes the background thread when durable */
 
     /*
      * The append buffer (double-buffered) and the writer thread. mu guards
@@ -141,6 +143,7 @@ struct store {
     bool stop;
     int subs[STORE_MAX_SUBS];
     int nsubs;
+    pthread_rwlock_t subs_rw; /* held while eventfds are written (log_notify) */
     pthread_t writer;
     bool writer_running;
 

@@ -210,6 +210,7 @@ store_drop_later(struct store *s, uint64_t end, uint64_t at)
     if (end > s->drop_end) {
         s->drop_end = end;
         s->drop_at = at;
+        atomic_store(&s->drop_pending, true);
     }
     pthread_mutex_unlock(&s->seg_mu);
 }
@@ -710,11 +711,13 @@ store_subscribe(store_t *s, int efd)
 void
 store_unsubscribe(store_t *s, int efd)
 {
+    pthread_rwlock_wrlock(&s->subs_rw);
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->nsubs; i++)
         if (s->subs[i] == efd)
             s->subs[i--] = s->subs[--s->nsubs];
     pthread_mutex_unlock(&s->mu);
+    pthread_rwlock_unlock(&s->subs_rw);
 }
 
 /* ---- open, close, stats ---- */
@@ -736,6 +739,7 @@ store_free(struct store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->seg_mu);
     pthread_mutex_destroy(&s->meta_mu);
+    pthread_rwlock_destroy(&s->subs_rw);
     pthread_mutex_destroy(&s->flush_mu);
     pthread_mutex_destroy(&s->compact_mu);
     pthread_mutex_destroy(&s->maint_mu);
@@ -810,6 +814,7 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->seg_mu, NULL);
     pthread_mutex_init(&s->meta_mu, NULL);
+    pthread_rwlock_init(&s->subs_rw, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
     pthread_mutex_init(&s->compact_mu, NULL);
     pthread_mutex_init(&s->maint_mu, NULL);

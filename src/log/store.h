@@ -162,6 +162,7 @@ int store_wait(store_t *s, uint64_t ack);
 /* Have eventfd efd written (value 1) whenever acks advance or the store
  * fails. At most 256 subscribers. */
 int store_subscribe(store_t *s, int efd);
+/* After it returns the store no longer writes efd: it may be closed. */
 void store_unsubscribe(store_t *s, int efd);
 
 /* ---- reads ---- */

@@ -424,7 +424,12 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
 void
 log_notify(struct store *s)
 {
+    if (atomic_load(&s->drop_pending)) /* a replica's DROP may be durable */
+        pthread_cond_signal(&s->compact_cv);
     int subs[STORE_MAX_SUBS], n;
+    /* subs_rw keeps store_unsubscribe() (and its caller's close) from
+     * running while we write: a closed descriptor's number may be reused */
+    pthread_rwlock_rdlock(&s->subs_rw);
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv_ack);
     n = s->nsubs;
@@ -434,6 +439,7 @@ log_notify(struct store *s)
     for (int i = 0; i < n; i++)
         if (write(subs[i], &one, sizeof(one)) < 0 && errno != EAGAIN)
             say(SAY_WARN, "eventfd %d: %s", subs[i], strerror(errno));
+    pthread_rwlock_unlock(&s->subs_rw);
 }
 
 static int64_t

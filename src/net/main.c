@@ -70,6 +70,7 @@ main(int argc, char **argv)
         .sync_timeout_ms = cfg.sync_timeout,
         .secret_file = cfg.repl_secret_file,
         .serve_stale = cfg.replica_serve_stale,
+        .backlog_ttl_s = cfg.repl_backlog_ttl,
         .client_port = cfg.port,
     };
     repl_t *repl;

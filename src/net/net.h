@@ -81,6 +81,7 @@
 #define NET_CTYPE_MILLIS unsigned
 #define NET_CTYPE_FILE char *
 #define NET_CTYPE_YESNO bool
+#define NET_CTYPE_SECONDS unsigned
 
 struct net_config {
 #define X(field, lname, sname, kind, def, stat, help) NET_CTYPE_##kind field;

@@ -43,6 +43,7 @@
 #define OPT_HASARG_MILLIS required_argument
 #define OPT_HASARG_FILE required_argument
 #define OPT_HASARG_YESNO required_argument
+#define OPT_HASARG_SECONDS required_argument
 
 #define OPT_METAVAR_PORT "PORT"
 #define OPT_METAVAR_ADDRS "ADDR"
@@ -62,6 +63,7 @@
 #define OPT_METAVAR_MILLIS "MS"
 #define OPT_METAVAR_FILE "FILE"
 #define OPT_METAVAR_YESNO "yes|no"
+#define OPT_METAVAR_SECONDS "SECONDS"
 
 /* Which kinds own a string (copied by net_config_copy, freed by
  * net_config_free). */
@@ -83,6 +85,7 @@
 #define OPT_STRING_MILLIS 0
 #define OPT_STRING_FILE 1
 #define OPT_STRING_YESNO 0
+#define OPT_STRING_SECONDS 0
 
 enum {
 #define X(field, lname, sname, kind, def, stat, help) OPT_IDX_##field,
@@ -348,6 +351,17 @@ opt_parse_MILLIS(const char *s, unsigned *field, bool is_default)
 }
 
 static const char *
+opt_parse_SECONDS(const char *s, unsigned *field, bool is_default)
+{
+    (void)is_default;
+    uint64_t v;
+    if (opt_parse_uint(s, 0, 30 * 86400, &v))
+        return "expected seconds, 0 to 2592000";
+    *field = (unsigned)v;
+    return NULL;
+}
+
+static const char *
 opt_parse_FILE(const char *s, char **field, bool is_default)
 {
     if (!is_default && !s[0])
@@ -419,6 +433,7 @@ opt_format_HELP(const bool *f, char *buf, size_t len)
 #define opt_format_FILE opt_format_ADDRS
 #define opt_format_REPLICAS opt_format_PORT
 #define opt_format_MILLIS opt_format_PORT
+#define opt_format_SECONDS opt_format_PORT
 
 /* ---- usage ---- */
 

@@ -92,6 +92,8 @@
 #include "util/say.h"
 
 #define NET_BACKLOG 1024
+#define NET_BIND_RETRIES 50 /* a busy port is tried this many times more */
+#define NET_BIND_WAIT_MS 100
 #define NET_REFUSED "ERROR Too many open connections\r\n"
 
 static int64_t
@@ -275,6 +277,18 @@ net_bind_addr(struct net *net, const struct addrinfo *ai, char *err,
     char name[64];
     net_addr_name(ai->ai_addr, name, sizeof(name));
     int probe = listen_socket(ai, false);
+    /* A server killed a moment ago on this data directory (we hold its
+     * LOCK, so it is gone) may still hold the port while the kernel tears
+     * its io_uring down: wait for it a few seconds rather than fail a
+     * restart. */
+    for (int i = 0; probe < 0 && errno == EADDRINUSE && i < NET_BIND_RETRIES;
+         i++) {
+        if (i == 0)
+            say(SAY_INFO, "%s is still held (a server that just stopped?); "
+                "waiting for it", name);
+        usleep(NET_BIND_WAIT_MS * 1000);
+        probe = listen_socket(ai, false);
+    }
     if (probe < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", name, strerror(errno));
         return -1;

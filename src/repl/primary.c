@@ -18,8 +18,8 @@
  *               replica reconnects and resumes from what it has
  * The sender holds compaction (store_hold) at the replica's acknowledged
  * offset, so that the bytes it still needs stay; when it is gone the hold
- * lingers REPL_LINGER_S seconds for the replica to come back and resume
- * instead of copying everything (a restart, a network blip).
+ * lingers --repl-backlog-ttl seconds for the replica to come back and
+ * resume instead of copying everything (a restart, a network blip).
  *
  * Only durable bytes are sent (store_span stops at the durable offset):
  * a replica is never ahead of what its primary keeps after a crash, so
@@ -60,7 +60,6 @@
 #include <unistd.h>
 
 #define REPL_MAX_SENDERS 16
-#define REPL_LINGER_S 600     /* a gone replica's hold stays this long */
 #define REPL_PING_MS 1000     /* a PING when nothing else was sent */
 #define REPL_SILENCE_MS 10000 /* no ACK for this long: the link is dead */
 #define REPL_HANDSHAKE_MS 10000
@@ -124,9 +123,11 @@ struct sender {
     struct samples durable; /* when the log went past each offset */
 };
 
+/* The hold of a replica that went away, kept for it to come back. */
 struct held {
     int hold;
     int64_t until_us;
+    char peer[64]; /* the replica's address:client port */
 };
 
 struct repl_primary {
@@ -463,6 +464,15 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
     if (rc)
         return rc;
     pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->nhelds;) { /* it came back: its own hold */
+        if (strcmp(p->helds[i].peer, s->peer) == 0) {
+            store_hold_release(p->store, p->helds[i].hold);
+            memmove(p->helds + i, p->helds + i + 1,
+                    (--p->nhelds - i) * sizeof(*p->helds));
+        } else {
+            i++;
+        }
+    }
     s->sent = s->acked = plan->from;
     s->copy_end = plan->copy_end;
     s->state = plan->mode == RS_FULL ? SND_COPYING : SND_STREAMING;
@@ -496,11 +506,19 @@ sender_main(void *arg)
             rc == -ECONNRESET ? "the replica hung up" : strerror(-rc));
     pthread_mutex_lock(&p->mu);
     s->state = SND_GONE;
-    if (s->hold >= 0 && p->nhelds < sizeof(p->helds) / sizeof(*p->helds))
-        p->helds[p->nhelds++] = (struct held){
-            s->hold, repl_mono_us() + (int64_t)REPL_LINGER_S * 1000000};
-    else if (s->hold >= 0)
+    if (s->hold >= 0 && p->r->cfg.backlog_ttl_s) {
+        if (p->nhelds == sizeof(p->helds) / sizeof(*p->helds)) {
+            store_hold_release(p->store, p->helds[0].hold); /* the oldest */
+            memmove(p->helds, p->helds + 1, --p->nhelds * sizeof(*p->helds));
+        }
+        struct held *h = &p->helds[p->nhelds++];
+        h->hold = s->hold;
+        h->until_us =
+            repl_mono_us() + (int64_t)p->r->cfg.backlog_ttl_s * 1000000;
+        snprintf(h->peer, sizeof(h->peer), "%s", s->peer);
+    } else if (s->hold >= 0) {
         store_hold_release(p->store, s->hold);
+    }
     s->hold = -1;
     replicated_locked(p);
     pthread_mutex_unlock(&p->mu);
@@ -629,7 +647,8 @@ watch_helds_locked(struct repl_primary *p, int64_t now)
     for (size_t i = 0; i < p->nhelds;) {
         if (p->helds[i].until_us <= now) {
             store_hold_release(p->store, p->helds[i].hold);
-            p->helds[i] = p->helds[--p->nhelds];
+            memmove(p->helds + i, p->helds + i + 1,
+                    (--p->nhelds - i) * sizeof(*p->helds));
         } else {
             i++;
         }

@@ -100,7 +100,7 @@ repl_promote(repl_t *r, char *err, size_t errlen)
     if (!r->replica) {
         snprintf(err, errlen, "this server is the primary already");
         pthread_mutex_unlock(&r->mu);
-        return 0;
+        return -1;
     }
     replica_stop(r->replica);
     r->replica = NULL;

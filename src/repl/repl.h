@@ -49,6 +49,10 @@
     X(repl_secret_file, "repl-secret-file", 0, FILE, "", "repl_secret_file",   \
       "a file whose contents both ends of replication share; needed for "      \
       "peers that are not on loopback (challenge-response, never sent)")       \
+    X(repl_backlog_ttl, "repl-backlog-ttl", 0, SECONDS, "3600",                \
+      "repl_backlog_ttl",                                                      \
+      "seconds a primary keeps the log that a disconnected replica still "     \
+      "needs, so that it resumes instead of copying everything")               \
     X(replica_serve_stale, "replica-serve-stale", 0, YESNO, "yes",             \
       "replica_serve_stale",                                                   \
       "whether a replica whose link to its primary is down serves what it "    \
@@ -59,6 +63,7 @@ struct repl_config {
     unsigned sync_replicas;
     unsigned sync_timeout_ms;
     const char *secret_file; /* "" or NULL: none */
+    unsigned backlog_ttl_s;
     bool serve_stale;
     unsigned client_port;    /* this server's client port, for "stats repl" */
 };

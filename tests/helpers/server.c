@@ -111,6 +111,25 @@ print_log(const struct th_server *s)
     fclose(f);
 }
 
+/* Something on the port answers "version" (a socket that a killed
+ * server left behind accepts but never answers). */
+static int
+answers(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {.tv_usec = 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char c;
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+             send(fd, "version\r\n", 9, MSG_NOSIGNAL) == 9 &&
+             recv(fd, &c, 1, 0) == 1;
+    close(fd);
+    return ok;
+}
+
 int
 th_server_start(struct th_server *s, const char *const *argv)
 {
@@ -155,13 +174,7 @@ th_server_start(struct th_server *s, const char *const *argv)
             print_log(s);
             return -1;
         }
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons(s->port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        close(fd);
-        if (ok)
+        if (answers(s->port))
             return 0;
         usleep(10000);
     }
@@ -171,17 +184,14 @@ th_server_start(struct th_server *s, const char *const *argv)
     return -1;
 }
 
-int
-th_mcdbd_start(struct th_server *s, const char *dir, const char *const *extra)
+static int
+mcdbd_exec(struct th_server *s, const char *const *extra)
 {
     const char *bin = getenv("MCDBD") ? getenv("MCDBD") : MCDBD_PATH;
     if (!bin[0] || access(bin, X_OK) != 0) {
         fprintf(stderr, "SKIP: mcdbd is not built\n");
         exit(77);
     }
-    if (!s->dir)
-        s->dir = dir ? strdup(dir) : th_tmpdir();
-    s->port = th_free_port();
     const char *argv[64] = {bin, "--port", "{port}", "--listen", "127.0.0.1",
                             "--data-dir", s->dir};
     size_t n = 7;
@@ -189,6 +199,28 @@ th_mcdbd_start(struct th_server *s, const char *dir, const char *const *extra)
         argv[n++] = extra[i];
     argv[n] = NULL;
     return th_server_start(s, argv);
+}
+
+int
+th_mcdbd_start(struct th_server *s, const char *dir, const char *const *extra)
+{
+    if (!s->dir)
+        s->dir = dir ? strdup(dir) : th_tmpdir();
+    s->port = th_free_port();
+    return mcdbd_exec(s, extra);
+}
+
+int
+th_mcdbd_restart(struct th_server *s, const char *const *extra)
+{
+    /* A server killed a moment ago may still hold its port for a while
+     * (its io_uring is torn down asynchronously): try for 5 s. */
+    for (int i = 0; i < 25; i++) {
+        if (mcdbd_exec(s, extra) == 0)
+            return 0;
+        usleep(200 * 1000);
+    }
+    return -1;
 }
 
 int
@@ -212,7 +244,8 @@ th_server_cleanup(struct th_server *s)
     th_rmrf(s->dir);
     free(s->dir);
     s->dir = NULL;
-    unlink(s->log);
+    if (!getenv("MCDB_KEEP_TEST_DIRS"))
+        unlink(s->log);
 }
 
 int

@@ -39,6 +39,9 @@ struct th_server {
 int th_mcdbd_start(struct th_server *s, const char *dir,
                    const char *const *extra);
 
+/* Start mcdbd again on the same port and data dir (after a stop). */
+int th_mcdbd_restart(struct th_server *s, const char *const *extra);
+
 /*
  * Start any server: argv[0] is searched in PATH; every argument equal to
  * "{port}" is replaced by the chosen port. If argv[0] is missing the test
