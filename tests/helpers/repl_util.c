@@ -129,7 +129,7 @@ list(const char *dir, const char *ext, char names[][32], size_t max)
     struct dirent *de;
     while (d && (de = readdir(d)) && n < max)
         if (is_log_file(de->d_name, ext))
-            snprintf(names[n++], 32, "%s", de->d_name);
+            snprintf(names[n++], 32, "%.31s", de->d_name);
     if (d)
         closedir(d);
     qsort(names, n, 32, (int (*)(const void *, const void *))strcmp);
