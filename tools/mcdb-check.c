@@ -609,6 +609,20 @@ ask(const struct opts *o, char **out, char *why, size_t whylen)
     return -1;
 }
 
+/* Server text fit for one status line: no control characters, no '|'
+ * (it would start the performance data), at most VALUE_SHOWN bytes. */
+static const char *
+shown(const char *s, char *buf, size_t len)
+{
+    size_t i = 0, max = len - 4 < VALUE_SHOWN ? len - 4 : VALUE_SHOWN;
+    for (; s[i] && i < max; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?'
+                 : s[i] == '|'                              ? '/'
+                                                            : s[i];
+    strcpy(buf + i, s[i] ? "..." : "");
+    return buf;
+}
+
 /* ---- the reply: "STAT <name> <value>" lines; the value may hold spaces ----
  */
 
@@ -643,17 +657,18 @@ stats_parse(char *text, struct stats *st, char *why, size_t whylen)
             return 0;
         if (strncmp(line, "STAT ", 5) != 0) {
             /* memcached answers "ERROR" to "stats repl" */
-            char shown[64];
-            size_t i;
-            for (i = 0; line[i] && i < sizeof(shown) - 1; i++)
-                shown[i] = isprint((unsigned char)line[i]) && line[i] != '|'
-                               ? line[i]
-                               : '?';
-            shown[i] = '\0';
-            snprintf(why, whylen,
-                     "not an mcdb server with replication (it "
-                     "answered \"%s%s\" to stats repl)",
-                     shown, line[i] ? "..." : "");
+            char buf[VALUE_SHOWN + 4];
+            if (st->n == 0)
+                snprintf(why, whylen,
+                         "not an mcdb server with replication (it "
+                         "answered \"%s\" to stats repl)",
+                         shown(line, buf, sizeof(buf)));
+            else
+                snprintf(why, whylen,
+                         "stats repl: \"%s\" after %zu STAT line%s, "
+                         "before END",
+                         shown(line, buf, sizeof(buf)), st->n,
+                         st->n == 1 ? "" : "s");
             return -1;
         }
         if (st->n == cap) {
@@ -711,20 +726,6 @@ say_text(struct verdict *v, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(v->text + used, sizeof(v->text) - used, fmt, ap);
     va_end(ap);
-}
-
-/* Server text fit for one status line: no control characters, no '|'
- * (it would start the performance data), at most VALUE_SHOWN bytes. */
-static const char *
-shown(const char *s, char *buf, size_t len)
-{
-    size_t i = 0, max = len - 4 < VALUE_SHOWN ? len - 4 : VALUE_SHOWN;
-    for (; s[i] && i < max; i++)
-        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?'
-                 : s[i] == '|'                              ? '/'
-                                                            : s[i];
-    strcpy(buf + i, s[i] ? "..." : "");
-    return buf;
 }
 
 /* The number named name: 0, or -1 when it is absent or not a number. */
