@@ -141,6 +141,8 @@ stats_reset(struct conn *c)
     pthread_mutex_lock(&net->lock);
     net->baseline = now;
     pthread_mutex_unlock(&net->lock);
+    if (net->repl)
+        repl_stats_reset(net->repl);
     out_str(c, "RESET\r\n");
 }
 

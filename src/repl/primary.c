@@ -63,7 +63,7 @@
 #define REPL_PING_MS 1000     /* a PING when nothing else was sent */
 #define REPL_SILENCE_MS 10000 /* no ACK for this long: the link is dead */
 #define REPL_HANDSHAKE_MS 10000
-#define LAG_RING 4096
+#define LAG_BUCKETS (64 * 8) /* lag histogram: 8 buckets per power of 2 */
 #define SAMPLE_RING 4096
 
 enum sender_state { SND_HANDSHAKE, SND_COPYING, SND_STREAMING, SND_GONE };
@@ -118,8 +118,8 @@ struct sender {
     enum sender_state state;
     uint64_t sent, acked, copy_end;
     int64_t last_ack_us;
-    int64_t lag_us[LAG_RING];
-    size_t nlag, lag_pos;
+    uint64_t lag_hist[LAG_BUCKETS]; /* lags since start or "stats reset" */
+    uint64_t nlag;
     struct samples durable; /* when the log went past each offset */
 };
 
@@ -177,6 +177,40 @@ send_error(int fd, const char *fmt, ...)
         rs_send(fd, RS_ERROR, 0, msg,
                 (uint32_t)((size_t)n < sizeof(msg) ? (size_t)n
                                                     : sizeof(msg) - 1));
+}
+
+/* ---- the lag histogram: 8 buckets per power of two (12.5% wide) ---- */
+
+static unsigned
+lag_bucket(int64_t us)
+{
+    uint64_t v = us < 1 ? 1 : (uint64_t)us;
+    unsigned log2 = 63u - (unsigned)__builtin_clzll(v);
+    unsigned sub = log2 >= 3 ? (unsigned)(v >> (log2 - 3)) & 7
+                             : (unsigned)(v << (3 - log2)) & 7;
+    return log2 * 8 + sub;
+}
+
+/* The middle of bucket b, in microseconds. */
+static uint64_t
+lag_value(unsigned b)
+{
+    unsigned log2 = b / 8, sub = b % 8;
+    double lo = (double)(1ull << log2) * (1.0 + sub / 8.0);
+    return (uint64_t)(lo * (1.0 + 1.0 / 16));
+}
+
+/* The q-th quantile (0..1) of a histogram. */
+static uint64_t
+lag_quantile(const uint64_t *hist, uint64_t n, double q)
+{
+    if (!n)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)(n - 1)) + 1, seen = 0;
+    for (unsigned b = 0; b < LAG_BUCKETS; b++)
+        if ((seen += hist[b]) >= want)
+            return lag_value(b);
+    return lag_value(LAG_BUCKETS - 1);
 }
 
 /* ---- --sync-replicas ---- */
@@ -239,10 +273,8 @@ sender_ack(struct sender *s, uint64_t off)
          * to now, for the bytes this ACK covers */
         int64_t t = samples_after(&s->durable, s->acked);
         if (t) {
-            s->lag_us[s->lag_pos] = now - t;
-            s->lag_pos = (s->lag_pos + 1) % LAG_RING;
-            if (s->nlag < LAG_RING)
-                s->nlag++;
+            s->lag_hist[lag_bucket(now - t)]++;
+            s->nlag++;
         }
         s->acked = off;
         if (s->state == SND_COPYING && off >= s->copy_end)
@@ -741,13 +773,6 @@ primary_stop(struct repl_primary *p)
 
 /* ---- stats ---- */
 
-static int
-cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void
 stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
          const char *name, uint64_t v)
@@ -755,6 +780,17 @@ stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
     char buf[32];
     snprintf(buf, sizeof(buf), "%" PRIu64, v);
     fn(arg, name, buf);
+}
+
+void
+primary_stats_reset(struct repl_primary *p)
+{
+    pthread_mutex_lock(&p->mu);
+    for (struct sender *s = p->senders; s; s = s->next) {
+        memset(s->lag_hist, 0, sizeof(s->lag_hist));
+        s->nlag = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 void
@@ -801,20 +837,15 @@ primary_stats(struct repl_primary *p,
                                              : 0);
         RSTAT("last_ack_ms");
         stat_u64(fn, arg, name, (uint64_t)(now - s->last_ack_us) / 1000);
-        int64_t *lags = s->nlag ? malloc(s->nlag * sizeof(*lags)) : NULL;
-        if (lags) {
-            memcpy(lags, s->lag_us, s->nlag * sizeof(*lags));
-            qsort(lags, s->nlag, sizeof(*lags), cmp_i64);
-        }
         RSTAT("lag_p50_us");
-        stat_u64(fn, arg, name, lags ? (uint64_t)lags[s->nlag / 2] : 0);
+        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.50));
         RSTAT("lag_p99_us");
-        stat_u64(fn, arg, name,
-                 lags ? (uint64_t)lags[s->nlag * 99 / 100] : 0);
+        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.99));
+        RSTAT("lag_p999_us");
+        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.999));
         RSTAT("lag_samples");
         stat_u64(fn, arg, name, s->nlag);
 #undef RSTAT
-        free(lags);
         i++;
     }
     pthread_mutex_unlock(&p->mu);

@@ -162,3 +162,12 @@ repl_stats(repl_t *r,
         primary_stats(r->primary, fn, arg);
     pthread_mutex_unlock(&r->mu);
 }
+
+void
+repl_stats_reset(repl_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->primary)
+        primary_stats_reset(r->primary);
+    pthread_mutex_unlock(&r->mu);
+}

@@ -89,6 +89,9 @@ int repl_promote(repl_t *r, char *err, size_t errlen);
 /* Whether the peer of socket fd is on loopback (127.0.0.0/8, ::1). */
 bool repl_is_loopback(int fd);
 
+/* "stats reset": the replicas' lag histograms start again. */
+void repl_stats_reset(repl_t *r);
+
 /* "stats repl": every figure as a name and a value, in order. */
 void repl_stats(repl_t *r,
                 void (*fn)(void *arg, const char *name, const char *value),

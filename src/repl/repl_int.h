@@ -181,6 +181,7 @@ void primary_adopt(struct repl_primary *p, int fd, const void *bytes,
 void primary_stats(struct repl_primary *p,
                    void (*fn)(void *arg, const char *name, const char *value),
                    void *arg);
+void primary_stats_reset(struct repl_primary *p);
 void primary_stop(struct repl_primary *p);
 
 int replica_start(struct repl *r, char *err, size_t errlen);
