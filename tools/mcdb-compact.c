@@ -168,7 +168,7 @@ main(int argc, char **argv)
     say_set_level(SAY_WARN); /* recovery's torn-tail warnings, not chatter */
 
     /* store_open creates a missing directory: refuse anything but a log. */
-    char meta[4096];
+    char meta[4096], err0[512];
     struct stat st;
     snprintf(meta, sizeof(meta), "%s/META", o.dir);
     uint64_t largest = 0;
@@ -177,6 +177,20 @@ main(int argc, char **argv)
         fprintf(stderr, "mcdb-compact: %s: %s\n", o.dir,
                 rc == -ENOENT ? "not an mcdb data directory (no META)"
                               : store_strerror(rc));
+        return EXIT_OPERATIONAL;
+    }
+
+    /* A replica's log is its primary's, byte for byte: compacting it here
+     * would make it another log. Its primary compacts; DROP records carry
+     * that over. */
+    struct logdir_meta m;
+    if (logdir_meta_load(o.dir, &m, err0, sizeof(err0)) == 0 &&
+        m.role == LOGDIR_REPLICA) {
+        fprintf(stderr,
+                "mcdb-compact: %s is a replica's data directory (of %s): "
+                "its primary compacts, and the replica follows; compacting "
+                "it here would make it differ from its primary\n",
+                o.dir, m.primary);
         return EXIT_OPERATIONAL;
     }
 

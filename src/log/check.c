@@ -634,6 +634,7 @@ note_file(struct ck *c, const char *name, const uint64_t *bases, size_t n)
 {
     size_t len = strlen(name);
     if (!strcmp(name, "LOCK") || !strcmp(name, "META") ||
+        !strcmp(name, "ABOUT") ||
         (len == 24 && is_digits(name, 20) && !strcmp(name + 20, ".seg")))
         return;
     if (len == 25 && is_digits(name, 20) && !strcmp(name + 20, ".hint")) {
@@ -645,6 +646,20 @@ note_file(struct ck *c, const char *name, const uint64_t *bases, size_t n)
                "bytes of a torn tail cut by recovery or --repair: never "
                "acknowledged, not part of the log (keep it for inspection or "
                "delete it)");
+    } else if (!strncmp(name, "diverged-", 9)) {
+        report(c, CHECK_NOTE, CHECK_STRAY, name, false, 0, 0,
+               "records that the primary never had, moved aside when this "
+               "directory rejoined as a replica (its ABOUT says which; "
+               "mcdb-fsck %s/%s checks them)",
+               c->dir, name);
+    } else if (!strncmp(name, "resync.", 7)) {
+        report(c, CHECK_NOTE, CHECK_STRAY, name, false, 0, 0,
+               "%s",
+               !strcmp(name, "resync.partial")
+                   ? "a replica's full copy under way, or cut short (the "
+                     "next start throws it away)"
+                   : "a replica's full copy being installed (the next start "
+                     "finishes it)");
     } else if (len > 4 && !strcmp(name + len - 4, ".tmp")) {
         report(c, CHECK_NOTE, CHECK_STRAY, name, false, 0, 0,
                "a temporary file%s (not part of the log)",

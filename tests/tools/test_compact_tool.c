@@ -180,3 +180,20 @@ Test(compact_tool, refuses_what_is_not_a_data_directory)
     assert_has(out, "Usage: mcdb-compact");
     free(out);
 }
+
+Test(compact_tool, refuses_a_replica_data_directory_whose_primary_compacts)
+{
+    /* the same log, now a replica's */
+    struct logdir_meta m;
+    char err[256];
+    cr_assert_eq(logdir_meta_load(t.dir, &m, err, sizeof(err)), 0, "%s", err);
+    m.role = LOGDIR_REPLICA;
+    snprintf(m.primary, sizeof(m.primary), "127.0.0.1:11211");
+    cr_assert_eq(logdir_meta_save(t.dir, &m, err, sizeof(err)), 0, "%s", err);
+    long long before = log_size();
+    char *out;
+    cr_assert_eq(run("mcdb-compact", t.dir, &out), 8);
+    assert_has(out, "is a replica's data directory");
+    free(out);
+    cr_assert_eq(log_size(), before);
+}
