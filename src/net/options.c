@@ -510,6 +510,10 @@ opt_check(struct net_config *cfg, const char **name)
                        : n > (long)OPT_MAX_THREADS ? OPT_MAX_THREADS
                                                    : (unsigned)n;
     }
+    *name = "--promote";
+    if (cfg->promote && cfg->replica_of[0])
+        return "and --replica-of contradict each other: a server is "
+               "promoted to primary, or made a replica";
     *name = "--max-item-size";
     if (cfg->max_item_size < OPT_MIN_ITEM || cfg->max_item_size > OPT_MAX_ITEM)
         return "must be between 1k and 1g";

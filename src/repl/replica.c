@@ -438,13 +438,15 @@ link_data(struct link *l, const struct rs_frame *f)
     return link_take(l);
 }
 
+/* What the primary has durable (0: nothing new, only re-judge the lag). */
 static void
 note_primary(struct repl_replica *rp, uint64_t primary_durable)
 {
     int64_t now = repl_mono_us();
     uint64_t mine = store_durable(rp->store);
     pthread_mutex_lock(&rp->mu);
-    rp->last_byte_us = now;
+    if (primary_durable)
+        rp->last_byte_us = now;
     if (primary_durable > rp->primary_durable)
         rp->primary_durable = primary_durable;
     if (rp->primary_durable <= mine)
@@ -464,6 +466,8 @@ link_stream(struct link *l)
             return -ECANCELED;
         uint64_t d = durable_here(l);
         int64_t now = repl_mono_us();
+        if (d > l->acked)
+            note_primary(rp, 0); /* caught up: the lag clock stops */
         if (d > l->acked || now - l->acked_at > REPL_ACK_MS * 1000) {
             int rc = send_ack(l, d);
             if (rc)
