@@ -176,6 +176,11 @@ rs_header(char out[RS_HDR], uint8_t type, uint32_t len, uint64_t off)
 long
 rs_decode(const void *buf, size_t len, struct rs_frame *f)
 {
+    /* a bad type shows in the first byte: say so at once (a server that
+     * answers "ERROR\r\n" is not one to wait for) */
+    uint8_t type = len ? *(const uint8_t *)buf : 0;
+    if (len && (type < RS_HELLO || type > RS_ERROR))
+        return RS_E_TYPE;
     if (len < RS_HDR)
         return 0;
     struct rcur r = {buf, len, 0, false};
