@@ -873,3 +873,29 @@ Test(replication, promote_is_refused_on_a_primary_and_accepted_on_a_replica)
     th_server_cleanup(&r);
     th_server_cleanup(&p);
 }
+
+Test(replication, a_replica_of_a_server_that_is_not_mcdbd_says_so)
+{
+    if (!th_installed("memcached"))
+        cr_skip_test("memcached is not installed");
+    struct th_server m = {0}, r = {0};
+    const char *argv[] = {"memcached", "-p", "{port}", "-l", "127.0.0.1",
+                          "-U", "0", geteuid() == 0 ? "-u" : NULL, "root",
+                          NULL};
+    cr_assert_eq(th_server_start(&m, argv), 0);
+    tr_start_replica(&r, m.port, NULL);
+    char *err = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(err);
+        err = tr_stat(r.port, "repl", "link_error");
+        if (err && strstr(err, "does not speak mcdb replication"))
+            break;
+        usleep(50 * 1000);
+    }
+    cr_assert(err && strstr(err, "does not speak mcdb replication") &&
+                  strstr(err, "ERROR"),
+              "link_error: %s", err);
+    free(err);
+    th_server_cleanup(&r);
+    th_server_stop(&m, SIGTERM);
+}
