@@ -24,8 +24,9 @@
  *      epoch begins, or at that side's log end. The fork point is the
  *      smaller of the two ends (never past the replica's end).
  *   3. Bytes of the replica at or after the fork point are divergent.
- *   4. If the fork point is not past the replica's log start (nothing
- *      left in common), or the primary no longer has it (compacted away),
+ *   4. If the fork point is before the replica's log start, or at it with
+ *      bytes after it (nothing left in common), or the primary no longer
+ *      has it (compacted away),
  *      the replica gets a full copy, keeping its old files aside when some
  *      of them are divergent. Otherwise it cuts its log at the fork point
  *      (when it is longer) and continues from there: the usual case, a
@@ -96,7 +97,8 @@ repl_plan(const struct repl_side *replica, const struct repl_side *primary,
     if (replica->end < fork)
         fork = replica->end;
     /* rule 4 */
-    if (fork <= replica->start && replica->end > replica->start) {
+    if (fork < replica->start ||
+        (fork == replica->start && replica->end > replica->start)) {
         plan_full(p, replica, primary, fork,
                   "the logs part before the replica's first byte");
         return;
