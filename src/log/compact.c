@@ -27,6 +27,7 @@
  */
 #include "log/hint.h"
 #include "log/log_int.h"
+#include "util/clock.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -37,14 +38,6 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 uint64_t
 compact_garbage_permille(struct store *s)
@@ -132,9 +125,9 @@ throttle(struct store *s, uint64_t bytes, int64_t t0)
     if (!s->cfg.compact_rate)
         return;
     int64_t due = t0 + (int64_t)(bytes * 1000 / s->cfg.compact_rate);
-    for (int64_t now = mono_ms(); due > now + 1 && !s->compactor_stop &&
+    for (int64_t now = clock_mono_ms(); due > now + 1 && !s->compactor_stop &&
                                   rate_limited(s);
-         now = mono_ms())
+         now = clock_mono_ms())
         usleep((useconds_t)(due - now < 100 ? due - now : 100) * 1000);
 }
 
@@ -164,7 +157,7 @@ static int
 copy_records(struct store *s, struct seg *g, const char *map, uint64_t size,
              uint64_t *copy_end)
 {
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms();
     uint64_t pos = 0;
     while (pos < size) {
         struct rec r;
@@ -199,7 +192,7 @@ copy_records(struct store *s, struct seg *g, const char *map, uint64_t size,
 static int
 compact_one(struct store *s, struct seg *g)
 {
-    int64_t t0 = mono_ms();
+    int64_t t0 = clock_mono_ms();
     uint64_t size = g->seg_end - g->seg_base, copy_end = 0;
     void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
     if (map == MAP_FAILED)
@@ -220,7 +213,7 @@ compact_one(struct store *s, struct seg *g)
         rc = compact_remove_oldest(s, g);
     seg_unpin(g); /* victim()'s pin */
     atomic_fetch_add(&s->st_compact_runs, 1);
-    atomic_store(&s->st_compact_last_ms, (uint64_t)(mono_ms() - t0));
+    atomic_store(&s->st_compact_last_ms, (uint64_t)(clock_mono_ms() - t0));
     return rc;
 }
 
@@ -343,9 +336,7 @@ compactor_main(void *arg)
     struct store *s = arg;
     pthread_mutex_lock(&s->compact_mu);
     while (!s->compactor_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        struct timespec ts = clock_deadline_ms(1000);
         pthread_cond_timedwait(&s->compact_cv, &s->compact_mu, &ts);
         if (s->compactor_stop)
             break;

@@ -70,9 +70,7 @@ raw_fits(struct store *s, const struct rec *r, uint64_t off, char *err,
                  "header should start the next segment", off);
         return STORE_CORRUPT;
     }
-    struct rec_seg_header h;
-    if (open || rec_seg_header_decode(r, &h) != 0 || h.base != off ||
-        memcmp(h.log_id, s->log_id, 16) != 0) {
+    if (open || !rec_seg_header_is(r, s->log_id, off)) {
         snprintf(err, errlen, "offset %" PRIu64 ": a segment header %s", off,
                  open ? "inside an open segment" : "of another log or offset");
         return STORE_CORRUPT;

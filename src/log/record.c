@@ -250,6 +250,14 @@ rec_seg_header_decode(const struct rec *r, struct rec_seg_header *h)
     return 0;
 }
 
+bool
+rec_seg_header_is(const struct rec *r, const uint8_t log_id[16], uint64_t off)
+{
+    struct rec_seg_header h;
+    return rec_seg_header_decode(r, &h) == 0 && h.base == off &&
+           memcmp(h.log_id, log_id, 16) == 0;
+}
+
 void
 rec_seg_footer_encode(char out[REC_SEG_FOOTER_VLEN],
                       const struct rec_seg_footer *f)

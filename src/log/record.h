@@ -6,6 +6,7 @@
 #ifndef MCDB_RECORD_H
 #define MCDB_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,6 +100,9 @@ long rec_decode(const void *buf, size_t avail, uint64_t log_seed, uint64_t off,
 void rec_seg_header_encode(char out[REC_SEG_HEADER_VLEN],
                            const struct rec_seg_header *h);
 int rec_seg_header_decode(const struct rec *r, struct rec_seg_header *h);
+/* r is the header of a segment of this log that starts at offset off. */
+bool rec_seg_header_is(const struct rec *r, const uint8_t log_id[16],
+                       uint64_t off);
 void rec_seg_footer_encode(char out[REC_SEG_FOOTER_VLEN],
                            const struct rec_seg_footer *f);
 int rec_seg_footer_decode(const struct rec *r, struct rec_seg_footer *f);

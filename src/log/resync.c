@@ -456,6 +456,20 @@ copy_close_file(struct store_copy *c, char *err, size_t errlen)
     return rc;
 }
 
+/* Write the *run bytes at p that end the current file, and close it. */
+static int
+copy_seal(struct store_copy *c, const char *p, size_t *run, char *err,
+          size_t errlen)
+{
+    int rc = copy_write(c, p, *run, err, errlen);
+    if (rc == 0) {
+        c->end += *run;
+        *run = 0;
+        rc = copy_close_file(c, err, errlen);
+    }
+    return rc;
+}
+
 int
 store_copy_add(struct store_copy *c, const void *buf, size_t len,
                size_t *used, char *err, size_t errlen)
@@ -476,19 +490,13 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
             break;
         }
         if (r.type == REC_SEG_HEADER) {
-            struct rec_seg_header h;
-            if (rec_seg_header_decode(&r, &h) != 0 || h.base != off ||
-                memcmp(h.log_id, c->log_id, 16) != 0) {
+            if (!rec_seg_header_is(&r, c->log_id, off)) {
                 snprintf(err, errlen, "offset %" PRIu64 ": a segment header "
                          "of another log or offset", off);
                 rc = STORE_CORRUPT;
                 break;
             }
-            if ((rc = copy_write(c, p + pos - run, run, err, errlen)))
-                break;
-            c->end += run;
-            run = 0;
-            if ((rc = copy_close_file(c, err, errlen)))
+            if ((rc = copy_seal(c, p + pos - run, &run, err, errlen)))
                 break;
             char path[4096];
             logdir_seg_path(c->dir, off, path, sizeof(path));
@@ -506,14 +514,9 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
         }
         pos += (size_t)k;
         run += (size_t)k;
-        if (r.type == REC_SEG_FOOTER) {
-            if ((rc = copy_write(c, p + pos - run, run, err, errlen)))
-                break;
-            c->end += run;
-            run = 0;
-            if ((rc = copy_close_file(c, err, errlen)))
-                break;
-        }
+        if (r.type == REC_SEG_FOOTER &&
+            (rc = copy_seal(c, p + pos - run, &run, err, errlen)))
+            break;
     }
     if (rc == 0 && run)
         rc = copy_write(c, p + pos - run, run, err, errlen);

@@ -17,6 +17,7 @@
  * when exptime != 0 && exptime <= now.
  */
 #include "log/log_int.h"
+#include "util/clock.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -64,9 +65,7 @@ store_now_ms(struct store *s)
 {
     if (s->cfg.now_ms)
         return s->cfg.now_ms(s->cfg.now_arg);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_wall_ms();
 }
 
 uint32_t

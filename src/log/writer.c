@@ -25,6 +25,7 @@
  * made safe fail.
  */
 #include "log/log_int.h"
+#include "util/clock.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -442,14 +443,6 @@ log_notify(struct store *s)
     pthread_rwlock_unlock(&s->subs_rw);
 }
 
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 sync_now(struct store *s, struct seg *wseg, uint64_t upto, uint64_t recs)
 {
@@ -467,7 +460,7 @@ writer_main(void *arg)
 {
     struct store *s = arg;
     struct seg *wseg = NULL;
-    int64_t last_sync = mono_ms();
+    int64_t last_sync = clock_mono_ms();
     uint64_t unsynced_recs = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -475,9 +468,7 @@ writer_main(void *arg)
                s->sync_req <= atomic_load(&s->durable)) {
             if (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
                 atomic_load(&s->durable) < atomic_load(&s->written)) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += 1;
+                struct timespec ts = clock_deadline_ms(1000);
                 pthread_cond_timedwait(&s->cv_work, &s->mu, &ts);
                 break;
             }
@@ -515,10 +506,10 @@ writer_main(void *arg)
             wseg &&
             (s->cfg.fsync == STORE_FSYNC_ALWAYS || stopping || forced ||
              (s->cfg.fsync == STORE_FSYNC_EVERYSEC &&
-              mono_ms() - last_sync >= 1000))) {
+              clock_mono_ms() - last_sync >= 1000))) {
             sync_now(s, wseg, written, unsynced_recs);
             unsynced_recs = 0;
-            last_sync = mono_ms();
+            last_sync = clock_mono_ms();
         }
         /* step 4 */
         log_notify(s);

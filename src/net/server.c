@@ -89,20 +89,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/say.h"
 
 #define NET_BACKLOG 1024
 #define NET_BIND_RETRIES 50 /* a busy port is tried this many times more */
 #define NET_BIND_WAIT_MS 100
 #define NET_REFUSED "ERROR Too many open connections\r\n"
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- feature probe ---- */
 
@@ -594,7 +587,7 @@ static void
 worker_begin_stop(struct worker *w)
 {
     w->stopping = true;
-    w->stop_deadline_ms = (uint64_t)mono_ms() + NET_STOP_GRACE_MS;
+    w->stop_deadline_ms = (uint64_t)clock_mono_ms() + NET_STOP_GRACE_MS;
     for (unsigned i = 0; i < w->nls; i++) {
         struct listener *l = &w->ls[i];
         if (l->armed) {
@@ -655,7 +648,7 @@ worker_loop(struct worker *w)
         worker_flush(w);
         if (!w->stopping && atomic_load(&net->stopping))
             worker_begin_stop(w);
-        if (w->stopping && (uint64_t)mono_ms() > w->stop_deadline_ms)
+        if (w->stopping && (uint64_t)clock_mono_ms() > w->stop_deadline_ms)
             worker_force_close(w);
     }
     return 0;

@@ -41,6 +41,7 @@
  * fewer than N replicas are connected.
  */
 #include "repl/repl_int.h"
+#include "util/clock.h"
 #include "util/say.h"
 
 #include <arpa/inet.h>
@@ -146,22 +147,6 @@ struct repl_primary {
     size_t nhelds;
 };
 
-int64_t
-repl_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t
-repl_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -266,7 +251,7 @@ static void
 sender_ack(struct sender *s, uint64_t off)
 {
     struct repl_primary *p = s->p;
-    int64_t now = repl_mono_us();
+    int64_t now = clock_mono_us();
     pthread_mutex_lock(&p->mu);
     if (off > s->acked) {
         /* lag: from the moment the log went past what was acked before
@@ -327,7 +312,7 @@ static void
 sender_note_durable(struct sender *s, uint64_t durable)
 {
     pthread_mutex_lock(&s->p->mu);
-    samples_push(&s->durable, durable, repl_mono_us());
+    samples_push(&s->durable, durable, clock_mono_us());
     pthread_mutex_unlock(&s->p->mu);
 }
 
@@ -336,7 +321,7 @@ static int
 sender_stream(struct sender *s)
 {
     struct repl_primary *p = s->p;
-    int64_t last_send = repl_mono_us(), last_heard = last_send;
+    int64_t last_send = clock_mono_us(), last_heard = last_send;
     for (;;) {
         if (atomic_load(&p->stop))
             return -ECANCELED;
@@ -366,7 +351,7 @@ sender_stream(struct sender *s)
             pthread_mutex_lock(&p->mu);
             s->sent += len;
             pthread_mutex_unlock(&p->mu);
-            last_send = repl_mono_us();
+            last_send = clock_mono_us();
         }
         /* what the replica sent, and the store's news; wait only when
          * everything durable is sent */
@@ -380,7 +365,7 @@ sender_stream(struct sender *s)
             if (read(s->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 return -errno;
         }
-        int64_t now = repl_mono_us();
+        int64_t now = clock_mono_us();
         if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             int rc = sender_read(s);
             if (rc)
@@ -393,7 +378,7 @@ sender_stream(struct sender *s)
             return -ETIMEDOUT;
         }
         if (now - last_send > REPL_PING_MS * 1000) {
-            int64_t wall = repl_wall_ms();
+            int64_t wall = clock_wall_ms();
             int rc = rs_send(s->fd, RS_PING, store_durable(p->store), &wall,
                              sizeof(wall));
             if (rc)
@@ -512,7 +497,7 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
         p->full_resyncs++;
     else
         p->partial_resyncs++;
-    s->last_ack_us = repl_mono_us();
+    s->last_ack_us = clock_mono_us();
     replicated_locked(p);
     pthread_mutex_unlock(&p->mu);
     say(SAY_INFO, "replica %s: %s from offset %" PRIu64 " (%s)", s->peer,
@@ -546,7 +531,7 @@ sender_main(void *arg)
         struct held *h = &p->helds[p->nhelds++];
         h->hold = s->hold;
         h->until_us =
-            repl_mono_us() + (int64_t)p->r->cfg.backlog_ttl_s * 1000000;
+            clock_mono_us() + (int64_t)p->r->cfg.backlog_ttl_s * 1000000;
         snprintf(h->peer, sizeof(h->peer), "%s", s->peer);
     } else if (s->hold >= 0) {
         store_hold_release(p->store, s->hold);
@@ -698,7 +683,7 @@ watcher_main(void *arg)
         uint64_t v;
         if (read(p->wfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
             break;
-        int64_t now = repl_mono_us();
+        int64_t now = clock_mono_us();
         pthread_mutex_lock(&p->mu);
         reap_locked(p);
         if (sync) {
@@ -773,15 +758,6 @@ primary_stop(struct repl_primary *p)
 
 /* ---- stats ---- */
 
-static void
-stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
-         const char *name, uint64_t v)
-{
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%" PRIu64, v);
-    fn(arg, name, buf);
-}
-
 void
 primary_stats_reset(struct repl_primary *p)
 {
@@ -799,21 +775,21 @@ primary_stats(struct repl_primary *p,
               void *arg)
 {
     uint64_t durable = store_durable(p->store);
-    int64_t now = repl_mono_us();
+    int64_t now = clock_mono_us();
     pthread_mutex_lock(&p->mu);
     uint64_t nth;
     unsigned n = connected_locked(p, &nth);
-    stat_u64(fn, arg, "sync_replicas", p->r->cfg.sync_replicas);
-    stat_u64(fn, arg, "sync_timeout_ms", p->r->cfg.sync_timeout_ms);
-    stat_u64(fn, arg, "connected_replicas", n);
+    repl_stat_u64(fn, arg, "sync_replicas", p->r->cfg.sync_replicas);
+    repl_stat_u64(fn, arg, "sync_timeout_ms", p->r->cfg.sync_timeout_ms);
+    repl_stat_u64(fn, arg, "connected_replicas", n);
     if (p->r->cfg.sync_replicas) {
-        stat_u64(fn, arg, "replicated_offset", p->replicated);
-        stat_u64(fn, arg, "timed_out_offset", p->timed_out);
+        repl_stat_u64(fn, arg, "replicated_offset", p->replicated);
+        repl_stat_u64(fn, arg, "timed_out_offset", p->timed_out);
     }
-    stat_u64(fn, arg, "full_resyncs", p->full_resyncs);
-    stat_u64(fn, arg, "partial_resyncs", p->partial_resyncs);
-    stat_u64(fn, arg, "refused_replicas", p->refused);
-    stat_u64(fn, arg, "holds_for_absent_replicas", p->nhelds);
+    repl_stat_u64(fn, arg, "full_resyncs", p->full_resyncs);
+    repl_stat_u64(fn, arg, "partial_resyncs", p->partial_resyncs);
+    repl_stat_u64(fn, arg, "refused_replicas", p->refused);
+    repl_stat_u64(fn, arg, "holds_for_absent_replicas", p->nhelds);
     int i = 0;
     for (struct sender *s = p->senders; s; s = s->next) {
         if (s->state == SND_GONE)
@@ -825,26 +801,26 @@ primary_stats(struct repl_primary *p,
         RSTAT("state");
         fn(arg, name, sender_state_names[s->state]);
         RSTAT("sent_offset");
-        stat_u64(fn, arg, name, s->sent);
+        repl_stat_u64(fn, arg, name, s->sent);
         RSTAT("acked_offset");
-        stat_u64(fn, arg, name, s->acked);
+        repl_stat_u64(fn, arg, name, s->acked);
         RSTAT("lag_bytes");
-        stat_u64(fn, arg, name, durable > s->acked ? durable - s->acked : 0);
+        repl_stat_u64(fn, arg, name, durable > s->acked ? durable - s->acked : 0);
         int64_t since = samples_after(&s->durable, s->acked);
         RSTAT("lag_ms");
-        stat_u64(fn, arg, name,
+        repl_stat_u64(fn, arg, name,
                  durable > s->acked && since ? (uint64_t)(now - since) / 1000
                                              : 0);
         RSTAT("last_ack_ms");
-        stat_u64(fn, arg, name, (uint64_t)(now - s->last_ack_us) / 1000);
+        repl_stat_u64(fn, arg, name, (uint64_t)(now - s->last_ack_us) / 1000);
         RSTAT("lag_p50_us");
-        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.50));
+        repl_stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.50));
         RSTAT("lag_p99_us");
-        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.99));
+        repl_stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.99));
         RSTAT("lag_p999_us");
-        stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.999));
+        repl_stat_u64(fn, arg, name, lag_quantile(s->lag_hist, s->nlag, 0.999));
         RSTAT("lag_samples");
-        stat_u64(fn, arg, name, s->nlag);
+        repl_stat_u64(fn, arg, name, s->nlag);
 #undef RSTAT
         i++;
     }

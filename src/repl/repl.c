@@ -119,6 +119,15 @@ repl_promote(repl_t *r, char *err, size_t errlen)
     return rc ? -1 : 0;
 }
 
+void
+repl_stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
+              const char *name, uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    fn(arg, name, buf);
+}
+
 static void
 hex(char *out, const uint8_t *b, size_t n)
 {
@@ -143,17 +152,13 @@ repl_stats(repl_t *r,
     }
     if (m.nepochs) {
         const struct logdir_epoch *e = &m.epochs[m.nepochs - 1];
-        snprintf(buf, sizeof(buf), "%" PRIu64, e->seq);
-        fn(arg, "epoch", buf);
+        repl_stat_u64(fn, arg, "epoch", e->seq);
         snprintf(buf, sizeof(buf), "%016" PRIx64, e->id);
         fn(arg, "epoch_id", buf);
-        snprintf(buf, sizeof(buf), "%" PRIu64, e->start);
-        fn(arg, "epoch_start_offset", buf);
+        repl_stat_u64(fn, arg, "epoch_start_offset", e->start);
     }
-    snprintf(buf, sizeof(buf), "%" PRIu64, store_log_start(r->store));
-    fn(arg, "log_start", buf);
-    snprintf(buf, sizeof(buf), "%" PRIu64, store_durable(r->store));
-    fn(arg, "durable_offset", buf);
+    repl_stat_u64(fn, arg, "log_start", store_log_start(r->store));
+    repl_stat_u64(fn, arg, "durable_offset", store_durable(r->store));
     fn(arg, "secret", r->key.set ? "yes" : "no");
     pthread_mutex_lock(&r->mu);
     if (r->replica)

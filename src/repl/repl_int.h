@@ -161,6 +161,10 @@ bool repl_mac_ok(const struct repl_key *k, const char *side,
 
 /* ---- the two sides ---- */
 
+/* A "stats repl" figure that is a number. */
+void repl_stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
+                   const char *name, uint64_t v);
+
 struct repl_primary;
 struct repl_replica;
 
@@ -189,9 +193,5 @@ void replica_stats(struct repl_replica *rp,
                    void (*fn)(void *arg, const char *name, const char *value),
                    void *arg);
 void replica_stop(struct repl_replica *rp);
-
-/* Microseconds on a monotonic clock, and wall-clock milliseconds. */
-int64_t repl_mono_us(void);
-int64_t repl_wall_ms(void);
 
 #endif

@@ -29,6 +29,7 @@
  * ever promotes: repl_promote() stops this thread first.
  */
 #include "repl/repl_int.h"
+#include "util/clock.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -360,7 +361,7 @@ send_ack(struct link *l, uint64_t off)
 {
     int rc = rs_send(l->fd, RS_ACK, off, NULL, 0);
     l->acked = off;
-    l->acked_at = repl_mono_us();
+    l->acked_at = clock_mono_us();
     return rc;
 }
 
@@ -442,7 +443,7 @@ link_data(struct link *l, const struct rs_frame *f)
 static void
 note_primary(struct repl_replica *rp, uint64_t primary_durable)
 {
-    int64_t now = repl_mono_us();
+    int64_t now = clock_mono_us();
     uint64_t mine = store_durable(rp->store);
     pthread_mutex_lock(&rp->mu);
     if (primary_durable)
@@ -460,12 +461,12 @@ static int
 link_stream(struct link *l)
 {
     struct repl_replica *rp = l->rp;
-    int64_t last_heard = repl_mono_us();
+    int64_t last_heard = clock_mono_us();
     for (;;) {
         if (atomic_load(&rp->stop))
             return -ECANCELED;
         uint64_t d = durable_here(l);
-        int64_t now = repl_mono_us();
+        int64_t now = clock_mono_us();
         if (d > l->acked)
             note_primary(rp, 0); /* caught up: the lag clock stops */
         if (d > l->acked || now - l->acked_at > REPL_ACK_MS * 1000) {
@@ -484,7 +485,7 @@ link_stream(struct link *l)
             if (read(rp->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 return -errno;
         }
-        now = repl_mono_us();
+        now = clock_mono_us();
         if (buffered || (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             struct rs_frame f;
             int rc = rs_recv(&l->rd, &f, REPL_SILENCE_MS, &rp->stop);
@@ -614,15 +615,6 @@ replica_stop(struct repl_replica *rp)
     free(rp);
 }
 
-static void
-stat_u64(void (*fn)(void *, const char *, const char *), void *arg,
-         const char *name, uint64_t v)
-{
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%" PRIu64, v);
-    fn(arg, name, buf);
-}
-
 void
 replica_stats(struct repl_replica *rp,
               void (*fn)(void *arg, const char *name, const char *value),
@@ -630,7 +622,7 @@ replica_stats(struct repl_replica *rp,
 {
     uint64_t durable = store_durable(rp->store);
     uint64_t end = store_log_end(rp->store);
-    int64_t now = repl_mono_us();
+    int64_t now = clock_mono_us();
     pthread_mutex_lock(&rp->mu);
     fn(arg, "primary", rp->r->replica_of);
     fn(arg, "link", link_names[rp->state]);
@@ -642,23 +634,23 @@ replica_stats(struct repl_replica *rp,
         snprintf(buf, sizeof(buf), "-1");
     fn(arg, "link_last_byte_seconds", buf);
     fn(arg, "link_error", rp->last_error[0] ? rp->last_error : "none");
-    stat_u64(fn, arg, "applied_offset", end);
-    stat_u64(fn, arg, "primary_durable_offset", rp->primary_durable);
+    repl_stat_u64(fn, arg, "applied_offset", end);
+    repl_stat_u64(fn, arg, "primary_durable_offset", rp->primary_durable);
     uint64_t lag = rp->primary_durable > durable ? rp->primary_durable - durable
                                                  : 0;
     if (rp->state == LINK_COPYING)
         lag = rp->copy_end > rp->copy_done ? rp->copy_end - rp->copy_done : 0;
-    stat_u64(fn, arg, "lag_bytes", lag);
-    stat_u64(fn, arg, "lag_ms",
+    repl_stat_u64(fn, arg, "lag_bytes", lag);
+    repl_stat_u64(fn, arg, "lag_ms",
              lag && rp->behind_since_us
                  ? (uint64_t)(now - rp->behind_since_us) / 1000
                  : 0);
-    stat_u64(fn, arg, "connects", rp->connects);
-    stat_u64(fn, arg, "full_resyncs", rp->full_resyncs);
-    stat_u64(fn, arg, "partial_resyncs", rp->partial_resyncs);
+    repl_stat_u64(fn, arg, "connects", rp->connects);
+    repl_stat_u64(fn, arg, "full_resyncs", rp->full_resyncs);
+    repl_stat_u64(fn, arg, "partial_resyncs", rp->partial_resyncs);
     if (rp->state == LINK_COPYING) {
-        stat_u64(fn, arg, "copy_done_offset", rp->copy_done);
-        stat_u64(fn, arg, "copy_end_offset", rp->copy_end);
+        repl_stat_u64(fn, arg, "copy_done_offset", rp->copy_done);
+        repl_stat_u64(fn, arg, "copy_end_offset", rp->copy_end);
     }
     fn(arg, "serve_stale", rp->r->cfg.serve_stale ? "yes" : "no");
     fn(arg, "diverged_dir", rp->diverged[0] ? rp->diverged : "none");

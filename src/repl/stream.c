@@ -33,6 +33,7 @@
  * A peer that sends a malformed frame is disconnected.
  */
 #include "repl/repl_int.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -373,19 +374,11 @@ rs_send(int fd, uint8_t type, uint64_t off, const void *payload, uint32_t len)
     return 0;
 }
 
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 rs_recv(struct rs_reader *r, struct rs_frame *f, int timeout_ms,
         const atomic_bool *stop)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     for (;;) {
         long k = rs_decode(r->buf + r->used, r->len - r->used, f);
         if (k < 0)
@@ -409,7 +402,7 @@ rs_recv(struct rs_reader *r, struct rs_frame *f, int timeout_ms,
             r->buf = b;
             r->cap = want;
         }
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             return -ETIMEDOUT;
         if (stop && atomic_load(stop))

@@ -1,0 +1,51 @@
+/*
+ * clock: the time, in the units the code counts in. Monotonic for
+ * durations and deadlines; the wall clock only where a time is stored or
+ * shown (the store's record times go through its own configurable clock,
+ * store_now_ms, so that tests can move it).
+ */
+#ifndef MCDB_CLOCK_H
+#define MCDB_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t
+clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t
+clock_mono_ms(void)
+{
+    return clock_mono_us() / 1000;
+}
+
+static inline int64_t
+clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An absolute CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait
+ * on a condition variable with the default clock. */
+static inline struct timespec
+clock_deadline_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+#endif
