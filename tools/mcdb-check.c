@@ -35,6 +35,8 @@
  * Then judge() applies the rules and status_line() prints.
  * Docs: docs/tools.md.
  */
+#include "util/clock.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -424,20 +426,12 @@ parse(struct opts *o, int argc, char **argv)
 
 /* ---- asking the server ---- */
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait for events on fd until the deadline: 1 ready, 0 timed out, -1. */
 static int
 wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left <= 0)
             return 0;
         struct pollfd p = {.fd = fd, .events = events};
@@ -515,7 +509,7 @@ reply_state(const char *buf, size_t len, size_t *scanned)
 static int
 ask(const struct opts *o, char **out, char *why, size_t whylen)
 {
-    int64_t deadline = now_ms() + (int64_t)(o->timeout * 1000);
+    int64_t deadline = clock_mono_ms() + (int64_t)(o->timeout * 1000);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV},
                     *res = NULL;
