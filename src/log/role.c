@@ -203,8 +203,11 @@ void
 store_set_replicated(store_t *s, bool required, uint64_t replicated,
                      uint64_t timed_out)
 {
-    atomic_store(&s->replicated, replicated);
-    atomic_store(&s->repl_timed_out, timed_out);
-    atomic_store(&s->repl_required, required);
-    log_notify(s);
+    /* Wake the waiters only when something moved: the caller's own
+     * eventfd is one of them. */
+    bool moved = atomic_exchange(&s->replicated, replicated) != replicated;
+    moved |= atomic_exchange(&s->repl_timed_out, timed_out) != timed_out;
+    moved |= atomic_exchange(&s->repl_required, required) != required;
+    if (moved)
+        log_notify(s);
 }

@@ -263,6 +263,13 @@ const char *store_gate_text(store_t *s, int code, char *buf, size_t len);
 void store_set_replicated(store_t *s, bool required, uint64_t replicated,
                           uint64_t timed_out);
 
+/* Make everything appended so far durable soon, whatever --fsync says,
+ * without waiting: a primary with replicas sends only durable bytes, so
+ * with --fsync everysec or never its senders ask for this. */
+void store_sync_soon(store_t *s);
+/* The same, waiting until it is done: 0 or the store's failure. */
+int store_sync(store_t *s);
+
 /* The log's offsets: its first byte still on disk, its end (where the next
  * byte goes) and how far it is durable. */
 uint64_t store_log_start(store_t *s);

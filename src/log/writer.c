@@ -303,6 +303,22 @@ log_sync(struct store *s, uint64_t upto)
 }
 
 int
+store_sync(store_t *s)
+{
+    return log_sync(s, store_log_end(s));
+}
+
+void
+store_sync_soon(store_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->end > s->sync_req)
+        s->sync_req = s->end;
+    pthread_cond_signal(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int
 log_read_buffered(struct store *s, uint64_t off, size_t len, void *out)
 {
     int found = 0;

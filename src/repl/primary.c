@@ -23,7 +23,10 @@
  *
  * Only durable bytes are sent (store_span stops at the durable offset):
  * a replica is never ahead of what its primary keeps after a crash, so
- * its log stays a prefix of the primary's (invariant 8, log_int.h).
+ * its log stays a prefix of the primary's (invariant 8, log_int.h). With
+ * --fsync everysec or never the sender has written bytes synced within
+ * REPL_SYNC_MS (store_sync_soon), so that replicas are not a second or
+ * more behind.
  *
  * The tail check: before resuming a replica whose log ends at E with a
  * record at offset L, the primary checks that its own log has the same
@@ -64,6 +67,7 @@
 #define REPL_PING_MS 1000     /* a PING when nothing else was sent */
 #define REPL_SILENCE_MS 10000 /* no ACK for this long: the link is dead */
 #define REPL_HANDSHAKE_MS 10000
+#define REPL_SYNC_MS 50       /* written bytes wait at most this for a sync */
 #define LAG_BUCKETS (64 * 8) /* lag histogram: 8 buckets per power of 2 */
 #define SAMPLE_RING 4096
 
@@ -322,6 +326,7 @@ sender_stream(struct sender *s)
 {
     struct repl_primary *p = s->p;
     int64_t last_send = clock_mono_us(), last_heard = last_send;
+    int64_t unsynced_since = 0;
     for (;;) {
         if (atomic_load(&p->stop))
             return -ECANCELED;
@@ -353,11 +358,27 @@ sender_stream(struct sender *s)
             pthread_mutex_unlock(&p->mu);
             last_send = clock_mono_us();
         }
+        /* Bytes written but not yet durable (--fsync everysec or never):
+         * have them synced within REPL_SYNC_MS rather than a second or
+         * whenever the OS likes, so that the replica gets them. */
+        int64_t now0 = clock_mono_us();
+        if (store_log_end(p->store) > durable) {
+            if (!unsynced_since)
+                unsynced_since = now0;
+            else if (now0 - unsynced_since > REPL_SYNC_MS * 1000) {
+                store_sync_soon(p->store);
+                unsynced_since = 0;
+            }
+        } else {
+            unsynced_since = 0;
+        }
         /* what the replica sent, and the store's news; wait only when
          * everything durable is sent */
         struct pollfd pfd[2] = {{.fd = s->fd, .events = POLLIN},
                                 {.fd = s->efd, .events = POLLIN}};
-        int wait = s->sent < store_durable(p->store) ? 0 : 100;
+        int wait = s->sent < store_durable(p->store) ? 0
+                   : unsynced_since                  ? REPL_SYNC_MS
+                                                     : 100;
         if (poll(pfd, 2, wait) < 0 && errno != EINTR)
             return -errno;
         if (pfd[1].revents & POLLIN) {
@@ -451,6 +472,15 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
     store_meta(p->store, &m);
     uint64_t start = store_log_start(p->store);
     store_hold_move(p->store, s->hold, start);
+    /* what is written goes out too (--fsync everysec, never): a plan
+     * always names bytes that are durable */
+    if (store_durable(p->store) < store_log_end(p->store) &&
+        (rc = store_sync(p->store)) != 0) {
+        send_error(s->fd, "the primary cannot make its log durable: %s",
+                   store_strerror(rc));
+        free(ident);
+        return -EIO;
+    }
     struct repl_side mine = {.has_log = true, .log_id = m.log_id,
                              .start = store_log_start(p->store),
                              .end = store_durable(p->store),

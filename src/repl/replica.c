@@ -319,6 +319,8 @@ link_handshake(struct link *l)
     pm.nepochs = l->plan.nepochs;
     memcpy(pm.epochs, l->plan.epochs, pm.nepochs * sizeof(*pm.epochs));
     char err[512];
+    if (l->plan.mode == RS_FULL && l->plan.copy_end <= l->plan.from)
+        return link_fail(l, -EPROTO, "the primary offered an empty copy");
     if (l->plan.mode == RS_FULL) {
         rc = store_copy_begin(rp->store, &pm, l->plan.from, &l->copy, err,
                               sizeof(err));

@@ -7,6 +7,7 @@
 #include "helpers/relay.h"
 #include "helpers/repl_util.h"
 #include "helpers/server.h"
+#include "helpers/target.h"
 #include "helpers/tool.h"
 
 #include <criterion/criterion.h>
@@ -898,4 +899,32 @@ Test(replication, a_replica_of_a_server_that_is_not_mcdbd_says_so)
     free(err);
     th_server_cleanup(&r);
     th_server_stop(&m, SIGTERM);
+}
+
+Test(replication, a_primary_with_fsync_never_has_its_writes_synced_for_its_replicas)
+{
+    struct th_server p = {0}, r = {0};
+    const char *args[] = {"--fsync", "never", NULL};
+    tr_start(&p, args);
+    tr_start_replica(&r, p.port, NULL);
+    wait_link(r.port, "up", 10000);
+    char *v = tr_ask(p.port, "set k 0 0 1\r\nv\r\n", "\r\n");
+    cr_assert_str_eq(v, "STORED\r\n");
+    free(v);
+    /* only durable bytes go to replicas; the primary syncs them soon */
+    uint64_t t0 = tg_now_ms();
+    for (int i = 0; i < 100; i++) {
+        v = tr_ask(r.port, "get k\r\n", "\r\n"); /* a miss, or an error */
+        if (v && strncmp(v, "VALUE k 0 1\r\n", 13) == 0)
+            break;
+        free(v);
+        v = NULL;
+        usleep(10 * 1000);
+    }
+    cr_assert_not_null(v, "the write did not reach the replica in 1 s");
+    free(v);
+    fprintf(stderr, "--fsync never: on the replica after %llu ms\n",
+            (unsigned long long)(tg_now_ms() - t0));
+    th_server_cleanup(&r);
+    th_server_cleanup(&p);
 }
