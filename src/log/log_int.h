@@ -142,6 +142,7 @@ struct store {
     uint64_t next_cas;
     bool stop;
     int subs[STORE_MAX_SUBS];
+    uint8_t sub_kinds[STORE_MAX_SUBS]; /* STORE_WAKE_* of each */
     int nsubs;
     pthread_rwlock_t subs_rw; /* held while eventfds are written (log_notify) */
     pthread_t writer;
@@ -201,8 +202,10 @@ dir_sync(struct store *s)
 }
 
 /* writer.c: appending and the writer thread */
-/* Wake store_wait() and every subscriber: acks may have moved. */
-void log_notify(struct store *s);
+/* Wake store_wait() and the subscribers that asked for `what`
+ * (STORE_WAKE_ACKS: acknowledgements moved; STORE_WAKE_DURABLE: the durable
+ * offset moved). */
+void log_notify(struct store *s, unsigned what);
 /* Append n bytes of whole, checked records at the log's end (mu held,
  * room checked): raw.c's verbatim append. */
 void log_append_bytes_locked(struct store *s, const void *p, size_t n,

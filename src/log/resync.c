@@ -224,7 +224,7 @@ reload(struct store *s, reload_fn change, void *arg, char *err, size_t errlen)
     if (gate == STORE_SYNCING)
         gate = 0;
     atomic_store(&s->read_gate, role_has_log(s) ? gate : STORE_SYNCING);
-    log_notify(s);
+    log_notify(s, STORE_WAKE_ACKS | STORE_WAKE_DURABLE);
     return 0;
 }
 

@@ -209,5 +209,5 @@ store_set_replicated(store_t *s, bool required, uint64_t replicated,
     moved |= atomic_exchange(&s->repl_timed_out, timed_out) != timed_out;
     moved |= atomic_exchange(&s->repl_required, required) != required;
     if (moved)
-        log_notify(s);
+        log_notify(s, STORE_WAKE_ACKS);
 }

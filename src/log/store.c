@@ -695,16 +695,24 @@ store_wait(store_t *s, uint64_t ack)
 }
 
 int
-store_subscribe(store_t *s, int efd)
+store_subscribe_to(store_t *s, int efd, unsigned what)
 {
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->nsubs == STORE_MAX_SUBS)
+    if (s->nsubs == STORE_MAX_SUBS) {
         rc = -ENOSPC;
-    else
+    } else {
+        s->sub_kinds[s->nsubs] = (uint8_t)what;
         s->subs[s->nsubs++] = efd;
+    }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int
+store_subscribe(store_t *s, int efd)
+{
+    return store_subscribe_to(s, efd, STORE_WAKE_ACKS);
 }
 
 void
@@ -713,8 +721,11 @@ store_unsubscribe(store_t *s, int efd)
     pthread_rwlock_wrlock(&s->subs_rw);
     pthread_mutex_lock(&s->mu);
     for (int i = 0; i < s->nsubs; i++)
-        if (s->subs[i] == efd)
-            s->subs[i--] = s->subs[--s->nsubs];
+        if (s->subs[i] == efd) {
+            s->nsubs--;
+            s->subs[i] = s->subs[s->nsubs];
+            s->sub_kinds[i--] = s->sub_kinds[s->nsubs];
+        }
     pthread_mutex_unlock(&s->mu);
     pthread_rwlock_unlock(&s->subs_rw);
 }

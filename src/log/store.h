@@ -161,7 +161,11 @@ int store_wait(store_t *s, uint64_t ack);
 
 /* Have eventfd efd written (value 1) whenever acks advance or the store
  * fails. At most 256 subscribers. */
+enum { STORE_WAKE_ACKS = 1, STORE_WAKE_DURABLE = 2 };
 int store_subscribe(store_t *s, int efd);
+/* The same for what = STORE_WAKE_DURABLE (replication: every move of the
+ * durable offset, whether or not acknowledgements moved with it) or both. */
+int store_subscribe_to(store_t *s, int efd, unsigned what);
 /* After it returns the store no longer writes efd: it may be closed. */
 void store_unsubscribe(store_t *s, int efd);
 

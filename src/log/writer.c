@@ -439,18 +439,21 @@ write_range(struct store *s, struct seg **wseg, const char *p, uint64_t start,
 }
 
 void
-log_notify(struct store *s)
+log_notify(struct store *s, unsigned what)
 {
     if (atomic_load(&s->drop_pending)) /* a replica's DROP may be durable */
         pthread_cond_signal(&s->compact_cv);
-    int subs[STORE_MAX_SUBS], n;
+    if (atomic_load(&s->failed))
+        what |= STORE_WAKE_ACKS; /* pending acks fail now */
+    int subs[STORE_MAX_SUBS], n = 0;
     /* subs_rw keeps store_unsubscribe() (and its caller's close) from
      * running while we write: a closed descriptor's number may be reused */
     pthread_rwlock_rdlock(&s->subs_rw);
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv_ack);
-    n = s->nsubs;
-    memcpy(subs, s->subs, (size_t)n * sizeof(int));
+    for (int i = 0; i < s->nsubs; i++)
+        if (s->sub_kinds[i] & what)
+            subs[n++] = s->subs[i];
     pthread_mutex_unlock(&s->mu);
     uint64_t one = 1;
     for (int i = 0; i < n; i++)
@@ -527,14 +530,17 @@ writer_main(void *arg)
             unsynced_recs = 0;
             last_sync = clock_mono_ms();
         }
-        /* step 4 */
-        log_notify(s);
+        /* step 4: with --sync-replicas acks wait for the replicas, who
+         * move them (store_set_replicated); only they need this wake */
+        log_notify(s, STORE_WAKE_DURABLE |
+                          (atomic_load(&s->repl_required) ? 0
+                                                          : STORE_WAKE_ACKS));
         pthread_mutex_lock(&s->mu);
         if (atomic_load(&s->failed) || (stopping && s->fill_len == 0))
             break;
     }
     pthread_mutex_unlock(&s->mu);
-    log_notify(s);
+    log_notify(s, STORE_WAKE_ACKS | STORE_WAKE_DURABLE);
     return NULL;
 }
 

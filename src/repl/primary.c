@@ -639,7 +639,7 @@ primary_adopt(struct repl_primary *p, int fd, const void *bytes, size_t n)
         }
     }
     if (!s || s->hold < 0 || s->efd < 0 ||
-        store_subscribe(p->store, s->efd) != 0 ||
+        store_subscribe_to(p->store, s->efd, STORE_WAKE_DURABLE) != 0 ||
         pthread_create(&s->thread, NULL, sender_main, s) != 0) {
         p->refused++;
         pthread_mutex_unlock(&p->mu);
@@ -739,7 +739,7 @@ primary_start(struct repl *r, char *err, size_t errlen)
     p->store = r->store;
     pthread_mutex_init(&p->mu, NULL);
     p->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wfd < 0 || store_subscribe(p->store, p->wfd) != 0 ||
+    if (p->wfd < 0 || store_subscribe_to(p->store, p->wfd, STORE_WAKE_DURABLE) != 0 ||
         pthread_create(&p->watcher, NULL, watcher_main, p) != 0) {
         snprintf(err, errlen, "starting replication: %s", strerror(errno));
         if (p->wfd >= 0)

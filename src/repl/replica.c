@@ -589,7 +589,7 @@ replica_start(struct repl *r, char *err, size_t errlen)
     rp->fd = -1;
     pthread_mutex_init(&rp->mu, NULL);
     rp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (rp->efd < 0 || store_subscribe(rp->store, rp->efd) != 0 ||
+    if (rp->efd < 0 || store_subscribe_to(rp->store, rp->efd, STORE_WAKE_DURABLE) != 0 ||
         pthread_create(&rp->thread, NULL, replica_main, rp) != 0) {
         snprintf(err, errlen, "starting the replica link: %s",
                  strerror(errno));
