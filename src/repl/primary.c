@@ -60,6 +60,7 @@
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -543,6 +544,10 @@ sender_main(void *arg)
     struct repl_primary *p = s->p;
     int one = 1;
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* a replica that stops reading (gone, or its network) fails a send in
+     * this time instead of blocking the sender for TCP's many minutes */
+    struct timeval tv = {.tv_sec = REPL_SILENCE_MS / 1000};
+    setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     struct rs_plan *plan = malloc(sizeof(*plan));
     int rc = plan ? sender_handshake(s, plan) : -ENOMEM;
     free(plan);
