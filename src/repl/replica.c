@@ -399,8 +399,15 @@ link_take(struct link *l)
         l->pend_len -= used;
         l->pend_off += used;
         if (l->copy) {
+            uint64_t done = store_copy_end(l->copy);
             pthread_mutex_lock(&rp->mu);
-            rp->copy_done = store_copy_end(l->copy);
+            /* long work shows progress: a line per 256 MiB copied */
+            if ((done - l->plan.from) >> 28 != (rp->copy_done - l->plan.from) >> 28)
+                say(SAY_INFO, "replica of %s: full copy at %" PRIu64 " of %"
+                    PRIu64 " MB", rp->r->replica_of,
+                    (done - l->plan.from) >> 20,
+                    (l->plan.copy_end - l->plan.from) >> 20);
+            rp->copy_done = done;
             pthread_mutex_unlock(&rp->mu);
         }
         if (l->copy && store_copy_end(l->copy) >= l->plan.copy_end) {
