@@ -112,8 +112,10 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
         if (r->cas < a->flush_before) {
             ap_remove(a, h, r);
         } else {
-            e = (struct index_entry){.off = off, .vlen = r->vlen,
-                                     .exptime = r->exptime, .cas = r->cas};
+            e = (struct index_entry){.off = off,
+                                     .vlen = r->vlen,
+                                     .exptime = r->exptime,
+                                     .cas = r->cas};
             ap_put(a, h, r, &e);
         }
         break;
@@ -145,8 +147,7 @@ apply_record(struct apply *a, const struct rec *r, uint64_t off)
             a->dropped_end = d.end;
             a->drop_off = off;
             if (a->live)
-                store_drop_later(a->s, d.end,
-                                 off + rec_size(r->klen, r->vlen));
+                store_drop_later(a->s, d.end, off + rec_size(r->klen, r->vlen));
         }
         return;
     }

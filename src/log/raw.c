@@ -66,8 +66,10 @@ raw_fits(struct store *s, const struct rec *r, uint64_t off, char *err,
     if (r->type != REC_SEG_HEADER) {
         if (open)
             return 0;
-        snprintf(err, errlen, "offset %" PRIu64 ": a record where a segment "
-                 "header should start the next segment", off);
+        snprintf(err, errlen,
+                 "offset %" PRIu64 ": a record where a segment "
+                 "header should start the next segment",
+                 off);
         return STORE_CORRUPT;
     }
     if (open || !rec_seg_header_is(r, s->log_id, off)) {
@@ -92,8 +94,10 @@ raw_append_batch(struct store *s, const char *p, uint64_t off,
     pthread_mutex_lock(&s->mu);
     int rc = 0;
     if (off != s->end) {
-        snprintf(err, errlen, "bytes for offset %" PRIu64 " but the log ends "
-                 "at %" PRIu64, off, s->end);
+        snprintf(err, errlen,
+                 "bytes for offset %" PRIu64 " but the log ends "
+                 "at %" PRIu64,
+                 off, s->end);
         rc = STORE_CORRUPT;
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -147,16 +151,18 @@ store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
             if (k == REC_E_SHORT && len - pos - bytes >= REC_HDR_SIZE) {
                 uint64_t need = rec_size(recs[n].klen, recs[n].vlen);
                 if (need + 1024 > s->buf_cap) {
-                    snprintf(err, errlen, "offset %" PRIu64 ": a record of "
+                    snprintf(err, errlen,
+                             "offset %" PRIu64 ": a record of "
                              "%" PRIu64 " bytes, larger than this replica "
                              "can buffer; start it with a --max-item-size "
-                             "(-I) as large as its primary's", at, need);
+                             "(-I) as large as its primary's",
+                             at, need);
                     rc = STORE_TOO_LARGE;
                 }
                 break;
             }
-            if (k == REC_E_SHORT || (k == REC_E_ZERO && len - pos - bytes <
-                                                      REC_HDR_SIZE))
+            if (k == REC_E_SHORT ||
+                (k == REC_E_ZERO && len - pos - bytes < REC_HDR_SIZE))
                 break; /* the rest of this record is still on its way */
             if (k < 0) {
                 snprintf(err, errlen, "offset %" PRIu64 ": %s", at,
@@ -165,10 +171,12 @@ store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
                 break;
             }
             if ((size_t)k + 1024 > s->buf_cap) {
-                snprintf(err, errlen, "offset %" PRIu64 ": a record of %ld "
+                snprintf(err, errlen,
+                         "offset %" PRIu64 ": a record of %ld "
                          "bytes, larger than this replica can buffer; start "
                          "it with a --max-item-size (-I) as large as its "
-                         "primary's", at, k);
+                         "primary's",
+                         at, k);
                 rc = STORE_TOO_LARGE;
                 break;
             }
@@ -178,8 +186,8 @@ store_append_raw(store_t *s, uint64_t off, const void *buf, size_t len,
         if (n == 0)
             break;
         size_t done;
-        int arc = raw_append_batch(s, p + pos, off + pos, recs, sizes, n,
-                                   &done, err, errlen);
+        int arc = raw_append_batch(s, p + pos, off + pos, recs, sizes, n, &done,
+                                   err, errlen);
         for (size_t i = 0; i < done; i++) {
             apply_record(&s->live, &recs[i], off + pos);
             pos += sizes[i];

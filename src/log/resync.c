@@ -136,8 +136,8 @@ static int
 make_aside(struct store *s, uint64_t from, char *out, size_t n, char *err,
            size_t errlen)
 {
-    snprintf(out, n, "%s/diverged-%lld-%" PRIu64, s->dir,
-             (long long)time(NULL), from);
+    snprintf(out, n, "%s/diverged-%lld-%" PRIu64, s->dir, (long long)time(NULL),
+             from);
     if (mkdir(out, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "creating %s: %s", out, strerror(errno));
         return -errno;
@@ -159,8 +159,7 @@ copy_file(const char *from, const char *to, char *err, size_t errlen)
     if (rc == 0 && fsync(out) != 0)
         rc = -errno;
     if (rc)
-        snprintf(err, errlen, "copying %s to %s: %s", from, to,
-                 strerror(-rc));
+        snprintf(err, errlen, "copying %s to %s: %s", from, to, strerror(-rc));
     if (in >= 0)
         close(in);
     if (out >= 0)
@@ -177,8 +176,7 @@ drop_all(void *arg, const void *key, size_t klen, struct index_entry *e)
     return INDEX_DROP;
 }
 
-typedef int (*reload_fn)(struct store *s, void *arg, char *err,
-                         size_t errlen);
+typedef int (*reload_fn)(struct store *s, void *arg, char *err, size_t errlen);
 
 static int
 reload(struct store *s, reload_fn change, void *arg, char *err, size_t errlen)
@@ -209,7 +207,8 @@ reload(struct store *s, reload_fn change, void *arg, char *err, size_t errlen)
     if (rc == 0)
         rc = log_recover(s, err, errlen);
     if (rc == 0 && s->max_rec * 2 + 4096 > s->buf_cap)
-        say(SAY_WARN, "%s: records of up to %" PRIu64 " bytes, more than "
+        say(SAY_WARN,
+            "%s: records of up to %" PRIu64 " bytes, more than "
             "this replica's --max-item-size; raise it to serve them",
             s->dir, s->max_rec);
     if (rc == 0)
@@ -244,8 +243,7 @@ count_records(struct store *s, const char *map, uint64_t size, uint64_t pos,
     uint64_t n = 0;
     while (pos < size) {
         struct rec r;
-        long k = rec_decode(map + pos, size - pos, s->log_seed, base + pos,
-                            &r);
+        long k = rec_decode(map + pos, size - pos, s->log_seed, base + pos, &r);
         if (k <= 0)
             break;
         pos += (uint64_t)k;
@@ -357,7 +355,8 @@ store_cut_log(store_t *s, uint64_t from, char *aside, size_t asidelen,
     snprintf(aside, asidelen, "%s", c.aside);
     *records = c.records;
     if (rc == 0)
-        say(SAY_WARN, "%s: the log's history parted from its primary's at "
+        say(SAY_WARN,
+            "%s: the log's history parted from its primary's at "
             "offset %" PRIu64 "; moved %" PRIu64 " records (%" PRIu64
             " bytes) that the primary never had to %s",
             s->dir, from, c.records, c.bytes, c.aside);
@@ -368,12 +367,12 @@ store_cut_log(store_t *s, uint64_t from, char *aside, size_t asidelen,
 
 struct store_copy {
     struct store *s;
-    char dir[4096];   /* DATA/resync.partial */
-    uint64_t seed;    /* the primary's log's */
+    char dir[4096]; /* DATA/resync.partial */
+    uint64_t seed;  /* the primary's log's */
     uint8_t log_id[16];
-    uint64_t end;     /* the next byte's offset */
-    int fd;           /* the segment file being written, -1 between */
-    uint64_t synced;  /* the copy is durable up to here */
+    uint64_t end;    /* the next byte's offset */
+    int fd;          /* the segment file being written, -1 between */
+    uint64_t synced; /* the copy is durable up to here */
     uint64_t bytes;
 };
 
@@ -471,8 +470,8 @@ copy_seal(struct store_copy *c, const char *p, size_t *run, char *err,
 }
 
 int
-store_copy_add(struct store_copy *c, const void *buf, size_t len,
-               size_t *used, char *err, size_t errlen)
+store_copy_add(struct store_copy *c, const void *buf, size_t len, size_t *used,
+               char *err, size_t errlen)
 {
     const char *p = buf;
     size_t pos = 0, run = 0; /* bytes [pos - run, pos) wait to be written */
@@ -491,8 +490,10 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
         }
         if (r.type == REC_SEG_HEADER) {
             if (!rec_seg_header_is(&r, c->log_id, off)) {
-                snprintf(err, errlen, "offset %" PRIu64 ": a segment header "
-                         "of another log or offset", off);
+                snprintf(err, errlen,
+                         "offset %" PRIu64 ": a segment header "
+                         "of another log or offset",
+                         off);
                 rc = STORE_CORRUPT;
                 break;
             }
@@ -507,8 +508,10 @@ store_copy_add(struct store_copy *c, const void *buf, size_t len,
                 break;
             }
         } else if (c->fd < 0) {
-            snprintf(err, errlen, "offset %" PRIu64 ": the copy does not "
-                     "start with a segment header", off);
+            snprintf(err, errlen,
+                     "offset %" PRIu64 ": the copy does not "
+                     "start with a segment header",
+                     off);
             rc = STORE_CORRUPT;
             break;
         }
@@ -568,8 +571,10 @@ install(struct store *s, void *arg, char *err, size_t errlen)
             path_in(m, sizeof(m), s->dir, "META");
             path_in(to, sizeof(to), aside, "META");
             rc = copy_file(m, to, err, errlen);
-            say(SAY_WARN, "%s: the old log, whose history is not its "
-                "primary's, was moved to %s", s->dir, aside);
+            say(SAY_WARN,
+                "%s: the old log, whose history is not its "
+                "primary's, was moved to %s",
+                s->dir, aside);
         }
         if (rc == 0 && rename(ready, inst) != 0) {
             rc = -errno;
@@ -624,9 +629,10 @@ store_copy_finish(store_t *s, struct store_copy *c, bool keep_old, char *err,
     if (rc == 0)
         rc = reload(s, install, NULL, err, errlen);
     if (rc == 0)
-        say(SAY_INFO, "%s: installed a full copy of the primary's log (%" PRIu64
-            " bytes), now at offset %" PRIu64, s->dir, bytes,
-            store_log_end(s));
+        say(SAY_INFO,
+            "%s: installed a full copy of the primary's log (%" PRIu64
+            " bytes), now at offset %" PRIu64,
+            s->dir, bytes, store_log_end(s));
     return rc;
 }
 

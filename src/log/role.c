@@ -98,7 +98,10 @@ role_has_log(struct store *s)
 void
 role_start_live(struct store *s)
 {
-    s->live = (struct apply){.ix = s->ix, .s = s, .live = true, .nparts = 1,
+    s->live = (struct apply){.ix = s->ix,
+                             .s = s,
+                             .live = true,
+                             .nparts = 1,
                              .next_cas = s->next_cas,
                              .flush_before = atomic_load(&s->flush_before_cas)};
 }
@@ -111,15 +114,15 @@ store_promote(store_t *s, char *err, size_t errlen)
         return 0;
     }
     if (!role_has_log(s)) {
-        snprintf(err, errlen, "cannot promote a replica that holds no log "
+        snprintf(err, errlen,
+                 "cannot promote a replica that holds no log "
                  "yet (its first sync is not complete)");
         return STORE_SYNCING;
     }
     uint64_t end = store_log_end(s);
     int rc = log_sync(s, end);
     if (rc) {
-        snprintf(err, errlen, "making the log durable: %s",
-                 store_strerror(rc));
+        snprintf(err, errlen, "making the log durable: %s", store_strerror(rc));
         return rc;
     }
     pthread_mutex_lock(&s->meta_mu);
@@ -140,8 +143,10 @@ store_promote(store_t *s, char *err, size_t errlen)
     }
     atomic_store(&s->read_gate, 0);
     atomic_store(&s->write_gate, 0);
-    say(SAY_INFO, "promoted to primary: epoch %" PRIu64 " begins at log offset "
-        "%" PRIu64, m.epochs[m.nepochs - 1].seq, end);
+    say(SAY_INFO,
+        "promoted to primary: epoch %" PRIu64 " begins at log offset "
+        "%" PRIu64,
+        m.epochs[m.nepochs - 1].seq, end);
     return 0;
 }
 
@@ -156,8 +161,8 @@ store_set_history(store_t *s, const struct logdir_meta *p, char *err,
         snprintf(err, errlen, "the primary's log is another log");
         rc = STORE_BAD_CONFIG;
     } else if (m.nepochs != p->nepochs ||
-               memcmp(m.epochs, p->epochs,
-                      p->nepochs * sizeof(*p->epochs)) != 0) {
+               memcmp(m.epochs, p->epochs, p->nepochs * sizeof(*p->epochs)) !=
+                   0) {
         m.nepochs = p->nepochs;
         memcpy(m.epochs, p->epochs, p->nepochs * sizeof(*p->epochs));
         rc = meta_save_locked(s, &m, err, errlen);

@@ -44,8 +44,10 @@ repl_key_load(struct repl_key *k, const char *path, char *err, size_t errlen)
     }
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-        fprintf(stderr, "warning: %s can be read by other users; "
-                        "chmod 600 it\n", path);
+        fprintf(stderr,
+                "warning: %s can be read by other users; "
+                "chmod 600 it\n",
+                path);
     char buf[4096];
     size_t n = fread(buf, 1, sizeof(buf), f);
     bool more = fgetc(f) != EOF;
@@ -62,8 +64,8 @@ repl_key_load(struct repl_key *k, const char *path, char *err, size_t errlen)
         sodium_memzero(buf, sizeof(buf));
         return -1;
     }
-    crypto_generichash(k->key, sizeof(k->key), (unsigned char *)buf + a,
-                       n - a, NULL, 0);
+    crypto_generichash(k->key, sizeof(k->key), (unsigned char *)buf + a, n - a,
+                       NULL, 0);
     sodium_memzero(buf, sizeof(buf));
     k->set = true;
     return 0;
@@ -88,9 +90,8 @@ mac_msg(unsigned char *msg, const char *side, const uint8_t np[RS_NONCE],
 }
 
 void
-repl_mac(const struct repl_key *k, const char *side,
-         const uint8_t np[RS_NONCE], const uint8_t nr[RS_NONCE],
-         uint8_t mac[RS_MAC])
+repl_mac(const struct repl_key *k, const char *side, const uint8_t np[RS_NONCE],
+         const uint8_t nr[RS_NONCE], uint8_t mac[RS_MAC])
 {
     unsigned char msg[16 + 2 * RS_NONCE];
     crypto_auth(mac, msg, mac_msg(msg, side, np, nr), k->key);
@@ -102,8 +103,8 @@ repl_mac_ok(const struct repl_key *k, const char *side,
             const uint8_t mac[RS_MAC])
 {
     unsigned char msg[16 + 2 * RS_NONCE];
-    return crypto_auth_verify(mac, msg, mac_msg(msg, side, np, nr),
-                              k->key) == 0;
+    return crypto_auth_verify(mac, msg, mac_msg(msg, side, np, nr), k->key) ==
+           0;
 }
 
 bool

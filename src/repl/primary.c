@@ -68,13 +68,13 @@
 #define REPL_PING_MS 1000     /* a PING when nothing else was sent */
 #define REPL_SILENCE_MS 10000 /* no ACK for this long: the link is dead */
 #define REPL_HANDSHAKE_MS 10000
-#define REPL_SYNC_MS 50       /* written bytes wait at most this for a sync */
+#define REPL_SYNC_MS 50      /* written bytes wait at most this for a sync */
 #define LAG_BUCKETS (64 * 8) /* lag histogram: 8 buckets per power of 2 */
 #define SAMPLE_RING 4096
 
 enum sender_state { SND_HANDSHAKE, SND_COPYING, SND_STREAMING, SND_GONE };
 static const char *const sender_state_names[] = {"handshake", "copying",
-                                                  "streaming", "gone"};
+                                                 "streaming", "gone"};
 
 /* When the durable offset reached `off` (monotonic us). */
 struct sample {
@@ -152,8 +152,8 @@ struct repl_primary {
     size_t nhelds;
 };
 
-static void
-send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void send_error(int fd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 send_error(int fd, const char *fmt, ...)
@@ -164,9 +164,9 @@ send_error(int fd, const char *fmt, ...)
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (n > 0)
-        rs_send(fd, RS_ERROR, 0, msg,
-                (uint32_t)((size_t)n < sizeof(msg) ? (size_t)n
-                                                    : sizeof(msg) - 1));
+        rs_send(
+            fd, RS_ERROR, 0, msg,
+            (uint32_t)((size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1));
 }
 
 /* ---- the lag histogram: 8 buckets per power of two (12.5% wide) ---- */
@@ -335,11 +335,14 @@ sender_stream(struct sender *s)
         sender_note_durable(s, durable);
         if (s->sent < durable) {
             struct store_span sp;
-            int rc = store_span(p->store, s->sent, s->sent + RS_DATA_CHUNK, &sp);
+            int rc =
+                store_span(p->store, s->sent, s->sent + RS_DATA_CHUNK, &sp);
             if (rc == STORE_NOT_FOUND) {
-                send_error(s->fd, "offset %" PRIu64 " is no longer on the "
+                send_error(s->fd,
+                           "offset %" PRIu64 " is no longer on the "
                            "primary (compacted away); reconnect for a full "
-                           "copy", s->sent);
+                           "copy",
+                           s->sent);
                 return -ENOENT;
             }
             if (rc == 0 && sp.len)
@@ -349,9 +352,10 @@ sender_stream(struct sender *s)
             if (rc)
                 return rc;
             if (!len) {
-                say(SAY_ERROR, "replica %s: nothing to send at offset %" PRIu64
-                    " below the durable offset %" PRIu64, s->peer, s->sent,
-                    durable);
+                say(SAY_ERROR,
+                    "replica %s: nothing to send at offset %" PRIu64
+                    " below the durable offset %" PRIu64,
+                    s->peer, s->sent, durable);
                 return -EIO;
             }
             pthread_mutex_lock(&p->mu);
@@ -427,17 +431,19 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
     struct repl *r = p->r;
     bool loopback = repl_is_loopback(s->fd);
     if (!r->key.set && !loopback) {
-        say(SAY_WARN, "replication from %s refused: not on loopback, and "
-            "no --repl-secret-file", s->peer);
+        say(SAY_WARN,
+            "replication from %s refused: not on loopback, and "
+            "no --repl-secret-file",
+            s->peer);
         send_error(s->fd, "replication refused: the primary takes replicas "
-                   "beyond loopback only with --repl-secret-file");
+                          "beyond loopback only with --repl-secret-file");
         return -EACCES;
     }
     struct rs_hello hello = {.version = REPL_PROTOCOL, .auth = r->key.set};
     repl_nonce(hello.nonce);
     char body[RS_MAX_BODY];
-    int rc = rs_send(s->fd, RS_HELLO, 0, body, (uint32_t)rs_hello_encode(body,
-                                                                   &hello));
+    int rc = rs_send(s->fd, RS_HELLO, 0, body,
+                     (uint32_t)rs_hello_encode(body, &hello));
     struct rs_frame f;
     if (rc == 0)
         rc = rs_recv(&s->rd, &f, REPL_HANDSHAKE_MS, &p->stop);
@@ -460,12 +466,11 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
         snprintf(colon, sizeof(addr) - (size_t)(colon - addr), ":%u",
                  ident->port);
     snprintf(s->peer, sizeof(s->peer), "%s", addr);
-    if (r->key.set &&
-        !repl_mac_ok(&r->key, "replica", hello.nonce, ident->nonce,
-                     ident->mac)) {
+    if (r->key.set && !repl_mac_ok(&r->key, "replica", hello.nonce,
+                                   ident->nonce, ident->mac)) {
         say(SAY_WARN, "replication from %s refused: wrong secret", s->peer);
         send_error(s->fd, "replication refused: wrong secret "
-                   "(--repl-secret-file differs)");
+                          "(--repl-secret-file differs)");
         free(ident);
         return -EACCES;
     }
@@ -482,13 +487,17 @@ sender_handshake(struct sender *s, struct rs_plan *plan)
         free(ident);
         return -EIO;
     }
-    struct repl_side mine = {.has_log = true, .log_id = m.log_id,
+    struct repl_side mine = {.has_log = true,
+                             .log_id = m.log_id,
                              .start = store_log_start(p->store),
                              .end = store_durable(p->store),
-                             .nepochs = m.nepochs, .epochs = m.epochs};
+                             .nepochs = m.nepochs,
+                             .epochs = m.epochs};
     struct repl_side theirs = {.has_log = ident->has_log,
-                               .log_id = ident->log_id, .start = ident->start,
-                               .end = ident->end, .nepochs = ident->nepochs,
+                               .log_id = ident->log_id,
+                               .start = ident->start,
+                               .end = ident->end,
+                               .nepochs = ident->nepochs,
                                .epochs = ident->epochs};
     memset(plan, 0, sizeof(*plan));
     repl_plan(&theirs, &mine, plan);
@@ -649,8 +658,10 @@ primary_adopt(struct repl_primary *p, int fd, const void *bytes, size_t n)
         p->refused++;
         pthread_mutex_unlock(&p->mu);
         say(SAY_WARN, "replication from %s refused: too many replicas", peer);
-        send_error(fd, "replication refused: the primary serves at most %d "
-                   "replicas", REPL_MAX_SENDERS);
+        send_error(fd,
+                   "replication refused: the primary serves at most %d "
+                   "replicas",
+                   REPL_MAX_SENDERS);
         if (s) {
             if (s->hold >= 0)
                 store_hold_release(p->store, s->hold);
@@ -679,15 +690,15 @@ watch_timeouts_locked(struct repl_primary *p, int64_t now)
     struct samples *d = &p->durable;
     /* the newest offset that became durable before the cutoff */
     while (d->n && d->v[d->head].t <= cutoff) {
-        if (d->v[d->head].off > p->replicated &&
-            d->v[d->head].off > timed_out)
+        if (d->v[d->head].off > p->replicated && d->v[d->head].off > timed_out)
             timed_out = d->v[d->head].off;
         d->head = (d->head + 1) % SAMPLE_RING;
         d->n--;
     }
     if (timed_out != p->timed_out) {
         p->timed_out = timed_out;
-        say(SAY_WARN, "--sync-replicas %u: writes up to offset %" PRIu64
+        say(SAY_WARN,
+            "--sync-replicas %u: writes up to offset %" PRIu64
             " were not confirmed within %u ms; their clients get an error",
             p->r->cfg.sync_replicas, timed_out, p->r->cfg.sync_timeout_ms);
     }
@@ -744,7 +755,8 @@ primary_start(struct repl *r, char *err, size_t errlen)
     p->store = r->store;
     pthread_mutex_init(&p->mu, NULL);
     p->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (p->wfd < 0 || store_subscribe_to(p->store, p->wfd, STORE_WAKE_DURABLE) != 0 ||
+    if (p->wfd < 0 ||
+        store_subscribe_to(p->store, p->wfd, STORE_WAKE_DURABLE) != 0 ||
         pthread_create(&p->watcher, NULL, watcher_main, p) != 0) {
         snprintf(err, errlen, "starting replication: %s", strerror(errno));
         if (p->wfd >= 0)
@@ -840,12 +852,13 @@ primary_stats(struct repl_primary *p,
         RSTAT("acked_offset");
         repl_stat_u64(fn, arg, name, s->acked);
         RSTAT("lag_bytes");
-        repl_stat_u64(fn, arg, name, durable > s->acked ? durable - s->acked : 0);
+        repl_stat_u64(fn, arg, name,
+                      durable > s->acked ? durable - s->acked : 0);
         int64_t since = samples_after(&s->durable, s->acked);
         RSTAT("lag_ms");
-        repl_stat_u64(fn, arg, name,
-                 durable > s->acked && since ? (uint64_t)(now - since) / 1000
-                                             : 0);
+        repl_stat_u64(
+            fn, arg, name,
+            durable > s->acked && since ? (uint64_t)(now - since) / 1000 : 0);
         RSTAT("last_ack_ms");
         repl_stat_u64(fn, arg, name, (uint64_t)(now - s->last_ack_us) / 1000);
         RSTAT("lag_p50_us");

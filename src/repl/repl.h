@@ -59,13 +59,13 @@
       "has (yes) or answers SERVER_ERROR (no)")
 
 struct repl_config {
-    const char *replica_of;  /* "" or NULL: as META says */
+    const char *replica_of; /* "" or NULL: as META says */
     unsigned sync_replicas;
     unsigned sync_timeout_ms;
     const char *secret_file; /* "" or NULL: none */
     unsigned backlog_ttl_s;
     bool serve_stale;
-    unsigned client_port;    /* this server's client port, for "stats repl" */
+    unsigned client_port; /* this server's client port, for "stats repl" */
 };
 
 typedef struct repl repl_t;

@@ -26,8 +26,8 @@
 /* name, value, who sends it */
 #define RS_TYPES(X)                                                            \
     X(RS_HELLO, 1, "primary: version, whether it wants a MAC, its nonce")      \
-    X(RS_IDENT, 2, "replica: its MAC, log id, offsets, history")              \
-    X(RS_PLAN, 3, "primary: how the replica resumes, the primary's history")  \
+    X(RS_IDENT, 2, "replica: its MAC, log id, offsets, history")               \
+    X(RS_PLAN, 3, "primary: how the replica resumes, the primary's history")   \
     X(RS_DATA, 4, "primary: log bytes at offset `off`")                        \
     X(RS_PING, 5, "primary: its durable offset (`off`) and clock")             \
     X(RS_ACK, 6, "replica: the offset it has made durable (`off`)")            \
@@ -89,7 +89,7 @@ struct rs_plan {
     uint8_t log_id[16]; /* the primary's log and history */
     size_t nepochs;
     struct logdir_epoch epochs[LOGDIR_MAX_EPOCHS];
-    char why[160];      /* for the logs: why this plan */
+    char why[160]; /* for the logs: why this plan */
 };
 
 /* Payload encoders return the payload's size; out must have room
@@ -174,14 +174,13 @@ struct repl {
     char *secret_file;
     struct repl_key key;
     store_t *store;
-    pthread_mutex_t mu; /* the role's side below */
+    pthread_mutex_t mu;           /* the role's side below */
     struct repl_primary *primary; /* while this server is a primary */
     struct repl_replica *replica; /* while it is a replica */
 };
 
 int primary_start(struct repl *r, char *err, size_t errlen);
-void primary_adopt(struct repl_primary *p, int fd, const void *bytes,
-                   size_t n);
+void primary_adopt(struct repl_primary *p, int fd, const void *bytes, size_t n);
 void primary_stats(struct repl_primary *p,
                    void (*fn)(void *arg, const char *name, const char *value),
                    void *arg);

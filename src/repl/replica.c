@@ -53,8 +53,13 @@
 #define REPL_ACK_MS 1000
 #define REPL_BACKOFF_MAX_MS 2000
 
-enum link_state { LINK_CONNECTING, LINK_HANDSHAKE, LINK_COPYING,
-                  LINK_STREAMING, LINK_DOWN };
+enum link_state {
+    LINK_CONNECTING,
+    LINK_HANDSHAKE,
+    LINK_COPYING,
+    LINK_STREAMING,
+    LINK_DOWN
+};
 static const char *const link_names[] = {"connecting", "handshake", "copying",
                                          "up", "down"};
 
@@ -69,11 +74,11 @@ struct repl_replica {
     enum link_state state;
     char last_error[256];
     int64_t last_byte_us;
-    uint64_t primary_durable;  /* as the primary last said */
-    int64_t behind_since_us;   /* when it got ahead of our durable offset */
+    uint64_t primary_durable; /* as the primary last said */
+    int64_t behind_since_us;  /* when it got ahead of our durable offset */
     uint64_t connects, full_resyncs, partial_resyncs;
     uint64_t copy_end, copy_done;
-    char diverged[4200];       /* the last tail moved aside */
+    char diverged[4200]; /* the last tail moved aside */
 };
 
 /* A link in progress: the socket, what was received but not yet taken. */
@@ -83,10 +88,10 @@ struct link {
     struct rs_reader rd;
     struct rs_plan plan;
     struct store_copy *copy;
-    char *pend;         /* log bytes from pend_off not yet taken */
+    char *pend; /* log bytes from pend_off not yet taken */
     size_t pend_len, pend_cap;
     uint64_t pend_off;
-    uint64_t acked;     /* the last offset we ACKed */
+    uint64_t acked; /* the last offset we ACKed */
     int64_t acked_at;
 };
 
@@ -127,8 +132,9 @@ split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
 static int
 connect_timeout(const struct addrinfo *ai, int ms)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-                                       SOCK_NONBLOCK, ai->ai_protocol);
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+               ai->ai_protocol);
     if (fd < 0)
         return -1;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
@@ -153,8 +159,7 @@ fail:;
     return -1;
 }
 
-static int
-link_fail(struct link *l, int rc, const char *fmt, ...)
+static int link_fail(struct link *l, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Say why the link ends (once), and return rc. */
@@ -184,8 +189,7 @@ link_connect(struct link *l)
     char host[256], port[32];
     if (split_hostport(rp->r->replica_of, host, sizeof(host), port,
                        sizeof(port)) != 0)
-        return link_fail(l, -EINVAL, "%s is not HOST:PORT",
-                         rp->r->replica_of);
+        return link_fail(l, -EINVAL, "%s is not HOST:PORT", rp->r->replica_of);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     int g = getaddrinfo(host, port, &hints, &res);
     if (g != 0)
@@ -199,8 +203,8 @@ link_connect(struct link *l)
     }
     freeaddrinfo(res);
     if (l->fd < 0)
-        return link_fail(l, -e, "cannot connect to %s: %s",
-                         rp->r->replica_of, strerror(e));
+        return link_fail(l, -e, "cannot connect to %s: %s", rp->r->replica_of,
+                         strerror(e));
     int one = 1;
     setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     pthread_mutex_lock(&rp->mu);
@@ -264,13 +268,16 @@ link_handshake(struct link *l)
     if (rc)
         return rc;
     if (rs_hello_decode(&f, &hello) != 0 || hello.version != REPL_PROTOCOL)
-        return link_fail(l, -EPROTO, "the primary speaks another version of "
+        return link_fail(l, -EPROTO,
+                         "the primary speaks another version of "
                          "the replication protocol");
     if (hello.auth && !r->key.set)
-        return link_fail(l, -EPERM, "the primary requires a shared secret: "
+        return link_fail(l, -EPERM,
+                         "the primary requires a shared secret: "
                          "start this replica with --repl-secret-file");
     if (!hello.auth && r->key.set)
-        return link_fail(l, -EPERM, "the primary has no --repl-secret-file, "
+        return link_fail(l, -EPERM,
+                         "the primary has no --repl-secret-file, "
                          "so it cannot prove it knows the secret; not "
                          "following it");
     struct logdir_meta m;
@@ -308,7 +315,8 @@ link_handshake(struct link *l)
         return link_fail(l, -EPROTO, "a malformed PLAN from the primary");
     if (r->key.set &&
         !repl_mac_ok(&r->key, "primary", hello.nonce, nr, l->plan.mac))
-        return link_fail(l, -EPERM, "the primary's answer does not prove it "
+        return link_fail(l, -EPERM,
+                         "the primary's answer does not prove it "
                          "knows the secret: not following it");
     say(SAY_INFO, "replica of %s: %s from offset %" PRIu64 " (%s)",
         r->replica_of, l->plan.mode == RS_FULL ? "full copy" : "resuming",
@@ -402,10 +410,11 @@ link_take(struct link *l)
             uint64_t done = store_copy_end(l->copy);
             pthread_mutex_lock(&rp->mu);
             /* long work shows progress: a line per 256 MiB copied */
-            if ((done - l->plan.from) >> 28 != (rp->copy_done - l->plan.from) >> 28)
-                say(SAY_INFO, "replica of %s: full copy at %" PRIu64 " of %"
-                    PRIu64 " MB", rp->r->replica_of,
-                    (done - l->plan.from) >> 20,
+            if ((done - l->plan.from) >> 28 !=
+                (rp->copy_done - l->plan.from) >> 28)
+                say(SAY_INFO,
+                    "replica of %s: full copy at %" PRIu64 " of %" PRIu64 " MB",
+                    rp->r->replica_of, (done - l->plan.from) >> 20,
                     (l->plan.copy_end - l->plan.from) >> 20);
             rp->copy_done = done;
             pthread_mutex_unlock(&rp->mu);
@@ -430,9 +439,10 @@ static int
 link_data(struct link *l, const struct rs_frame *f)
 {
     if (f->off != l->pend_off + l->pend_len)
-        return link_fail(l, -EPROTO, "the primary sent offset %" PRIu64
-                         ", expected %" PRIu64, f->off,
-                         l->pend_off + l->pend_len);
+        return link_fail(l, -EPROTO,
+                         "the primary sent offset %" PRIu64
+                         ", expected %" PRIu64,
+                         f->off, l->pend_off + l->pend_len);
     if (l->pend_len + f->len > l->pend_cap) {
         size_t cap = l->pend_cap ? l->pend_cap : 1u << 20;
         while (cap < l->pend_len + f->len)
@@ -596,10 +606,10 @@ replica_start(struct repl *r, char *err, size_t errlen)
     rp->fd = -1;
     pthread_mutex_init(&rp->mu, NULL);
     rp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (rp->efd < 0 || store_subscribe_to(rp->store, rp->efd, STORE_WAKE_DURABLE) != 0 ||
+    if (rp->efd < 0 ||
+        store_subscribe_to(rp->store, rp->efd, STORE_WAKE_DURABLE) != 0 ||
         pthread_create(&rp->thread, NULL, replica_main, rp) != 0) {
-        snprintf(err, errlen, "starting the replica link: %s",
-                 strerror(errno));
+        snprintf(err, errlen, "starting the replica link: %s", strerror(errno));
         if (rp->efd >= 0)
             close(rp->efd);
         free(rp);
@@ -645,15 +655,15 @@ replica_stats(struct repl_replica *rp,
     fn(arg, "link_error", rp->last_error[0] ? rp->last_error : "none");
     repl_stat_u64(fn, arg, "applied_offset", end);
     repl_stat_u64(fn, arg, "primary_durable_offset", rp->primary_durable);
-    uint64_t lag = rp->primary_durable > durable ? rp->primary_durable - durable
-                                                 : 0;
+    uint64_t lag =
+        rp->primary_durable > durable ? rp->primary_durable - durable : 0;
     if (rp->state == LINK_COPYING)
         lag = rp->copy_end > rp->copy_done ? rp->copy_end - rp->copy_done : 0;
     repl_stat_u64(fn, arg, "lag_bytes", lag);
     repl_stat_u64(fn, arg, "lag_ms",
-             lag && rp->behind_since_us
-                 ? (uint64_t)(now - rp->behind_since_us) / 1000
-                 : 0);
+                  lag && rp->behind_since_us
+                      ? (uint64_t)(now - rp->behind_since_us) / 1000
+                      : 0);
     repl_stat_u64(fn, arg, "connects", rp->connects);
     repl_stat_u64(fn, arg, "full_resyncs", rp->full_resyncs);
     repl_stat_u64(fn, arg, "partial_resyncs", rp->partial_resyncs);

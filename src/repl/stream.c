@@ -359,9 +359,8 @@ rs_send(int fd, uint8_t type, uint64_t off, const void *payload, uint32_t len)
             return n < 0 ? -errno : -EIO;
         left -= (size_t)n;
         while (n && msg.msg_iovlen) {
-            size_t k = (size_t)n < msg.msg_iov->iov_len
-                           ? (size_t)n
-                           : msg.msg_iov->iov_len;
+            size_t k = (size_t)n < msg.msg_iov->iov_len ? (size_t)n
+                                                        : msg.msg_iov->iov_len;
             msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + k;
             msg.msg_iov->iov_len -= k;
             n -= (ssize_t)k;

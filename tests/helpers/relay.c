@@ -79,8 +79,8 @@ static bool
 forward(struct th_relay *r, int from, int to, size_t max, bool count)
 {
     char buf[65536];
-    ssize_t n = recv(from, buf, max < sizeof(buf) ? max : sizeof(buf),
-                     MSG_DONTWAIT);
+    ssize_t n =
+        recv(from, buf, max < sizeof(buf) ? max : sizeof(buf), MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         return false;
     for (ssize_t off = 0; n > 0 && off < n;) {
@@ -130,10 +130,10 @@ relay_main(void *arg)
             window = t;
             window_bytes = 0;
         }
-        size_t budget = rate ? (size_t)(rate / 10 > window_bytes
-                                            ? rate / 10 - window_bytes
-                                            : 0)
-                             : SIZE_MAX;
+        size_t budget =
+            rate ? (size_t)(rate / 10 > window_bytes ? rate / 10 - window_bytes
+                                                     : 0)
+                 : SIZE_MAX;
         for (int i = 0; i < RELAY_PAIRS; i++) {
             struct pair *p = &r->pairs[i];
             if (p->client < 0)

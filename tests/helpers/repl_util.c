@@ -100,8 +100,7 @@ tr_wait_caught_up(int primary_port, int replica_port, int ms)
             stable_since = (long long)ms_now();
         }
         /* still for 300 ms: compaction and hints have settled */
-        if (up && p >= 0 && p == r &&
-            (long long)ms_now() - stable_since >= 300)
+        if (up && p >= 0 && p == r && (long long)ms_now() - stable_since >= 300)
             return;
         usleep(20 * 1000);
     }
@@ -163,10 +162,11 @@ tr_diff_dirs(const char *a, const char *b)
     static char na[512][32], nb[512][32];
     size_t n = list(a, ".seg", na, 512), m = list(b, ".seg", nb, 512);
     char *why = NULL;
-    if (n != m || (n && (strcmp(na[0], nb[0]) || strcmp(na[n - 1], nb[m - 1])))) {
+    if (n != m ||
+        (n && (strcmp(na[0], nb[0]) || strcmp(na[n - 1], nb[m - 1])))) {
         if (asprintf(&why, "%zu segments (%s .. %s) vs %zu (%s .. %s)", n,
-                     n ? na[0] : "-", n ? na[n - 1] : "-", m,
-                     m ? nb[0] : "-", m ? nb[m - 1] : "-") < 0)
+                     n ? na[0] : "-", n ? na[n - 1] : "-", m, m ? nb[0] : "-",
+                     m ? nb[m - 1] : "-") < 0)
             why = NULL;
         return why;
     }

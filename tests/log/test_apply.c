@@ -30,9 +30,13 @@ static struct rec
 rec(uint8_t type, const char *key, uint32_t vlen, uint32_t exptime,
     uint64_t cas, uint64_t time_ms)
 {
-    return (struct rec){.type = type, .klen = key ? (uint16_t)strlen(key) : 0,
-                        .vlen = vlen, .exptime = exptime, .cas = cas,
-                        .time_ms = time_ms, .key = key};
+    return (struct rec){.type = type,
+                        .klen = key ? (uint16_t)strlen(key) : 0,
+                        .vlen = vlen,
+                        .exptime = exptime,
+                        .cas = cas,
+                        .time_ms = time_ms,
+                        .key = key};
 }
 
 static bool

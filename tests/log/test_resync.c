@@ -86,8 +86,8 @@ replica_from_copy(void)
 {
     ts_open(&r);
     char err[512];
-    cr_assert_eq(store_copy_finish(r.s, copy_all(), false, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(store_copy_finish(r.s, copy_all(), false, err, sizeof(err)), 0,
+                 "%s", err);
 }
 
 static int
@@ -115,7 +115,8 @@ has_key(struct tstore *t, const char *key)
     return v != NULL;
 }
 
-Test(resync, a_divergent_tail_moves_aside_whole_and_the_log_ends_where_it_parted)
+Test(resync,
+     a_divergent_tail_moves_aside_whole_and_the_log_ends_where_it_parted)
 {
     fill("a", 15, 6000); /* two segments */
     uint64_t from = store_durable(p.s);
@@ -209,8 +210,8 @@ Test(resync, a_copy_that_replaces_a_foreign_log_keeps_the_old_files_aside)
     cr_assert(has_key(&r, "theirs"));
     fill("ours", 2, 10);
     char err[512];
-    cr_assert_eq(store_copy_finish(r.s, copy_all(), true, err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(store_copy_finish(r.s, copy_all(), true, err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_not(has_key(&r, "theirs"));
     cr_assert(has_key(&r, "ours1"));
     char aside[4096];

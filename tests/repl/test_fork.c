@@ -18,8 +18,11 @@ static const uint8_t log_b[16] = "log-b-0123456789";
 
 /* One side with a log [start, end) and its history, oldest epoch first. */
 #define SIDE(id, start_, end_, ...)                                            \
-    ((struct repl_side){.has_log = true, .log_id = (id), .start = (start_),   \
-                        .end = (end_), .nepochs = NEPOCHS(__VA_ARGS__),        \
+    ((struct repl_side){.has_log = true,                                       \
+                        .log_id = (id),                                        \
+                        .start = (start_),                                     \
+                        .end = (end_),                                         \
+                        .nepochs = NEPOCHS(__VA_ARGS__),                       \
                         .epochs = EPOCHS(__VA_ARGS__)})
 
 /*
@@ -41,8 +44,7 @@ plan_for(const struct repl_side *replica, const struct repl_side *primary)
               "the plan carries the primary's history");
     cr_assert(memchr(p.why, '\0', sizeof(p.why)) != NULL,
               "the reason is a terminated string");
-    cr_assert_gt(strlen(p.why), 10, "the reason says something: \"%s\"",
-                 p.why);
+    cr_assert_gt(strlen(p.why), 10, "the reason says something: \"%s\"", p.why);
     cr_assert(p.mode == RS_CONTINUE || p.mode == RS_FULL, "mode %u", p.mode);
     if (p.mode == RS_CONTINUE) {
         cr_assert_eq(p.from, p.fork, "a replica continues where it forked");
@@ -152,8 +154,8 @@ Test(fork, an_old_primary_rejoining_its_promoted_replica_cuts_at_the_promotion)
 Test(fork, a_replica_that_missed_promotions_in_a_chain_still_resumes)
 {
     struct repl_side replica = SIDE(log_a, 0, 150, E(1, 'a', 0));
-    struct repl_side primary = SIDE(log_a, 0, 500, E(1, 'a', 0),
-                                    E(2, 'b', 200), E(3, 'c', 400));
+    struct repl_side primary =
+        SIDE(log_a, 0, 500, E(1, 'a', 0), E(2, 'b', 200), E(3, 'c', 400));
     struct rs_plan p = plan_for(&replica, &primary);
     assert_continue(&p, 150);
 }
@@ -163,9 +165,8 @@ Test(fork, a_replica_of_a_deposed_primary_cuts_where_the_new_one_took_over)
     /* it followed b past 300, where c (a sibling promoted) took over */
     struct repl_side replica =
         SIDE(log_a, 0, 350, E(1, 'a', 0), E(2, 'b', 200));
-    struct repl_side primary =
-        SIDE(log_a, 0, 600, E(1, 'a', 0), E(2, 'b', 200), E(3, 'c', 300),
-             E(4, 'd', 400));
+    struct repl_side primary = SIDE(log_a, 0, 600, E(1, 'a', 0), E(2, 'b', 200),
+                                    E(3, 'c', 300), E(4, 'd', 400));
     struct rs_plan p = plan_for(&replica, &primary);
     assert_continue(&p, 300);
 }
@@ -183,7 +184,8 @@ Test(fork, two_replicas_promoted_separately_part_at_the_first_promotion)
 
 /* ---- the fork point out of reach ---- */
 
-Test(fork, a_fork_compacted_away_on_the_primary_copies_and_keeps_the_divergent_bytes)
+Test(fork,
+     a_fork_compacted_away_on_the_primary_copies_and_keeps_the_divergent_bytes)
 {
     struct repl_side replica = SIDE(log_a, 0, 250, E(1, 'a', 0));
     struct repl_side primary =

@@ -22,8 +22,7 @@
 
 static char nsa[32], nsb[32], net[16];
 
-static int
-sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int
 sh(const char *fmt, ...)
@@ -94,9 +93,9 @@ start_in(const char *ns, const char *dir, const char *log,
 {
     pid_t pid = fork();
     if (pid == 0) {
-        const char *argv[32] = {"ip", "netns", "exec", ns, MCDBD_PATH,
-                                "--data-dir", dir, "-p", "11211", "-l",
-                                "0.0.0.0"};
+        const char *argv[32] = {"ip",       "netns",      "exec",   ns,
+                                MCDBD_PATH, "--data-dir", dir,      "-p",
+                                "11211",    "-l",         "0.0.0.0"};
         size_t k = 11;
         for (size_t i = 0; extra && extra[i] && k < 31; i++)
             argv[k++] = extra[i];
@@ -156,12 +155,11 @@ Test(netns, a_replica_beyond_loopback_is_refused_without_a_shared_secret)
     cr_assert(log_says(pl, "ready", 10000), "the primary did not start");
     const char *rargs[] = {"--replica-of", of, NULL};
     pid_t r = start_in(nsb, rd, rl, rargs);
-    cr_assert(log_says(pl, "not on loopback, and no --repl-secret-file",
-                       10000),
+    cr_assert(log_says(pl, "not on loopback, and no --repl-secret-file", 10000),
               "the primary did not refuse the replica");
-    cr_assert(log_says(rl, "beyond loopback only with --repl-secret-file",
-                       10000),
-              "the replica did not say why it was refused");
+    cr_assert(
+        log_says(rl, "beyond loopback only with --repl-secret-file", 10000),
+        "the replica did not say why it was refused");
     stop(r);
     stop(p);
     th_rmrf(tmp);
@@ -180,8 +178,7 @@ Test(netns, a_replica_beyond_loopback_with_the_shared_secret_replicates)
     const char *pargs[] = {"--repl-secret-file", key, NULL};
     pid_t p = start_in(nsa, pd, pl, pargs);
     cr_assert(log_says(pl, "ready", 10000), "the primary did not start");
-    const char *rargs[] = {"--replica-of", of, "--repl-secret-file", key,
-                           NULL};
+    const char *rargs[] = {"--replica-of", of, "--repl-secret-file", key, NULL};
     pid_t r = start_in(nsb, rd, rl, rargs);
     cr_assert(log_says(rl, "installed a full copy", 10000),
               "the replica did not get its copy");

@@ -45,8 +45,7 @@ frame_bytes(char *out, uint8_t type, uint64_t off, const void *payload,
 static struct rs_frame
 body_frame(uint8_t type, const char *body, size_t n)
 {
-    return (struct rs_frame){.type = type, .len = (uint32_t)n,
-                             .payload = body};
+    return (struct rs_frame){.type = type, .len = (uint32_t)n, .payload = body};
 }
 
 static void
@@ -90,7 +89,7 @@ Test(stream, the_header_is_laid_out_little_endian_as_the_format_says)
     /* a peer built from the format's description must read our frames */
     char hdr[RS_HDR];
     rs_header(hdr, RS_DATA, 0x04030201u, 0x0c0b0a0908070605ull);
-    const uint8_t want[RS_HDR] = {RS_DATA, 0, 0, 0, 1, 2, 3, 4,
+    const uint8_t want[RS_HDR] = {RS_DATA, 0, 0, 0, 1, 2,  3,  4,
                                   5,       6, 7, 8, 9, 10, 11, 12};
     cr_assert(memcmp(hdr, want, RS_HDR) == 0);
 }
@@ -100,16 +99,15 @@ Test(stream, a_frame_split_at_every_byte_decodes_only_when_whole)
     for (size_t i = 0; i < NTYPES; i++) {
         char payload[40], buf[RS_HDR + 40];
         fill((uint8_t *)payload, sizeof(payload), (uint8_t)i);
-        size_t n = frame_bytes(buf, every_type[i], 99, payload,
-                               sizeof(payload));
+        size_t n =
+            frame_bytes(buf, every_type[i], 99, payload, sizeof(payload));
         for (size_t k = 0; k < n; k++) {
             /* exactly k bytes, so that a read past them is caught */
             char *prefix = malloc(k ? k : 1);
             memcpy(prefix, buf, k);
             struct rs_frame f;
-            cr_assert_eq(rs_decode(prefix, k, &f), 0,
-                         "%s: %zu of %zu bytes", rs_type_name(every_type[i]),
-                         k, n);
+            cr_assert_eq(rs_decode(prefix, k, &f), 0, "%s: %zu of %zu bytes",
+                         rs_type_name(every_type[i]), k, n);
             free(prefix);
         }
         struct rs_frame f;
@@ -144,8 +142,7 @@ Test(stream, an_unknown_frame_type_is_refused)
         size_t n = frame_bytes(buf, bad[i], 0, "abcd", 4);
         struct rs_frame f;
         cr_assert_eq(rs_decode(buf, n, &f), RS_E_TYPE, "type %u", bad[i]);
-        cr_assert_eq(rs_decode(buf, RS_HDR, &f), RS_E_TYPE, "type %u",
-                     bad[i]);
+        cr_assert_eq(rs_decode(buf, RS_HDR, &f), RS_E_TYPE, "type %u", bad[i]);
     }
 }
 
@@ -189,8 +186,11 @@ static const struct logdir_epoch history[] = {
 static struct rs_ident
 sample_ident(void)
 {
-    struct rs_ident m = {.version = 1, .port = 11311, .has_log = true,
-                         .start = 1ull << 20, .end = (1ull << 40) + 555,
+    struct rs_ident m = {.version = 1,
+                         .port = 11311,
+                         .has_log = true,
+                         .start = 1ull << 20,
+                         .end = (1ull << 40) + 555,
                          .last_off = (1ull << 40) + 500,
                          .last_sum = 0xfeedfacecafebeefull,
                          .nepochs = NHISTORY};
@@ -204,13 +204,17 @@ sample_ident(void)
 static struct rs_plan
 sample_plan(uint8_t mode)
 {
-    struct rs_plan p = {.mode = mode, .keep_old = true, .fork = 4000,
-                        .from = 4096, .copy_end = 1ull << 41,
+    struct rs_plan p = {.mode = mode,
+                        .keep_old = true,
+                        .fork = 4000,
+                        .from = 4096,
+                        .copy_end = 1ull << 41,
                         .nepochs = NHISTORY};
     fill(p.mac, RS_MAC, 41);
     memcpy(p.log_id, log_a, 16);
     memcpy(p.epochs, history, sizeof(history));
-    snprintf(p.why, sizeof(p.why), "the histories part at offset 4000; "
+    snprintf(p.why, sizeof(p.why),
+             "the histories part at offset 4000; "
              "the replica's 96 bytes after it move aside");
     return p;
 }
@@ -246,8 +250,8 @@ assert_ident_eq(const struct rs_ident *a, const struct rs_ident *b)
     cr_assert_eq(a->last_off, b->last_off);
     cr_assert_eq(a->last_sum, b->last_sum);
     cr_assert_eq(a->nepochs, b->nepochs);
-    cr_assert(memcmp(a->epochs, b->epochs,
-                     a->nepochs * sizeof(a->epochs[0])) == 0);
+    cr_assert(memcmp(a->epochs, b->epochs, a->nepochs * sizeof(a->epochs[0])) ==
+              0);
 }
 
 Test(stream, ident_round_trips_every_field_and_the_history)
@@ -287,8 +291,8 @@ assert_plan_eq(const struct rs_plan *a, const struct rs_plan *b)
     cr_assert_eq(a->copy_end, b->copy_end);
     cr_assert(memcmp(a->log_id, b->log_id, 16) == 0);
     cr_assert_eq(a->nepochs, b->nepochs);
-    cr_assert(memcmp(a->epochs, b->epochs,
-                     a->nepochs * sizeof(a->epochs[0])) == 0);
+    cr_assert(memcmp(a->epochs, b->epochs, a->nepochs * sizeof(a->epochs[0])) ==
+              0);
     cr_assert_str_eq(a->why, b->why);
 }
 
@@ -414,12 +418,12 @@ plan_with_history(const struct logdir_epoch *e, size_t n)
 
 Test(stream, a_history_out_of_order_is_refused)
 {
-    const struct logdir_epoch seq_back[] = {{1, 10, 0}, {3, 30, 100},
-                                            {2, 20, 200}};
-    const struct logdir_epoch seq_twice[] = {{1, 10, 0}, {2, 20, 100},
-                                             {2, 30, 200}};
-    const struct logdir_epoch start_back[] = {{1, 10, 0}, {2, 20, 200},
-                                              {3, 30, 100}};
+    const struct logdir_epoch seq_back[] = {
+        {1, 10, 0}, {3, 30, 100}, {2, 20, 200}};
+    const struct logdir_epoch seq_twice[] = {
+        {1, 10, 0}, {2, 20, 100}, {2, 30, 200}};
+    const struct logdir_epoch start_back[] = {
+        {1, 10, 0}, {2, 20, 200}, {3, 30, 100}};
     cr_assert_eq(ident_with_history(seq_back, 3), RS_E_BODY);
     cr_assert_eq(ident_with_history(seq_twice, 3), RS_E_BODY);
     cr_assert_eq(ident_with_history(start_back, 3), RS_E_BODY);
@@ -477,9 +481,9 @@ Test(stream, a_history_longer_than_the_maximum_is_refused)
     f = body_frame(RS_PLAN, body, n);
     cr_assert_eq(rs_plan_decode(&f, &dp), 0);
     assert_plan_eq(&dp, &p);
-    f = body_frame(RS_PLAN, body,
-                   add_epoch(body, n, LOGDIR_MAX_EPOCHS, 2 + strlen(p.why),
-                             extra));
+    f = body_frame(
+        RS_PLAN, body,
+        add_epoch(body, n, LOGDIR_MAX_EPOCHS, 2 + strlen(p.why), extra));
     cr_assert_eq(rs_plan_decode(&f, &dp), RS_E_BODY);
 }
 
@@ -490,8 +494,7 @@ Test(stream, a_plan_with_an_unknown_mode_is_refused)
         static struct rs_plan p, d;
         p = sample_plan(bad[i]);
         char body[RS_MAX_BODY];
-        struct rs_frame f = body_frame(RS_PLAN, body,
-                                       rs_plan_encode(body, &p));
+        struct rs_frame f = body_frame(RS_PLAN, body, rs_plan_encode(body, &p));
         cr_assert_eq(rs_plan_decode(&f, &d), RS_E_BODY, "mode %u", bad[i]);
     }
 }
@@ -630,8 +633,8 @@ Test(stream, frames_written_one_byte_at_a_time_arrive_whole_and_in_order)
         cr_assert_eq(f.type, frames[i].type, "frame %zu", i);
         cr_assert_eq(f.off, frames[i].off, "frame %zu", i);
         cr_assert_eq(f.len, frames[i].len, "frame %zu", i);
-        cr_assert(memcmp(f.payload, frames[i].payload, f.len) == 0,
-                  "frame %zu", i);
+        cr_assert(memcmp(f.payload, frames[i].payload, f.len) == 0, "frame %zu",
+                  i);
     }
     pthread_join(t, NULL);
     cr_assert_eq(d.written, n);
