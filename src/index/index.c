@@ -6,8 +6,8 @@
  * a table of 32-bit slots and an arena. The arena holds one packed entry per
  * key, unaligned and read with memcpy:
  *
- *     0  u64 off   8  u32 vlen   12  u32 exptime   16  u64 cas
- *    24  u8  klen  25  key bytes (1..255)
+ *     0  u64 off   8  u32 vlen (30 bits), stale, fetched   12  u32 exptime
+ *    16  u64 cas  24  u8 klen   25  key bytes (1..255)
  *
  * that is, struct index_entry byte for byte followed by the key: 25 + klen
  * bytes. A slot is 0 (empty), 1 (deleted, a tombstone) or a ref:
@@ -118,8 +118,7 @@
 
 _Static_assert(sizeof(struct index_entry) == ENTRY_FIXED,
                "struct index_entry must have no padding");
-_Static_assert(offsetof(struct index_entry, vlen) == 8 &&
-                   offsetof(struct index_entry, exptime) == 12 &&
+_Static_assert(offsetof(struct index_entry, exptime) == 12 &&
                    offsetof(struct index_entry, cas) == 16,
                "struct index_entry layout is the arena's entry layout");
 

@@ -24,10 +24,13 @@
 
 /* What the index keeps per key (besides the key itself). */
 struct index_entry {
-    uint64_t off;     /* log offset of the record's first byte */
-    uint32_t vlen;    /* value length in bytes */
-    uint32_t exptime; /* absolute unix seconds, 0 = never */
-    uint64_t cas;     /* the record's cas unique */
+    uint64_t off;         /* log offset of the record's first byte */
+    uint32_t vlen : 30;   /* value length in bytes (under 1 GiB) */
+    uint32_t stale : 1;   /* invalidated (meta I); on disk too */
+    uint32_t fetched : 1; /* read since it was stored (meta h); RAM only:
+                             a restart forgets it */
+    uint32_t exptime;     /* absolute unix seconds, 0 = never */
+    uint64_t cas;         /* the item's cas unique */
 };
 
 typedef struct index index_t;

@@ -5,17 +5,22 @@
  *
  * The rules (record.c describes the format):
  *   1. Records are applied in log order; for every key a later record wins.
- *   2. PUT points the key at this record, unless its cas is below the last
- *      immediate FLUSH (it was flushed: an older copy, e.g. by compaction).
- *      Expiry is not judged here: a later TOUCH may extend the item; the
- *      caller sweeps expired items when it is done (recovery) or they are
- *      dropped when looked up (a live store).
- *   3. DELETE removes the key; TOUCH sets its exptime (if it is there).
+ *   2. PUT points the key at this record. Expiry is not judged here: a
+ *      later TOUCH may extend the item; the caller sweeps expired items
+ *      when it is done (recovery) or they are dropped when looked up (a
+ *      live store). A PUT flagged REC_F_STALE is a stale item (ms I).
+ *   3. DELETE removes the key; TOUCH sets its exptime, its cas and its
+ *      stale flag (md I) if it is there.
  *   4. FLUSH with no time, or a time not after its own write time, empties
- *      every item with a smaller cas at once; a later time is remembered as
- *      pending (the store appends an immediate FLUSH when it comes).
- *   5. Every cas seen (and every segment header's cas floor, checked by the
- *      callers) raises the next cas above it.
+ *      every item whose record lies before it in the log, at once; a later
+ *      time is remembered as pending (the store appends an immediate FLUSH
+ *      when it comes). The log offset, not the cas, decides: clients may
+ *      choose cas values (meta's E), offsets only grow. (Compaction copies
+ *      an item only under flush_mu, so a copy placed after a FLUSH is of an
+ *      item that was not flushed.)
+ *   5. Every cas the store generated (not one a client chose: REC_F_CAS_
+ *      CLIENT), and every segment header's cas floor, checked by the
+ *      callers, raises the next cas above it.
  *   6. DROP names a segment that compaction removed after copying its live
  *      records (which come before the DROP in the log): the segment may be
  *      deleted once the DROP is durable.
@@ -53,7 +58,7 @@ ap_remove(struct apply *a, uint64_t h, const struct rec *r)
 struct sweep {
     struct apply *a;
     uint32_t now;
-    uint64_t before_cas;
+    uint64_t before_off;
 };
 
 static int
@@ -65,7 +70,7 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
         store_part_of(index_hash(key, klen), a->nparts) != a->part)
         return INDEX_KEEP;
     bool gone = store_expired(e->exptime, sw->now);
-    if (!gone && e->cas >= sw->before_cas)
+    if (!gone && e->off >= sw->before_off)
         return INDEX_KEEP;
     if (a->s)
         store_index_dropped(a->s, klen, e, gone);
@@ -73,27 +78,26 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
 }
 
 void
-apply_sweep(struct apply *a, uint64_t before_cas, uint32_t now)
+apply_sweep(struct apply *a, uint64_t before_off, uint32_t now)
 {
-    struct sweep sw = {.a = a, .now = now, .before_cas = before_cas};
+    struct sweep sw = {.a = a, .now = now, .before_off = before_off};
     for (unsigned i = 0; i < index_shards(a->ix); i++)
         index_scan(a->ix, i, sweep_visit, &sw);
 }
 
 static void
-apply_flush(struct apply *a, const struct rec *r)
+apply_flush(struct apply *a, const struct rec *r, uint64_t off)
 {
     if (r->exptime && (uint64_t)r->exptime * 1000 > r->time_ms) {
         a->flush_deadline = r->exptime;
-        a->flush_deadline_cas = r->cas;
         if (a->live)
             atomic_store(&a->s->flush_deadline, r->exptime);
         return;
     }
-    a->flush_before = r->cas;
+    a->flush_before = off;
     a->flush_deadline = 0;
     if (a->live) {
-        atomic_store(&a->s->flush_before_cas, r->cas);
+        atomic_store(&a->s->flush_before_off, off);
         atomic_store(&a->s->flush_deadline, 0);
     }
     apply_sweep(a, a->flush_before, a->s ? store_now(a->s) : 0);
@@ -109,15 +113,12 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
     index_lock(a->ix, h);
     switch (r->type) {
     case REC_PUT:
-        if (r->cas < a->flush_before) {
-            ap_remove(a, h, r);
-        } else {
-            e = (struct index_entry){.off = off,
-                                     .vlen = r->vlen,
-                                     .exptime = r->exptime,
-                                     .cas = r->cas};
-            ap_put(a, h, r, &e);
-        }
+        e = (struct index_entry){.off = off,
+                                 .vlen = r->vlen,
+                                 .exptime = r->exptime,
+                                 .cas = r->cas,
+                                 .stale = (r->rflags & REC_F_STALE) != 0};
+        ap_put(a, h, r, &e);
         break;
     case REC_DELETE:
         ap_remove(a, h, r);
@@ -125,6 +126,8 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
     case REC_TOUCH:
         if (index_find(a->ix, h, r->key, r->klen, &e)) {
             e.exptime = r->exptime;
+            e.cas = r->cas;
+            e.stale = (r->rflags & REC_F_STALE) != 0;
             index_put(a->ix, h, r->key, r->klen, &e, NULL);
         }
         break;
@@ -158,13 +161,13 @@ apply_record(struct apply *a, const struct rec *r, uint64_t off)
     }
     if (r->type & REC_TYPE_SKIPPABLE)
         return;
-    if (r->cas >= a->next_cas) {
+    if (r->cas >= a->next_cas && !(r->rflags & REC_F_CAS_CLIENT)) {
         a->next_cas = r->cas + 1;
         if (a->live)
             store_raise_cas(a->s, a->next_cas);
     }
     if (r->type == REC_FLUSH)
-        apply_flush(a, r);
+        apply_flush(a, r, off);
     else
         apply_key(a, r, off);
 }
@@ -182,5 +185,4 @@ apply_merge(struct apply *into, const struct apply *from)
 #undef MAX_INTO
     /* every thread saw the same FLUSH records */
     into->flush_deadline = from->flush_deadline;
-    into->flush_deadline_cas = from->flush_deadline_cas;
 }

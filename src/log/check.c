@@ -213,8 +213,10 @@ static void
 count_live(struct ck *c)
 {
     struct live l = {.now = (uint32_t)time(NULL)};
+    /* a delayed flush whose time has passed: the next start flushes
+     * everything the log holds */
     if (c->ap.flush_deadline && c->ap.flush_deadline <= l.now)
-        apply_sweep(&c->ap, c->ap.flush_deadline_cas, 0);
+        apply_sweep(&c->ap, UINT64_MAX, 0);
     for (unsigned i = 0; i < index_shards(c->ap.ix); i++)
         index_scan(c->ap.ix, i, live_visit, &l);
     c->t->live_keys = l.keys;

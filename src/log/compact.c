@@ -72,7 +72,12 @@ victim(struct store *s)
     return g;
 }
 
-/* Step 1 for one PUT at offset off. *copy_end advances past a copy. */
+/*
+ * Step 1 for one PUT at offset off. *copy_end advances past a copy. It holds
+ * flush_mu: a flush_all decides by log offset (apply.c rule 4), so a copy
+ * must land before a FLUSH that covers its original or be of an item that
+ * the FLUSH did not cover.
+ */
 static int
 copy_if_live(struct store *s, const struct rec *r, uint64_t off,
              uint64_t *copy_end)
@@ -80,15 +85,24 @@ copy_if_live(struct store *s, const struct rec *r, uint64_t off,
     uint64_t h = index_hash(r->key, r->klen);
     struct index_entry e;
     int rc = 0;
+    pthread_mutex_lock(&s->flush_mu);
     index_lock(s->ix, h);
     if (index_find(s->ix, h, r->key, r->klen, &e) && e.off == off) {
         if (store_expired(e.exptime, store_now(s)) ||
-            e.cas < atomic_load(&s->flush_before_cas)) {
+            e.off < atomic_load(&s->flush_before_off)) {
             store_index_remove(s, h, r->key, r->klen);
         } else {
             struct rec c = *r;
             c.exptime = e.exptime;
             c.cas = e.cas;
+            /* what the index holds now: a TOUCH since may have marked it
+             * stale and given it another cas. That cas may have been a
+             * client's (E): flagged as one, it never moves the next cas;
+             * one the store generated was counted when it was made, and
+             * this segment's header cas floor keeps it counted. */
+            c.rflags = (uint8_t)((c.rflags & ~REC_F_STALE) |
+                                 (e.stale ? REC_F_STALE : 0) |
+                                 REC_F_CAS_CLIENT);
             uint64_t noff;
             rc = log_append(s, &c, false, &noff);
             if (rc == 0) {
@@ -101,6 +115,7 @@ copy_if_live(struct store *s, const struct rec *r, uint64_t off,
         }
     }
     index_unlock(s->ix, h);
+    pthread_mutex_unlock(&s->flush_mu);
     return rc;
 }
 

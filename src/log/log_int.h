@@ -63,10 +63,9 @@ struct apply {
     struct store *s; /* NULL: a bare index (mcdb-fsck), no live bytes */
     bool live;       /* a replica's stream: the store's state moves too */
     unsigned part, nparts; /* apply only the keys of this partition */
-    uint64_t next_cas;     /* above every cas seen */
-    uint64_t flush_before; /* the last immediate FLUSH's cas */
-    uint32_t flush_deadline;     /* the last delayed FLUSH, if pending: */
-    uint64_t flush_deadline_cas; /* ... its time and cas */
+    uint64_t next_cas;       /* above every cas the store generated */
+    uint64_t flush_before;   /* the last immediate FLUSH's offset */
+    uint32_t flush_deadline; /* the last delayed FLUSH's time, if pending */
     uint64_t dropped_end; /* highest end of a segment a DROP names */
     uint64_t drop_off;    /* ... and that DROP's offset */
     uint64_t max_rec;     /* largest PUT record */
@@ -154,9 +153,9 @@ struct store {
     atomic_int failed;            /* 0 or the -errno that made us read-only */
     char errtext[256];
 
-    /* flush_all: items with cas < flush_before_cas are gone; a delayed
-     * flush waits in flush_deadline (unix seconds, 0 = none). */
-    atomic_uint_fast64_t flush_before_cas;
+    /* flush_all: items whose record lies before flush_before_off are gone;
+     * a delayed flush waits in flush_deadline (unix seconds, 0 = none). */
+    atomic_uint_fast64_t flush_before_off;
     atomic_uint flush_deadline;
     pthread_mutex_t flush_mu;
 
@@ -267,9 +266,9 @@ void store_drop_later(struct store *s, uint64_t end, uint64_t at);
 
 /* apply.c */
 void apply_record(struct apply *a, const struct rec *r, uint64_t off);
-/* Drop the entries (of a's partition) with a cas below before_cas or
- * expired at now (0: judge no expiry). */
-void apply_sweep(struct apply *a, uint64_t before_cas, uint32_t now);
+/* Drop the entries (of a's partition) whose record lies before log offset
+ * before_off, or expired at now (0: judge no expiry). */
+void apply_sweep(struct apply *a, uint64_t before_off, uint32_t now);
 /* Fold what another thread's apply learned into `into`. */
 void apply_merge(struct apply *into, const struct apply *from);
 

@@ -25,14 +25,19 @@
  *                     with the high bit (0x80) set may be skipped by readers
  *                     that do not know them; any other unknown type is an
  *                     error.
- *   9  u8   rflags    0 (reserved)
+ *   9  u8   rflags    REC_F_STALE: a PUT of a stale value (meta ms I), a
+ *                     TOUCH that marks the item stale (md I);
+ *                     REC_F_CAS_CLIENT: the cas is one a client chose
+ *                     (meta E), so it does not move the next cas; the
+ *                     other bits are 0
  *  10  u16  klen      key length: 1..250 for PUT/DELETE/TOUCH, else 0
- *  12  u32  vlen      value length (at most 1 GiB)
+ *  12  u32  vlen      value length (under 1 GiB)
  *  16  u32  flags     memcached's opaque client flags
  *  20  u32  exptime   absolute unix seconds, 0 = never. TOUCH: the new
  *                     exptime. FLUSH: when it takes effect (0 = at once).
- *  24  u64  cas       cas unique; it grows with the log and across restarts.
- *                     FLUSH: items with a smaller cas are gone.
+ *  24  u64  cas       cas unique; the ones the store generates grow with the
+ *                     log and across restarts. TOUCH: the item's cas from
+ *                     now on (md I gives it a new one).
  *  32  u64  time      wall-clock write time, unix milliseconds
  *  40       key bytes, then value bytes
  *
@@ -69,7 +74,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define REC_MAX_VLEN (1u << 30)
 #define REC_MAX_KLEN 250
 #define SEED_MULT 0x9E3779B97F4A7C15ull
 

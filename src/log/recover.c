@@ -538,7 +538,7 @@ log_recover(struct store *s, char *err, size_t errlen)
             s->next_cas = sc.ap.next_cas;
         s->max_rec = sc.ap.max_rec;
         s->last_rec = sc.ap.last_off;
-        atomic_store(&s->flush_before_cas, sc.ap.flush_before);
+        atomic_store(&s->flush_before_off, sc.ap.flush_before);
         atomic_store(&s->flush_deadline, sc.ap.flush_deadline);
     }
     free(bases);

@@ -103,7 +103,7 @@ role_start_live(struct store *s)
                              .live = true,
                              .nparts = 1,
                              .next_cas = s->next_cas,
-                             .flush_before = atomic_load(&s->flush_before_cas)};
+                             .flush_before = atomic_load(&s->flush_before_off)};
 }
 
 int

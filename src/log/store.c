@@ -190,7 +190,7 @@ void
 store_sweep(struct store *s)
 {
     struct apply a = {.ix = s->ix, .s = s, .nparts = 1};
-    apply_sweep(&a, atomic_load(&s->flush_before_cas), store_now(s));
+    apply_sweep(&a, atomic_load(&s->flush_before_off), store_now(s));
 }
 
 void
@@ -226,7 +226,7 @@ append_flush(struct store *s, uint32_t deadline, struct store_write *w)
     if (rc)
         return rc;
     if (deadline == 0) {
-        atomic_store(&s->flush_before_cas, r.cas);
+        atomic_store(&s->flush_before_off, off);
         atomic_store(&s->flush_deadline, 0);
     } else {
         atomic_store(&s->flush_deadline, deadline);
@@ -287,7 +287,7 @@ find_live(struct store *s, uint64_t h, const void *key, size_t klen,
         atomic_fetch_add(&s->st_expired, 1);
         return false;
     }
-    if (e->cas < atomic_load(&s->flush_before_cas)) {
+    if (e->off < atomic_load(&s->flush_before_off)) {
         store_index_remove(s, h, key, klen);
         return false;
     }
@@ -816,6 +816,8 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     if (!s)
         return STORE_NOMEM;
     s->cfg = *cfg;
+    if (s->cfg.max_item_size > REC_MAX_VLEN)
+        s->cfg.max_item_size = REC_MAX_VLEN;
     s->dir = strdup(cfg->dir);
     s->dirfd = s->lockfd = -1;
     s->next_cas = 1;

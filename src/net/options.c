@@ -517,6 +517,8 @@ opt_check(struct net_config *cfg, const char **name)
     *name = "--max-item-size";
     if (cfg->max_item_size < OPT_MIN_ITEM || cfg->max_item_size > OPT_MAX_ITEM)
         return "must be between 1k and 1g";
+    if (cfg->max_item_size == OPT_MAX_ITEM)
+        cfg->max_item_size--; /* the index keeps 30 bits of value length */
     *name = "--segment-size";
     if (cfg->segment_size < STORE_MIN_SEGMENT_SIZE)
         return "must be at least 64k";

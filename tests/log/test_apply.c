@@ -89,15 +89,48 @@ Test(apply, delete_removes_and_touch_changes_only_the_exptime)
 Test(apply, an_immediate_flush_empties_what_came_before_and_not_what_follows)
 {
     put("old", 100, 5);
+    put("high", 150, 99); /* a client's cas (E): the offset decides */
     struct rec f = rec(REC_FLUSH, NULL, 0, 0, 6, 1000);
     apply_record(&a, &f, 200);
     put("new", 300, 7);
-    put("copy", 400, 4); /* an older version copied later: flushed too */
+    put("low", 400, 1); /* a client's low cas after the flush: kept */
     struct index_entry e;
     cr_assert_not(find("old", &e));
+    cr_assert_not(find("high", &e));
     cr_assert(find("new", &e));
-    cr_assert_not(find("copy", &e));
-    cr_assert_eq(a.flush_before, 6);
+    cr_assert(find("low", &e));
+    cr_assert_eq(a.flush_before, 200);
+}
+
+Test(apply, a_cas_the_client_chose_does_not_move_the_next_cas)
+{
+    struct rec r = rec(REC_PUT, "k", 1, 0, UINT64_MAX - 1, 1000);
+    r.rflags = REC_F_CAS_CLIENT;
+    apply_record(&a, &r, 100);
+    cr_assert_eq(a.next_cas, 0);
+    put("j", 200, 41);
+    cr_assert_eq(a.next_cas, 42);
+}
+
+Test(apply, stale_marks_come_from_puts_and_touches)
+{
+    struct rec r = rec(REC_PUT, "k", 1, 0, 5, 1000);
+    r.rflags = REC_F_STALE;
+    apply_record(&a, &r, 100);
+    struct index_entry e;
+    cr_assert(find("k", &e));
+    cr_assert(e.stale);
+    put("k", 200, 6);
+    cr_assert(find("k", &e));
+    cr_assert_not(e.stale, "a new value is not stale");
+    struct rec t = rec(REC_TOUCH, "k", 0, 77, 8, 2000);
+    t.rflags = REC_F_STALE;
+    apply_record(&a, &t, 300);
+    cr_assert(find("k", &e));
+    cr_assert(e.stale);
+    cr_assert_eq(e.cas, 8, "md I bumps the cas");
+    cr_assert_eq(e.exptime, 77);
+    cr_assert_eq(e.off, 200);
 }
 
 Test(apply, a_delayed_flush_is_remembered_with_its_time_and_empties_nothing_yet)
@@ -109,7 +142,6 @@ Test(apply, a_delayed_flush_is_remembered_with_its_time_and_empties_nothing_yet)
     struct index_entry e;
     cr_assert(find("k", &e));
     cr_assert_eq(a.flush_deadline, 2000000);
-    cr_assert_eq(a.flush_deadline_cas, 6);
     /* a flush whose time had already come when written is immediate */
     struct rec g = rec(REC_FLUSH, NULL, 0, 500, 8, 1000000000ull);
     apply_record(&a, &g, 300);
