@@ -101,8 +101,7 @@ main(int argc, char **argv)
     double t0 = now_s();
     for (long k = 0; k < keys; k++) {
         int klen = snprintf(key, sizeof(key), "key:%ld", k);
-        if (store_set(s, STORE_SET, key, (size_t)klen, val, (size_t)vsize, 0,
-                      0, 0, &w)) {
+        if (store_set(s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)vsize}, &w)) {
             fprintf(stderr, "bench_restart: write failed\n");
             return 1;
         }

@@ -61,8 +61,7 @@ worker(void *arg)
         int klen = snprintf(key, sizeof(key), "key:%d", k);
         if (r->writes) {
             struct store_write w;
-            if (store_set(r->s, STORE_SET, key, (size_t)klen, val,
-                          (size_t)r->o->vsize, 0, 0, 0, &w) ||
+            if (store_set(r->s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)r->o->vsize}, &w) ||
                 store_wait(r->s, w.ack)) {
                 fprintf(stderr, "write failed\n");
                 exit(1);
@@ -105,8 +104,7 @@ preload(store_t *s, const struct opts *o)
     struct store_write w = {0};
     for (int k = 0; k < o->keys; k++) {
         int klen = snprintf(key, sizeof(key), "key:%d", k);
-        store_set(s, STORE_SET, key, (size_t)klen, val, (size_t)o->vsize, 0, 0,
-                  0, &w);
+        store_set(s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)o->vsize}, &w);
     }
     store_wait(s, w.ack);
     free(val);

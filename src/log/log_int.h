@@ -165,6 +165,8 @@ struct store {
     atomic_int read_gate, write_gate;
     char gate_text[256];  /* write_gate's message, under meta_mu */
     struct apply live;    /* a replica's apply of what it receives */
+    struct won_slot *won; /* win tokens out (item.c), under won_mu */
+    pthread_mutex_t won_mu;
     atomic_bool repl_required;           /* --sync-replicas */
     atomic_uint_fast64_t replicated;     /* acked by enough replicas */
     atomic_uint_fast64_t repl_timed_out; /* writes up to here failed */
@@ -258,6 +260,8 @@ store_part_of(uint64_t hash, unsigned nparts)
 }
 
 bool store_expired(uint32_t exptime, uint32_t now);
+/* item.c: a delayed flush_all whose time has come takes effect now. */
+void flush_tick(struct store *s);
 /* Live apply (a replica): the next cas goes above v; the segments a DROP
  * named (ending at or before end) are deleted once the log is durable up
  * to at. */

@@ -120,33 +120,95 @@ enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_APPEND,
                   STORE_PREPEND, STORE_CAS };
 
 struct store_write {
-    uint64_t cas; /* the cas unique of what was written, 0 when nothing was */
-    uint64_t ack; /* pass to store_ack_status(); 0 = nothing to wait for */
+    uint64_t cas;  /* the cas unique of what was written, 0 when nothing was */
+    uint64_t ack;  /* pass to store_ack_status(); 0 = nothing to wait for */
+    uint32_t vlen; /* the value's length afterwards (append: the whole) */
 };
 
 /*
- * exptime is as memcached clients send it: 0 never expires, up to 30 days
- * is relative seconds, beyond that absolute unix time, negative is already
- * expired. cas_in is used by STORE_CAS only. Append and prepend keep the
- * item's flags, exptime. Returns 0, STORE_NOT_STORED (add: exists; replace,
- * append, prepend: missing), STORE_EXISTS or STORE_NOT_FOUND (cas),
- * STORE_TOO_LARGE (nothing changed), STORE_READONLY, STORE_BAD_KEY.
+ * One keyed write of the set family: the classic set, add, replace,
+ * append, prepend and cas, and meta's ms with every flag. exptime is as
+ * memcached clients send it: 0 never expires, up to 30 days is relative
+ * seconds, beyond that absolute unix time, negative is already expired.
  */
-int store_set(store_t *s, enum store_mode mode, const void *key, size_t klen,
-              const void *val, size_t vlen, uint32_t flags, int64_t exptime,
-              uint64_t cas_in, struct store_write *w);
+struct store_req {
+    const void *key;
+    size_t klen;
+    enum store_mode mode;
+    const void *val;
+    size_t vlen;
+    uint32_t flags;
+    int64_t exptime;
+    /* Compare: STORE_CAS always; the other modes when has_cas (ms C): only
+     * the version with this cas is replaced (add: is never replaced). */
+    uint64_t cas_in;
+    bool has_cas;
+    /* ms I with C: a cas_in below the item's is accepted too; the value is
+     * then stored stale, keeping the item's exptime and win token. */
+    bool stale_ok;
+    /* ms E: the new version gets this cas instead of a generated one. */
+    uint64_t cas_new;
+    /* ms N in append or prepend mode: a missing item is created with this
+     * value and vivify_exptime instead of failing. */
+    bool vivify;
+    int64_t vivify_exptime;
+};
 
-/* cas_in 0 deletes whatever is there; otherwise only that version. */
-int store_delete(store_t *s, const void *key, size_t klen, uint64_t cas_in,
-                 struct store_write *w);
+/*
+ * Returns 0, STORE_NOT_STORED (add: exists; replace, append, prepend:
+ * missing), STORE_EXISTS (cas mismatch) or STORE_NOT_FOUND (cas, missing),
+ * STORE_TOO_LARGE (nothing changed), STORE_READONLY, STORE_BAD_KEY, a gate's
+ * code. Append and prepend keep the item's flags and exptime.
+ */
+int store_set(store_t *s, const struct store_req *r, struct store_write *w);
+
+/* A delete: the classic one, and meta's md with every flag. */
+struct store_del {
+    const void *key;
+    size_t klen;
+    uint64_t cas_in; /* with has_cas: only that version (else EXISTS) */
+    bool has_cas;
+    uint64_t cas_new; /* md E: the cas of the item that stays (I, x) */
+    /* md I: the item stays, marked stale with a new cas (the next client
+     * wins a recache); with has_ttl its exptime becomes exptime. */
+    bool invalidate;
+    bool has_ttl;
+    int64_t exptime;
+    /* md x: the item stays with an empty value, flags and exptime (as md
+     * F and T give them), its cas kept (or cas_new). */
+    bool empty_value;
+    uint32_t flags;
+};
+/* 0, STORE_NOT_FOUND, STORE_EXISTS, or the store's failure. */
+int store_delete(store_t *s, const struct store_del *q, struct store_write *w);
 
 int store_touch(store_t *s, const void *key, size_t klen, int64_t exptime,
                 struct store_write *w);
 
-/* incr (wraps at 2^64) or decr (stops at 0) a decimal value; the new value
- * is stored in *value. STORE_NON_NUMERIC leaves the item unchanged. */
-int store_arith(store_t *s, const void *key, size_t klen, bool incr,
-                uint64_t delta, uint64_t *value, struct store_write *w);
+/* incr/decr, and meta's ma with every flag. */
+struct store_arith_req {
+    const void *key;
+    size_t klen;
+    bool incr;        /* incr wraps at 2^64, decr stops at 0 */
+    uint64_t delta;
+    uint64_t cas_in;  /* with has_cas: only that version */
+    bool has_cas;
+    uint64_t cas_new; /* ma E */
+    bool vivify;      /* ma N: a missing item is created with initial */
+    int64_t vivify_exptime;
+    uint64_t initial;
+    bool touch;       /* ma T: the exptime changes too */
+    int64_t exptime;
+};
+struct store_arith_res {
+    uint64_t value;   /* the new value */
+    uint64_t cas;
+    uint32_t exptime; /* absolute, 0 = never */
+    bool created;     /* vivified */
+};
+/* 0, STORE_NOT_FOUND, STORE_EXISTS, STORE_NON_NUMERIC (unchanged), ... */
+int store_arith(store_t *s, const struct store_arith_req *q,
+                struct store_arith_res *res, struct store_write *w);
 
 /* flush_all [delay]: items stored before now + delay become invisible at
  * that time (delay <= 0: now). */
@@ -175,6 +237,7 @@ struct store_item {
     uint32_t flags;
     uint32_t exptime;     /* absolute unix seconds, 0 = never */
     uint64_t cas;
+    uint64_t time_ms;     /* when it was written (unix milliseconds) */
     const char *key;      /* point into the record buffer */
     uint32_t klen;
     const char *value;
@@ -195,9 +258,44 @@ struct store_loc {
 };
 
 /* STORE_NOT_FOUND for a missing, expired or flushed key (an expired item is
- * dropped from the index on the way). */
+ * dropped from the index on the way). The item counts as fetched. */
 int store_lookup(store_t *s, const void *key, size_t klen,
                  struct store_loc *loc);
+
+/*
+ * A read that may write: meta's mg with every flag, and gat. On a hit, or a
+ * miss that vivified, *res describes the item and res->loc where its
+ * record is (read it as after store_lookup, or store_read_finish with
+ * nread 0 when the value is not wanted: that unpins). res->ack is the
+ * write's (vivify, touch): the reply waits for it.
+ */
+struct store_mget {
+    const void *key;
+    size_t klen;
+    bool touch;        /* T (and gat): the exptime becomes exptime */
+    int64_t exptime;
+    bool vivify;       /* N: a miss creates an empty item, and wins */
+    int64_t vivify_exptime;
+    bool recache;      /* R: win when the item has under recache_ttl left */
+    int64_t recache_ttl;
+    uint64_t cas_new;  /* E: the vivified item's cas */
+    bool no_bump;      /* u: it does not count as fetched */
+};
+struct store_mget_res {
+    struct store_loc loc;
+    uint64_t cas;
+    uint32_t exptime;  /* absolute, 0 = never */
+    uint32_t vlen;
+    bool hit_before;   /* h: fetched before this read */
+    bool stale;        /* X */
+    bool won;          /* W: this client recaches it */
+    bool token_out;    /* Z: another client won it already */
+    bool created;      /* vivified by this read */
+    uint64_t ack;
+};
+/* 0 (res filled, record pinned), STORE_NOT_FOUND, a gate's code, ... */
+int store_mget(store_t *s, const struct store_mget *q,
+               struct store_mget_res *res);
 
 /* If the record is still in the append buffer, copy it to buf (loc.len
  * bytes) and return 1; return 0 when it is in the file (read it yourself). */

@@ -123,28 +123,35 @@ cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
             conn_pause(c);
             return false;
         }
+        CNT_INC(w, cmd_get);
+        struct store_loc loc;
+        int rc;
         if (touch) {
-            struct store_write wr = {0};
-            int rc = store_touch(s, key, klen, req->exptime, &wr);
+            /* the value as it was, then the new exptime: a gat with a past
+             * exptime returns the value once, as memcached's does */
+            struct store_mget q = {.key = key,
+                                   .klen = klen,
+                                   .touch = true,
+                                   .exptime = req->exptime};
+            struct store_mget_res res;
+            rc = store_mget(s, &q, &res);
             CNT_INC(w, cmd_touch);
-            if (rc == STORE_NOT_FOUND) {
+            if (rc == STORE_NOT_FOUND)
                 CNT_INC(w, touch_misses);
-                CNT_INC(w, get_misses);
-                CNT_INC(w, cmd_get);
-                continue;
+            if (rc == 0) {
+                CNT_INC(w, touch_hits);
+                loc = res.loc;
+                if (res.ack)
+                    cmd_hold(c, res.ack, "", 0, true);
             }
-            if (rc < 0) { /* read-only store: a write that cannot happen */
+            if (rc == STORE_REPLICA || rc == STORE_READONLY) {
                 char buf[512];
                 out_text(c, buf, cmd_status_text(s, rc, buf, sizeof(buf)));
                 return true;
             }
-            CNT_INC(w, touch_hits);
-            if (wr.ack)
-                cmd_hold(c, wr.ack, "", 0, true);
+        } else {
+            rc = store_lookup(s, key, klen, &loc);
         }
-        CNT_INC(w, cmd_get);
-        struct store_loc loc;
-        int rc = store_lookup(s, key, klen, &loc);
         if (rc == STORE_SYNCING || rc == STORE_STALE) {
             /* a replica that cannot answer: never a miss */
             char buf[512];
@@ -177,9 +184,15 @@ cmd_store(struct conn *c, const struct proto_req *req)
     };
     struct worker *w = c->w;
     struct store_write wr = {0};
-    int rc = store_set(w->net->store, modes[req->cmd], req->key, req->klen,
-                       req->data, req->bytes, req->flags, req->exptime,
-                       req->cas, &wr);
+    struct store_req sr = {.key = req->key,
+                           .klen = req->klen,
+                           .mode = modes[req->cmd],
+                           .val = req->data,
+                           .vlen = req->bytes,
+                           .flags = req->flags,
+                           .exptime = req->exptime,
+                           .cas_in = req->cas};
+    int rc = store_set(w->net->store, &sr, &wr);
     CNT_INC(w, cmd_set);
     if (rc == 0)
         CNT_INC(w, total_items);
@@ -200,9 +213,11 @@ cmd_arith(struct conn *c, const struct proto_req *req)
     struct worker *w = c->w;
     bool incr = req->cmd == PROTO_INCR;
     struct store_write wr = {0};
-    uint64_t value = 0;
-    int rc = store_arith(w->net->store, req->key, req->klen, incr, req->delta,
-                         &value, &wr);
+    struct store_arith_req q = {
+        .key = req->key, .klen = req->klen, .incr = incr, .delta = req->delta};
+    struct store_arith_res res;
+    int rc = store_arith(w->net->store, &q, &res, &wr);
+    uint64_t value = res.value;
     if (rc == STORE_NOT_FOUND) {
         if (incr)
             CNT_INC(w, incr_misses);
@@ -225,7 +240,8 @@ cmd_delete(struct conn *c, const struct proto_req *req)
 {
     struct worker *w = c->w;
     struct store_write wr = {0};
-    int rc = store_delete(w->net->store, req->key, req->klen, 0, &wr);
+    struct store_del q = {.key = req->key, .klen = req->klen};
+    int rc = store_delete(w->net->store, &q, &wr);
     if (rc == 0)
         CNT_INC(w, delete_hits);
     else if (rc == STORE_NOT_FOUND)
@@ -370,7 +386,8 @@ cmd_parse_error(struct conn *c, const struct proto_req *req)
     if (req->cmd == PROTO_SET && req->key && req->swallow &&
         strcmp(req->reply, R_TOO_LARGE) == 0) {
         struct store_write wr = {0};
-        int rc = store_delete(c->w->net->store, req->key, req->klen, 0, &wr);
+        struct store_del q = {.key = req->key, .klen = req->klen};
+        int rc = store_delete(c->w->net->store, &q, &wr);
         if (rc == 0 || rc == STORE_NOT_FOUND) {
             cmd_hold(c, wr.ack, R_TOO_LARGE, strlen(R_TOO_LARGE), req->noreply);
             return;

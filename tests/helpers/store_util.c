@@ -68,8 +68,7 @@ ts_set(struct tstore *t, const char *key, const char *val, uint32_t flags,
        int64_t exptime)
 {
     struct store_write w;
-    int rc = store_set(t->s, STORE_SET, key, strlen(key), val, strlen(val),
-                       flags, exptime, 0, &w);
+    int rc = store_set(t->s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = val, .vlen = strlen(val), .flags = flags, .exptime = exptime}, &w);
     return rc ? rc : store_wait(t->s, w.ack);
 }
 

@@ -79,7 +79,7 @@ Test(compact, live_bytes_follow_overwrites_deletes_and_flushes)
     ts_set(&t, "k", "1", 0, 0);
     cr_assert_eq(stats().live_bytes, 40 + 1 + 1);
     struct store_write w;
-    store_delete(t.s, "k", 1, 0, &w);
+    store_delete(t.s, &(struct store_del){.key = "k", .klen = 1}, &w);
     store_wait(t.s, w.ack);
     cr_assert_eq(stats().live_bytes, 0);
     set_n("f", 10, 10, 0);
@@ -126,7 +126,7 @@ Test(compact, compaction_reclaims_garbage_and_keeps_every_live_item)
         char key[32];
         snprintf(key, sizeof(key), "gone%d", i);
         struct store_write w;
-        cr_assert_eq(store_delete(t.s, key, strlen(key), 0, &w), 0);
+        cr_assert_eq(store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w), 0);
         store_wait(t.s, w.ack);
     }
     struct store_stats before = stats();
@@ -203,8 +203,7 @@ Test(compact, cas_values_are_kept_by_copies)
     free(ts_get(&t, "k5", NULL, &cas_after));
     cr_assert_eq(cas_after, cas_before);
     struct store_write w;
-    cr_assert_eq(store_set(t.s, STORE_CAS, "k5", 2, "x", 1, 0, 0, cas_before,
-                           &w),
+    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "k5", .klen = 2, .mode = STORE_CAS, .val = "x", .vlen = 1, .cas_in = cas_before}, &w),
                  0, "a client's cas failed because compaction moved the item");
 }
 
@@ -275,14 +274,13 @@ crash_child(int fd)
         struct store_write w;
         int rc;
         if (i % 7 == 3) {
-            rc = store_delete(t.s, key, strlen(key), 0, &w);
+            rc = store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w);
             if (rc == STORE_NOT_FOUND)
                 rc = 0, w.ack = 0;
         } else {
             int n = snprintf(val, sizeof(val), "%d:", i);
             memset(val + n, 'x', 500);
-            rc = store_set(t.s, STORE_SET, key, strlen(key), val,
-                           (size_t)n + 500, 0, 0, 0, &w);
+            rc = store_set(t.s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = val, .vlen = (size_t)n + 500}, &w);
         }
         if (rc || store_wait(t.s, w.ack))
             _exit(3);
@@ -370,7 +368,7 @@ Test(compact, a_value_larger_than_todays_item_limit_is_still_compacted)
     char *val = malloc(big);
     memset(val, 'B', big);
     struct store_write w;
-    cr_assert_eq(store_set(t.s, STORE_SET, "big", 3, val, big, 0, 0, 0, &w), 0);
+    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "big", .klen = 3, .mode = STORE_SET, .val = val, .vlen = big}, &w), 0);
     store_wait(t.s, w.ack);
     ts_close(&t);
     t.cfg.max_item_size = 1 << 20;

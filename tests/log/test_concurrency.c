@@ -48,9 +48,8 @@ writer(void *arg)
         int vlen = make_value(val, k, id, i);
         struct store_write w;
         int rc = (i % 10 == 9)
-                     ? store_delete(t.s, key, (size_t)klen, 0, &w)
-                     : store_set(t.s, STORE_SET, key, (size_t)klen, val,
-                                 (size_t)vlen, (uint32_t)k, 0, 0, &w);
+                     ? store_delete(t.s, &(struct store_del){.key = key, .klen = (size_t)klen}, &w)
+                     : store_set(t.s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)vlen, .flags = (uint32_t)k}, &w);
         if (rc && rc != STORE_NOT_FOUND)
             return (void *)1;
         if (i % 16 == 0 && rc == 0 && store_wait(t.s, w.ack))

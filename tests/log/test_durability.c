@@ -116,7 +116,7 @@ gc_thread(void *arg)
     for (int i = 0; i < GC_WRITES; i++) {
         snprintf(key, sizeof(key), "t%d-%d", id, i);
         struct store_write w;
-        if (store_set(t.s, STORE_SET, key, strlen(key), "v", 1, 0, 0, 0, &w) ||
+        if (store_set(t.s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = "v", .vlen = 1}, &w) ||
             store_wait(t.s, w.ack))
             return (void *)1;
     }

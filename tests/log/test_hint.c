@@ -187,7 +187,7 @@ Test(hint, start_up_from_hints_rebuilds_the_same_index_as_from_segments)
         char key[32];
         snprintf(key, sizeof(key), "k%d", i * 3);
         struct store_write w;
-        store_delete(t.s, key, strlen(key), 0, &w);
+        store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w);
         store_wait(t.s, w.ack);
     }
     /* a flush in the middle: every recovery thread must apply it to its
