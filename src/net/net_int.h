@@ -16,6 +16,7 @@
 
 #include "log/store.h"
 #include "net/net.h"
+#include "net/out.h"
 #include "net/proto.h"
 #include "repl/repl.h"
 
@@ -23,15 +24,7 @@
 #define NET_BUF_SIZE (16u << 10) /* one provided receive buffer */
 #define NET_BUF_COUNT 256        /* provided buffers per worker */
 #define NET_BUF_GROUP 0
-#define NET_OUT_HIGH (4u << 20) /* queued reply bytes: stop reading above */
-#define NET_OUT_LOW (1u << 20)  /* ... and resume below */
 #define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
-#define NET_IOV_MAX 64          /* iovecs per sendmsg */
-#define NET_TEXT_CHUNK (16u << 10)
-#define NET_CACHE_MIN_SHIFT 9      /* recycled buffers: 512 bytes, doubling */
-#define NET_CACHE_CLASSES 6        /* ... up to NET_TEXT_CHUNK */
-#define NET_CACHE_BYTES (1u << 20) /* recycled bytes kept per class */
-#define NET_ITEM_INLINE 40         /* reply text stored inside an item */
 #define NET_STOP_GRACE_MS 10000    /* then connections are closed as they are */
 
 /*
@@ -141,50 +134,6 @@ struct net_features {
     bool buf_ring;  /* provided buffer rings (5.19) */
     bool ms_accept; /* multishot accept (5.19) */
     bool ms_recv;   /* multishot recv (6.0), needs buf_ring */
-};
-
-/* ---- the output queue of a connection ---- */
-
-enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
-enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
-
-/*
- * One reply (or a run of ready replies) in request order. Its bytes are, in
- * order: text[0, len), then blob[0, blob_len), then the first trail (0, 2
- * or 7) bytes of "\r\nEND\r\n": the value's line end, and the get's END
- * when this was its last reply. The first `sent` of them have been sent.
- * Text is only ever appended, never moved, so a send in flight can point
- * into it while more is added.
- */
-struct oitem {
-    struct oitem *next;
-    struct conn *conn;
-    uint8_t state;
-    uint8_t own; /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
-    uint8_t cls; /* OWN_CACHED: the buffer's size class */
-    bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
-    uint8_t trail;
-    uint32_t len, cap; /* text */
-    uint32_t sent;
-    char *text;  /* inl, or inside owned */
-    void *owned; /* released with the item (a record buffer, a chunk) */
-    const char *blob;
-    uint32_t blob_len;
-    size_t acct;  /* bytes counted in conn->out_bytes for this item */
-    uint64_t ack; /* WAIT_ACK */
-    /* WAIT_READ: the record being read; the key follows it in owned */
-    struct store_loc loc;
-    uint16_t klen;
-    bool want_cas;
-    bool end; /* the get's "END\r\n" follows this reply (out_end) */
-    char inl[NET_ITEM_INLINE];
-};
-
-/* A worker's recycled buffers of one size class (a list through their
- * first bytes). */
-struct buf_cache {
-    void *head;
-    unsigned n;
 };
 
 /* ---- connections ---- */
@@ -299,30 +248,17 @@ void worker_sum(struct net *net, struct net_sums *sum);
 void conn_open(struct worker *w, int fd);
 void conn_on_recv(struct conn *c, struct io_uring_cqe *cqe);
 void conn_on_send(struct conn *c, int res);
-void conn_on_read(struct oitem *it, int res);
 void conn_close(struct conn *c);
 void conn_stop_reading(struct conn *c);
 void conn_flush(struct conn *c);
 void conn_mark_dirty(struct conn *c);
-void conn_resolve(struct conn *c);
 void conn_arm_recv(struct conn *c);
 void conn_maybe_free(struct conn *c);
 void conn_pause(struct conn *c);
 void conn_drain(struct conn *c);
 /* Finish what is queued, then hand the socket to src/repl. */
 void conn_handover(struct conn *c);
-void conn_free_caches(struct worker *w);
 
-void out_text(struct conn *c, const char *s, size_t n);
-void out_str(struct conn *c, const char *s);
-void out_printf(struct conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
-void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
-                  bool silent);
-void out_start_read(struct conn *c, const struct store_loc *loc,
-                    const char *key, size_t klen, bool want_cas);
-void out_end(struct conn *c);
 
 /* cmd.c: the reply (with "\r\n") for a failed store call or ack. */
 size_t cmd_status_text(store_t *s, int rc, char *buf, size_t len);

@@ -1,0 +1,554 @@
+/*
+ * out: a connection's replies; the model is described in out.h. This file
+ * owns the queue's items and their memory, the replies that wait for an
+ * acknowledgement, and the values read from the log.
+ */
+#include "net/net_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/say.h"
+
+#define NET_SMALL_VALUE 1024 /* values up to this are copied into the reply */
+#define NET_FREE_ITEMS 1024  /* recycled items kept per worker */
+
+#define VALUE_END "\r\nEND\r\n" /* a value's line end, then a get's END */
+
+_Static_assert(NET_TEXT_CHUNK ==
+                   1u << (NET_CACHE_MIN_SHIFT + NET_CACHE_CLASSES - 1),
+               "text chunks are the largest recycled buffers");
+
+/* ---- items and their memory ---- */
+
+static struct oitem *
+item_alloc(struct worker *w)
+{
+    struct oitem *it = w->free_items;
+    if (it) {
+        w->free_items = it->next;
+        w->n_free_items--;
+    } else {
+        it = malloc(sizeof(*it));
+        if (!it)
+            abort();
+    }
+    memset(it, 0, offsetof(struct oitem, inl));
+    it->text = it->inl;
+    it->cap = NET_ITEM_INLINE;
+    it->acct = sizeof(*it);
+    return it;
+}
+
+static size_t
+class_size(unsigned cls)
+{
+    return (size_t)1 << (NET_CACHE_MIN_SHIFT + cls);
+}
+
+/*
+ * Give it a buffer (it->owned) of at least size bytes; returns its size.
+ * Up to NET_TEXT_CHUNK it is one of the worker's recycled buffers, the
+ * smallest class that fits: a get of a small value asks for one per hit.
+ */
+static size_t
+item_own(struct worker *w, struct oitem *it, size_t size)
+{
+    unsigned cls = 0;
+    while (cls < NET_CACHE_CLASSES && class_size(cls) < size)
+        cls++;
+    if (cls == NET_CACHE_CLASSES) {
+        it->owned = malloc(size);
+        if (!it->owned)
+            abort();
+        it->own = OWN_MALLOC;
+        return size;
+    }
+    struct buf_cache *k = &w->caches[cls];
+    void *p = k->head;
+    if (p) {
+        k->head = *(void **)p;
+        k->n--;
+    } else if (!(p = malloc(class_size(cls)))) {
+        abort();
+    }
+    it->owned = p;
+    it->own = OWN_CACHED;
+    it->cls = (uint8_t)cls;
+    return class_size(cls);
+}
+
+static void
+item_release(struct worker *w, struct oitem *it)
+{
+    if (it->own == OWN_CACHED &&
+        (w->caches[it->cls].n + 1) * class_size(it->cls) <= NET_CACHE_BYTES) {
+        struct buf_cache *k = &w->caches[it->cls];
+        *(void **)it->owned = k->head;
+        k->head = it->owned;
+        k->n++;
+    } else if (it->own != OWN_NONE) {
+        free(it->owned);
+    }
+    if (w->n_free_items < NET_FREE_ITEMS) {
+        it->next = w->free_items;
+        w->free_items = it;
+        w->n_free_items++;
+    } else {
+        free(it);
+    }
+}
+
+void
+conn_free_caches(struct worker *w)
+{
+    while (w->free_items) {
+        struct oitem *it = w->free_items;
+        w->free_items = it->next;
+        free(it);
+    }
+    w->n_free_items = 0;
+    for (unsigned cls = 0; cls < NET_CACHE_CLASSES; cls++) {
+        struct buf_cache *k = &w->caches[cls];
+        while (k->head) {
+            void *p = k->head;
+            k->head = *(void **)p;
+            free(p);
+        }
+        k->n = 0;
+    }
+}
+
+static size_t
+item_size(const struct oitem *it)
+{
+    return it->len + it->blob_len + it->trail;
+}
+
+/* ---- the output queue ---- */
+
+static void
+out_push(struct conn *c, struct oitem *it)
+{
+    it->conn = c;
+    it->next = NULL;
+    if (c->oq_tail)
+        c->oq_tail->next = it;
+    else
+        c->oq_head = it;
+    c->oq_tail = it;
+    c->out_bytes += it->acct;
+}
+
+static void
+out_pop(struct conn *c)
+{
+    struct oitem *it = c->oq_head;
+    c->oq_head = it->next;
+    if (!c->oq_head)
+        c->oq_tail = NULL;
+    c->out_bytes -= it->acct;
+    item_release(c->w, it);
+}
+
+/* Free ready items at the head that have nothing left to send. */
+void
+out_trim(struct conn *c)
+{
+    while (c->oq_head && c->oq_head->state == OI_READY &&
+           c->oq_head->sent == item_size(c->oq_head))
+        out_pop(c);
+}
+
+/* n bytes were sent: they are the first unsent bytes of the queue. */
+void
+out_consume(struct conn *c, size_t n)
+{
+    while (n && c->oq_head) {
+        struct oitem *it = c->oq_head;
+        size_t left = item_size(it) - it->sent;
+        if (n < left) {
+            it->sent += (uint32_t)n;
+            return;
+        }
+        n -= left;
+        out_pop(c);
+    }
+}
+
+/* A new ready text item for at least `need` bytes. */
+static struct oitem *
+out_new_text(struct conn *c, size_t need)
+{
+    struct worker *w = c->w;
+    struct oitem *it = item_alloc(w);
+    if (need > NET_ITEM_INLINE) {
+        /* A whole chunk: more replies are likely to follow. */
+        it->cap = (uint32_t)item_own(
+            w, it, need < NET_TEXT_CHUNK ? NET_TEXT_CHUNK : need);
+        it->text = it->owned;
+        it->acct += it->cap;
+    }
+    out_push(c, it);
+    return it;
+}
+
+void
+out_text(struct conn *c, const char *s, size_t n)
+{
+    struct oitem *t = c->oq_tail;
+    bool ready_text = t && t->state == OI_READY && !t->blob && !t->trail;
+    if (n == 0)
+        return;
+    if (!ready_text || t->cap - t->len < n)
+        /* Small first, then whole chunks once replies keep coming. */
+        t = out_new_text(c,
+                         ready_text && n < NET_TEXT_CHUNK ? NET_TEXT_CHUNK : n);
+    memcpy(t->text + t->len, s, n);
+    t->len += (uint32_t)n;
+    conn_mark_dirty(c);
+}
+
+void
+out_str(struct conn *c, const char *s)
+{
+    out_text(c, s, strlen(s));
+}
+
+void
+out_printf(struct conn *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        out_text(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Replace an item's text (an ack's outcome). */
+void
+out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n)
+{
+    if (n > it->cap) {
+        if (it->own != OWN_NONE)
+            abort(); /* only inline texts are replaced */
+        it->owned = malloc(n);
+        if (!it->owned)
+            abort();
+        it->own = OWN_MALLOC;
+        it->text = it->owned;
+        it->cap = (uint32_t)n;
+        it->acct += n;
+        c->out_bytes += n;
+    }
+    memcpy(it->text, s, n);
+    it->len = (uint32_t)n;
+}
+
+/* ---- writes waiting for their ack ---- */
+
+static void
+waiter_add(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->waiting)
+        return;
+    c->waiting = true;
+    c->wprev = NULL;
+    c->wnext = w->waiters;
+    if (w->waiters)
+        w->waiters->wprev = c;
+    w->waiters = c;
+}
+
+static void
+waiter_remove(struct conn *c)
+{
+    if (!c->waiting)
+        return;
+    c->waiting = false;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        c->w->waiters = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    c->wnext = c->wprev = NULL;
+}
+
+void
+out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
+             bool silent)
+{
+    struct oitem *t = c->oq_tail;
+    /* Consecutive noreply writes share one item: the later ack covers the
+     * earlier ones, since one connection's writes are appended in order. */
+    if (silent && t && t->state == OI_WAIT_ACK && t->silent) {
+        if (ack > t->ack)
+            t->ack = ack;
+        return;
+    }
+    struct oitem *it = item_alloc(c->w);
+    it->state = OI_WAIT_ACK;
+    it->ack = ack;
+    it->silent = silent;
+    out_push(c, it);
+    if (!silent)
+        out_set_text(c, it, ok, n);
+    c->n_wait_ack++;
+    waiter_add(c);
+}
+
+static void
+ack_settle(struct conn *c, struct oitem *it, int status)
+{
+    it->state = OI_READY;
+    c->n_wait_ack--;
+    if (it->silent) {
+        it->len = 0;
+    } else if (status < 0) {
+        char buf[512];
+        size_t n = cmd_status_text(c->w->net->store, status, buf, sizeof(buf));
+        out_set_text(c, it, buf, n);
+    }
+}
+
+/* Release the replies at the front of the queue whose acks have come. */
+void
+conn_resolve(struct conn *c)
+{
+    store_t *s = c->w->net->store;
+    bool changed = false;
+    if (c->n_wait_ack == 0) { /* nothing to settle: skip the walk */
+        waiter_remove(c);
+        return;
+    }
+    for (struct oitem *it = c->oq_head; it; it = it->next) {
+        if (it->state == OI_READY)
+            continue;
+        if (it->state == OI_WAIT_READ)
+            break;
+        int st = store_ack_status(s, it->ack);
+        if (st == 0)
+            break;
+        ack_settle(c, it, st);
+        changed = true;
+    }
+    if (c->n_wait_ack == 0)
+        waiter_remove(c);
+    if (changed)
+        conn_mark_dirty(c);
+}
+
+/* ---- values read from the log ---- */
+
+/*
+ * Fold the small ready reply that follows a just-completed read (a later
+ * request's reply, or an END that out_end could not attach) into the read's
+ * text, so that the two leave as one buffer.
+ * Nothing after a waiting item has been sent, so the next one is whole.
+ */
+static void
+read_fold_next(struct conn *c, struct oitem *it)
+{
+    struct oitem *nx = it->next;
+    if (!nx || it->blob || nx->state != OI_READY || nx->own != OWN_NONE ||
+        nx->blob || nx->trail || it->cap - it->len < nx->len)
+        return;
+    memcpy(it->text + it->len, nx->text, nx->len);
+    it->len += nx->len;
+    it->next = nx->next;
+    if (c->oq_tail == nx)
+        c->oq_tail = it;
+    c->out_bytes -= nx->acct;
+    item_release(c->w, nx);
+}
+
+/*
+ * "VALUE <key> <flags> <bytes>[ <cas>]\r\n" at dst; returns its length, at
+ * most klen + VALUE_LINE_MAX. The key has no control characters (the parser
+ * checked it), so this is what printf's "%.*s %u %u %llu" would write.
+ */
+#define VALUE_LINE_MAX (6 + 1 + 10 + 1 + 10 + 1 + NET_U64_DIGITS + 2)
+_Static_assert(VALUE_LINE_MAX + 5 <= 64, "out_start_read's klen + 64");
+
+static size_t
+value_line(char *dst, const char *key, size_t klen, const struct store_item *si,
+           bool want_cas)
+{
+    char *p = dst;
+    memcpy(p, "VALUE ", 6);
+    p += 6;
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = ' ';
+    p += net_fmt_u64(p, si->flags);
+    *p++ = ' ';
+    p += net_fmt_u64(p, si->vlen);
+    if (want_cas) {
+        *p++ = ' ';
+        p += net_fmt_u64(p, si->cas);
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    return (size_t)(p - dst);
+}
+
+/* The record of item it is in it->owned (nread bytes): make the reply. */
+static void
+read_done(struct conn *c, struct oitem *it, size_t nread)
+{
+    store_t *s = c->w->net->store;
+    const char *key = (const char *)it->owned + it->loc.len;
+    struct store_item si;
+    int rc =
+        store_read_finish(s, &it->loc, it->owned, nread, key, it->klen, &si);
+    it->state = OI_READY;
+    if (rc != 0) {
+        if (rc != STORE_NOT_FOUND)
+            say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
+                key, store_strerror(rc));
+        if (it->end) {
+            memcpy(it->text, "END\r\n", 5);
+            it->len = 5;
+        }
+        read_fold_next(c, it);
+        return;
+    }
+    size_t len = value_line(it->text, key, it->klen, &si, it->want_cas);
+    size_t trail = it->end ? 7 : 2;
+    if (len + si.vlen + trail <= it->cap) {
+        memcpy(it->text + len, si.value, si.vlen);
+        memcpy(it->text + len + si.vlen, VALUE_END, trail);
+        len += si.vlen + trail;
+    } else {
+        it->blob = si.value;
+        it->blob_len = si.vlen;
+        it->trail = (uint8_t)trail;
+    }
+    it->len = (uint32_t)len;
+    read_fold_next(c, it);
+}
+
+/*
+ * Queue the reply to one hit of a get: the record is copied from the
+ * engine's append buffer now, or read from its segment file by the ring.
+ * One buffer holds the record, then the key (to verify the record), then
+ * the reply's text ("VALUE ..." line, and the value itself when small).
+ */
+void
+out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
+               size_t klen, bool want_cas)
+{
+    struct worker *w = c->w;
+    size_t hdr = klen + 64; /* "VALUE" line and room for "END\r\n" */
+    size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
+    size_t size = loc->len + klen + hdr + small;
+    struct oitem *it = item_alloc(w);
+    item_own(w, it, size);
+    char *buf = it->owned;
+    memcpy(buf + loc->len, key, klen);
+
+    it->state = OI_WAIT_READ;
+    it->text = buf + loc->len + klen;
+    it->cap = (uint32_t)(hdr + small);
+    it->loc = *loc;
+    it->klen = (uint16_t)klen;
+    it->want_cas = want_cas;
+    it->acct += size;
+    out_push(c, it);
+
+    if (store_read_buffered(w->net->store, &it->loc, buf) == 1) {
+        read_done(c, it, loc->len);
+        conn_mark_dirty(c);
+        return;
+    }
+    struct io_uring_sqe *sqe = worker_sqe(w);
+    io_uring_prep_read(sqe, loc->fd, buf, loc->len, loc->pos);
+    io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
+    c->refs++;
+}
+
+/*
+ * The END of a get. When the last reply queued is a value still being
+ * read, END becomes part of that reply (read_done writes it after the
+ * value) instead of an item of its own.
+ */
+void
+out_end(struct conn *c)
+{
+    struct oitem *t = c->oq_tail;
+    if (t && t->state == OI_WAIT_READ && !t->end)
+        t->end = true;
+    else
+        out_text(c, "END\r\n", 5);
+}
+
+void
+conn_on_read(struct oitem *it, int res)
+{
+    struct conn *c = it->conn;
+    c->refs--;
+    if (res < 0)
+        say(SAY_WARN, "reading a value from the log: %s", strerror(-res));
+    read_done(c, it, res > 0 ? (size_t)res : 0);
+    if (c->state == CONN_CLOSING) {
+        conn_mark_dirty(c); /* worker_flush frees it */
+        return;
+    }
+    conn_resolve(c);
+    conn_mark_dirty(c);
+}
+
+/* Append the unsent bytes of it (after skip) to iov; returns the count. */
+static int
+item_iov(const struct oitem *it, size_t skip, struct iovec *iov, int n)
+{
+    const struct iovec parts[3] = {
+        {it->text, it->len},
+        {(void *)it->blob, it->blob_len},
+        {VALUE_END, it->trail},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (parts[i].iov_len <= skip) {
+            skip -= parts[i].iov_len;
+            continue;
+        }
+        iov[n].iov_base = (char *)parts[i].iov_base + skip;
+        iov[n].iov_len = parts[i].iov_len - skip;
+        n++;
+        skip = 0;
+    }
+    return n;
+}
+
+void
+out_forget_acks(struct conn *c)
+{
+    waiter_remove(c);
+}
+
+int
+out_iov(struct conn *c, struct iovec *iov, int max)
+{
+    int n = 0;
+    struct oitem *it = c->oq_head;
+    size_t skip = it ? it->sent : 0;
+    for (; it && it->state == OI_READY && n <= max - 3; it = it->next) {
+        n = item_iov(it, skip, iov, n);
+        skip = 0;
+    }
+    return n;
+}
+
+void
+out_clear(struct conn *c)
+{
+    while (c->oq_head)
+        out_pop(c);
+}

@@ -1,0 +1,109 @@
+/*
+ * out: a connection's replies, in request order (conn.c sends them).
+ *
+ * A reply is an item in the connection's queue. Some are ready at once (a
+ * miss, a status line); some wait: for a write's acknowledgement (the
+ * engine made it durable: out_wait_ack, settled by conn_resolve) or for a
+ * value read from a segment file (out_start_read, finished by
+ * conn_on_read). Replies leave strictly in order, so nothing behind a
+ * waiting one is sent before it settles.
+ *
+ * Memory. out_bytes counts every item's struct and buffers. Above
+ * NET_OUT_HIGH the connection stops parsing and receiving (backpressure);
+ * below NET_OUT_LOW it resumes. Items, and the buffers they own up to
+ * NET_TEXT_CHUNK, go back to per-worker free lists (item_own), so that a
+ * steady load of small replies calls no malloc.
+ */
+#ifndef MCDB_NET_OUT_H
+#define MCDB_NET_OUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "log/store.h"
+
+#define NET_OUT_HIGH (4u << 20) /* queued reply bytes: stop reading above */
+#define NET_OUT_LOW (1u << 20)  /* ... and resume below */
+#define NET_IOV_MAX 64          /* iovecs per sendmsg */
+#define NET_TEXT_CHUNK (16u << 10)
+#define NET_CACHE_MIN_SHIFT 9      /* recycled buffers: 512 bytes, doubling */
+#define NET_CACHE_CLASSES 6        /* ... up to NET_TEXT_CHUNK */
+#define NET_CACHE_BYTES (1u << 20) /* recycled bytes kept per class */
+#define NET_ITEM_INLINE 40         /* reply text stored inside an item */
+
+struct conn;
+struct worker;
+
+enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
+enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
+
+/*
+ * One reply (or a run of ready replies) in request order. Its bytes are, in
+ * order: text[0, len), then blob[0, blob_len), then the first trail (0, 2
+ * or 7) bytes of "\r\nEND\r\n": the value's line end, and the get's END
+ * when this was its last reply. The first `sent` of them have been sent.
+ * Text is only ever appended, never moved, so a send in flight can point
+ * into it while more is added.
+ */
+struct oitem {
+    struct oitem *next;
+    struct conn *conn;
+    uint8_t state;
+    uint8_t own; /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
+    uint8_t cls; /* OWN_CACHED: the buffer's size class */
+    bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
+    uint8_t trail;
+    uint32_t len, cap; /* text */
+    uint32_t sent;
+    char *text;  /* inl, or inside owned */
+    void *owned; /* released with the item (a record buffer, a chunk) */
+    const char *blob;
+    uint32_t blob_len;
+    size_t acct;  /* bytes counted in conn->out_bytes for this item */
+    uint64_t ack; /* WAIT_ACK */
+    /* WAIT_READ: the record being read; the key follows it in owned */
+    struct store_loc loc;
+    uint16_t klen;
+    bool want_cas;
+    bool end; /* the get's "END\r\n" follows this reply (out_end) */
+    char inl[NET_ITEM_INLINE];
+};
+
+/* A worker's recycled buffers of one size class (a list through their
+ * first bytes). */
+struct buf_cache {
+    void *head;
+    unsigned n;
+};
+
+/* The reply text of the queue (text items: appended to the last one). */
+void out_text(struct conn *c, const char *s, size_t n);
+void out_str(struct conn *c, const char *s);
+void out_printf(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
+void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
+                  bool silent);
+void out_start_read(struct conn *c, const struct store_loc *loc,
+                    const char *key, size_t klen, bool want_cas);
+void out_end(struct conn *c);
+
+/* A read's completion (the ring's): its reply is ready. */
+void conn_on_read(struct oitem *it, int res);
+/* Settle the replies at the front whose acks have come. */
+void conn_resolve(struct conn *c);
+/* The connection no longer waits for acks (it closes). */
+void out_forget_acks(struct conn *c);
+
+/* For sending (conn.c): drop what is sent; the iovecs of the ready replies
+ * at the front (at most max, leaving room for a whole item), how many. */
+void out_trim(struct conn *c);
+void out_consume(struct conn *c, size_t n);
+int out_iov(struct conn *c, struct iovec *iov, int max);
+/* Free every item (the connection is freed). */
+void out_clear(struct conn *c);
+void conn_free_caches(struct worker *w);
+
+#endif
