@@ -106,7 +106,7 @@ cmd_reply(struct conn *c, const struct proto_req *req, int rc,
 
 /* get gets gat gats; false when paused part way (see conn.c). */
 static bool
-cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
+get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
 {
     struct worker *w = c->w;
     store_t *s = w->net->store;
@@ -172,9 +172,33 @@ cmd_get(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
     return true;
 }
 
+static bool
+cmd_get(struct conn *c, const struct proto_req *req)
+{
+    return get_keys(c, req, false, false);
+}
+
+static bool
+cmd_gets(struct conn *c, const struct proto_req *req)
+{
+    return get_keys(c, req, true, false);
+}
+
+static bool
+cmd_gat(struct conn *c, const struct proto_req *req)
+{
+    return get_keys(c, req, false, true);
+}
+
+static bool
+cmd_gats(struct conn *c, const struct proto_req *req)
+{
+    return get_keys(c, req, true, true);
+}
+
 /* ---- writes ---- */
 
-static void
+static bool
 cmd_store(struct conn *c, const struct proto_req *req)
 {
     static const enum store_mode modes[PROTO_NCMDS] = {
@@ -205,9 +229,10 @@ cmd_store(struct conn *c, const struct proto_req *req)
             CNT_INC(w, cas_misses);
     }
     cmd_reply(c, req, rc, &wr, "STORED\r\n");
+    return true;
 }
 
-static void
+static bool
 cmd_arith(struct conn *c, const struct proto_req *req)
 {
     struct worker *w = c->w;
@@ -233,9 +258,10 @@ cmd_arith(struct conn *c, const struct proto_req *req)
     size_t n = net_fmt_u64(ok, value);
     memcpy(ok + n, "\r\n", 3);
     cmd_reply(c, req, rc, &wr, ok);
+    return true;
 }
 
-static void
+static bool
 cmd_delete(struct conn *c, const struct proto_req *req)
 {
     struct worker *w = c->w;
@@ -247,9 +273,10 @@ cmd_delete(struct conn *c, const struct proto_req *req)
     else if (rc == STORE_NOT_FOUND)
         CNT_INC(w, delete_misses);
     cmd_reply(c, req, rc, &wr, "DELETED\r\n");
+    return true;
 }
 
-static void
+static bool
 cmd_touch(struct conn *c, const struct proto_req *req)
 {
     struct worker *w = c->w;
@@ -261,52 +288,59 @@ cmd_touch(struct conn *c, const struct proto_req *req)
     else if (rc == STORE_NOT_FOUND)
         CNT_INC(w, touch_misses);
     cmd_reply(c, req, rc, &wr, "TOUCHED\r\n");
+    return true;
 }
 
-static void
+static bool
 cmd_flush(struct conn *c, const struct proto_req *req)
 {
     struct store_write wr = {0};
     int rc = store_flush(c->w->net->store, req->delay, &wr);
     CNT_INC(c->w, cmd_flush);
     cmd_reply(c, req, rc, &wr, "OK\r\n");
+    return true;
 }
 
 /* ---- replication ---- */
 
 /* A replica's first line: its socket goes to src/repl (which answers
  * with the stream's frames) once what was queued before it is sent. */
-static void
+static bool
 cmd_replicate(struct conn *c, const struct proto_req *req)
 {
     if (!c->w->net->repl || req->level != REPL_PROTOCOL) {
-        out_printf(c, "SERVER_ERROR replication protocol %u not spoken "
-                      "here (%d is)\r\n", req->level, REPL_PROTOCOL);
-        return;
+        out_printf(c,
+                   "SERVER_ERROR replication protocol %u not spoken "
+                   "here (%d is)\r\n",
+                   req->level, REPL_PROTOCOL);
+        return true;
     }
     conn_handover(c);
+    return true;
 }
 
 /* promote: an operator's act, accepted from loopback only. */
-static void
-cmd_promote(struct conn *c)
+static bool
+cmd_promote(struct conn *c, const struct proto_req *req)
 {
+    (void)req;
     char err[256] = "";
     if (!repl_is_loopback(c->fd)) {
         out_str(c, "CLIENT_ERROR promote is accepted from loopback only\r\n");
-        return;
+        return true;
     }
     if (!c->w->net->repl || repl_promote(c->w->net->repl, err, sizeof(err)))
         out_printf(c, "SERVER_ERROR promote failed: %s\r\n",
                    err[0] ? err : "no replication here");
     else
         out_str(c, "OK\r\n");
+    return true;
 }
 
 /* ---- the rest ---- */
 
 /* verbosity N sets the log level, as memcached's -v count does. */
-static void
+static bool
 cmd_verbosity(struct conn *c, const struct proto_req *req)
 {
     say_set_level(req->level == 0   ? SAY_INFO
@@ -314,64 +348,48 @@ cmd_verbosity(struct conn *c, const struct proto_req *req)
                                     : SAY_DEBUG);
     if (!req->noreply)
         out_str(c, "OK\r\n");
+    return true;
 }
+
+static bool
+cmd_version(struct conn *c, const struct proto_req *req)
+{
+    (void)req;
+    out_str(c, "VERSION " NET_VERSION "\r\n");
+    return true;
+}
+
+static bool
+cmd_quit(struct conn *c, const struct proto_req *req)
+{
+    (void)req;
+    conn_drain(c);
+    return true;
+}
+
+static bool
+cmd_stats(struct conn *c, const struct proto_req *req)
+{
+    stats_reply(c, req->arg, req->arg_len);
+    return true;
+}
+
+/* The handler column of the command table (proto.h). */
+static bool (*const handlers[PROTO_NCMDS])(struct conn *c,
+                                           const struct proto_req *req) = {
+#define X(sym, name, parse, run, attrs) [PROTO_##sym] = run,
+    PROTO_COMMANDS(X)
+#undef X
+};
 
 bool
 cmd_execute(struct conn *c, const struct proto_req *req)
 {
-    switch (req->cmd) {
-    case PROTO_GET:
-        return cmd_get(c, req, false, false);
-    case PROTO_GETS:
-        return cmd_get(c, req, true, false);
-    case PROTO_GAT:
-        return cmd_get(c, req, false, true);
-    case PROTO_GATS:
-        return cmd_get(c, req, true, true);
-    case PROTO_SET:
-    case PROTO_ADD:
-    case PROTO_REPLACE:
-    case PROTO_APPEND:
-    case PROTO_PREPEND:
-    case PROTO_CAS:
-        cmd_store(c, req);
-        break;
-    case PROTO_INCR:
-    case PROTO_DECR:
-        cmd_arith(c, req);
-        break;
-    case PROTO_DELETE:
-        cmd_delete(c, req);
-        break;
-    case PROTO_TOUCH:
-        cmd_touch(c, req);
-        break;
-    case PROTO_FLUSH_ALL:
-        cmd_flush(c, req);
-        break;
-    case PROTO_VERSION:
-        out_str(c, "VERSION " NET_VERSION "\r\n");
-        break;
-    case PROTO_VERBOSITY:
-        cmd_verbosity(c, req);
-        break;
-    case PROTO_QUIT:
-        conn_drain(c);
-        break;
-    case PROTO_STATS:
-        stats_reply(c, req->arg, req->arg_len);
-        break;
-    case PROTO_REPLICATE:
-        cmd_replicate(c, req);
-        break;
-    case PROTO_PROMOTE:
-        cmd_promote(c);
-        break;
-    case PROTO_NCMDS:
+    if ((unsigned)req->cmd >= PROTO_NCMDS) {
         out_str(c, "ERROR\r\n");
-        break;
+        return true;
     }
-    return true;
+    return handlers[req->cmd](c, req);
 }
 
 /*
@@ -384,7 +402,7 @@ void
 cmd_parse_error(struct conn *c, const struct proto_req *req)
 {
     if (req->cmd == PROTO_SET && req->key && req->swallow &&
-        strcmp(req->reply, R_TOO_LARGE) == 0) {
+        req->err == PE_TOO_LARGE) {
         struct store_write wr = {0};
         struct store_del q = {.key = req->key, .klen = req->klen};
         int rc = store_delete(c->w->net->store, &q, &wr);

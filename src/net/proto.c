@@ -92,25 +92,17 @@
 
 #define MAX_TOKENS 8 /* the longest fixed form: cas + 5 args + noreply */
 
-static const struct tok_name {
-    const char *s;
-    size_t n;
-} cmd_names[PROTO_NCMDS] = {
-#define X(sym, name) {name, sizeof(name) - 1},
-    PROTO_COMMANDS(X)
+static const char *const err_replies[] = {[PE_NONE] = "",
+#define X(code, text) [code] = text "\r\n",
+                                          PROTO_ERRORS(X)
 #undef X
 };
 
-static const char R_ERROR[] = "ERROR\r\n";
-static const char R_BAD_FORMAT[] = "CLIENT_ERROR bad command line format\r\n";
-static const char R_BAD_DELTA[] =
-    "CLIENT_ERROR invalid numeric delta argument\r\n";
-static const char R_BAD_EXPTIME[] = "CLIENT_ERROR invalid exptime argument\r\n";
-static const char R_DELETE_USAGE[] = "CLIENT_ERROR bad command line format.  "
-                                     "Usage: delete <key> [noreply]\r\n";
-static const char R_TOO_LARGE[] = "SERVER_ERROR object too large for cache\r\n";
-static const char R_BAD_CHUNK[] = "CLIENT_ERROR bad data chunk\r\n";
-static const char R_LINE_TOO_LONG[] = "CLIENT_ERROR line too long\r\n";
+const char *
+proto_err_reply(enum proto_err err)
+{
+    return err_replies[err];
+}
 
 struct tok {
     const char *p;
@@ -128,9 +120,10 @@ struct line {
 };
 
 static int
-fail(struct proto_req *req, const char *reply, size_t consumed)
+fail(struct proto_req *req, enum proto_err err, size_t consumed)
 {
-    req->reply = reply;
+    req->err = err;
+    req->reply = err_replies[err];
     req->consumed = consumed;
     return PROTO_ERROR;
 }
@@ -172,20 +165,6 @@ static bool
 last_is_noreply(const struct line *l)
 {
     return l->ntok >= 2 && tok_is(l->tok[l->ntok - 1], "noreply");
-}
-
-static bool
-lookup(struct tok t, enum proto_cmd *cmd)
-{
-    for (int i = 0; i < PROTO_NCMDS; i++) {
-        const struct tok_name *c = &cmd_names[i];
-
-        if (t.n == c->n && t.p[0] == c->s[0] && memcmp(t.p, c->s, c->n) == 0) {
-            *cmd = (enum proto_cmd)i;
-            return true;
-        }
-    }
-    return false;
 }
 
 /* Decimal digits only, value <= max (max >= 9). */
@@ -249,15 +228,16 @@ count_is(const struct line *l, size_t a, size_t b)
 
 /* get gets gat gats: [exptime] key+ */
 static int
-parse_get(const struct line *l, struct proto_req *req)
+parse_get(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     bool touch = req->cmd == PROTO_GAT || req->cmd == PROTO_GATS;
     size_t first = touch ? 2 : 1;
 
     if (l->ntok < first + 1)
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     if (touch && !parse_i32(l->tok[1], &req->exptime))
-        return fail(req, R_BAD_EXPTIME, l->next);
+        return fail(req, PE_BAD_EXPTIME, l->next);
     req->keys = l->tok[first].p;
     req->keys_len = (size_t)(l->last_end - req->keys);
     /* key_ok() on each key, in one pass over the list. */
@@ -267,7 +247,7 @@ parse_get(const struct line *l, struct proto_req *req)
         if (c == ' ')
             klen = 0;
         else if (c < ' ' || c == 0x7f || ++klen > PROTO_MAX_KEY)
-            return fail(req, R_BAD_FORMAT, l->next);
+            return fail(req, PE_BAD_FORMAT, l->next);
     }
     req->consumed = l->next;
     return PROTO_OK;
@@ -303,11 +283,11 @@ parse_data(const struct line *l, struct proto_req *req)
         lim = PROTO_MAX_LINE;
     nl = memchr(l->buf + t, '\n', lim);
     if (nl != NULL)
-        return fail(req, R_BAD_CHUNK, (size_t)(nl - l->buf) + 1);
+        return fail(req, PE_BAD_CHUNK, (size_t)(nl - l->buf) + 1);
     if (lim < PROTO_MAX_LINE)
         return PROTO_NEED_MORE;
     req->close = true;
-    return fail(req, R_BAD_CHUNK, t + PROTO_MAX_LINE);
+    return fail(req, PE_BAD_CHUNK, t + PROTO_MAX_LINE);
 }
 
 /* set add replace append prepend cas */
@@ -321,12 +301,12 @@ parse_storage(const struct line *l, uint32_t max_item, struct proto_req *req)
     int64_t exptime = 0;
 
     if (!count_is(l, nfixed, nfixed + 1))
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (!tok_key_ok(t[1]) || !parse_u64(t[2], UINT32_MAX, &flags) ||
         !parse_i32(t[3], &exptime) || !parse_u64(t[4], UINT32_MAX, &bytes) ||
         (cas && !parse_u64(t[5], UINT64_MAX, &unique)))
-        return fail(req, R_BAD_FORMAT, l->next); /* Framing, 3 */
+        return fail(req, PE_BAD_FORMAT, l->next); /* Framing, 3 */
     req->key = t[1].p;
     req->klen = t[1].n;
     req->flags = (uint32_t)flags;
@@ -335,28 +315,30 @@ parse_storage(const struct line *l, uint32_t max_item, struct proto_req *req)
     req->cas = unique;
     if (bytes > max_item) {
         req->swallow = bytes + 2;
-        return fail(req, R_TOO_LARGE, l->next);
+        return fail(req, PE_TOO_LARGE, l->next);
     }
     return parse_data(l, req);
 }
 
 /* incr decr touch: <key> <number> [noreply] */
 static int
-parse_key_number(const struct line *l, struct proto_req *req)
+parse_key_number(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     bool ok;
 
     if (!count_is(l, 3, 4))
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (!tok_key_ok(l->tok[1]))
-        return fail(req, R_BAD_FORMAT, l->next);
+        return fail(req, PE_BAD_FORMAT, l->next);
     if (req->cmd == PROTO_TOUCH)
         ok = parse_i32(l->tok[2], &req->exptime);
     else
         ok = parse_u64(l->tok[2], UINT64_MAX, &req->delta);
     if (!ok) {
-        return fail(req, req->cmd == PROTO_TOUCH ? R_BAD_EXPTIME : R_BAD_DELTA,
+        return fail(req,
+                    req->cmd == PROTO_TOUCH ? PE_BAD_EXPTIME : PE_BAD_DELTA,
                     l->next);
     }
     req->key = l->tok[1].p;
@@ -367,19 +349,20 @@ parse_key_number(const struct line *l, struct proto_req *req)
 
 /* delete <key> [0] [noreply]: the "0" is memcached's legacy hold time. */
 static int
-parse_delete(const struct line *l, struct proto_req *req)
+parse_delete(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     if (l->ntok < 2 || l->ntok > 4)
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     if (l->ntok > 2) {
         bool zero = tok_is(l->tok[2], "0");
 
         req->noreply = last_is_noreply(l);
         if (!(l->ntok == 3 ? zero || req->noreply : zero && req->noreply))
-            return fail(req, R_DELETE_USAGE, l->next);
+            return fail(req, PE_DELETE_USAGE, l->next);
     }
     if (!tok_key_ok(l->tok[1]))
-        return fail(req, R_BAD_FORMAT, l->next);
+        return fail(req, PE_BAD_FORMAT, l->next);
     req->key = l->tok[1].p;
     req->klen = l->tok[1].n;
     req->consumed = l->next;
@@ -388,36 +371,39 @@ parse_delete(const struct line *l, struct proto_req *req)
 
 /* flush_all [delay] [noreply], as memcached's process_flush_all_command. */
 static int
-parse_flush_all(const struct line *l, struct proto_req *req)
+parse_flush_all(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     if (l->ntok > 3)
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (l->ntok != (req->noreply ? 2u : 1u) &&
         !parse_i32(l->tok[1], &req->delay))
-        return fail(req, R_BAD_EXPTIME, l->next);
+        return fail(req, PE_BAD_EXPTIME, l->next);
     req->consumed = l->next;
     return PROTO_OK;
 }
 
 static int
-parse_verbosity(const struct line *l, struct proto_req *req)
+parse_verbosity(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     uint64_t level;
 
     if (!count_is(l, 2, 3))
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (!parse_u64(l->tok[1], UINT32_MAX, &level))
-        return fail(req, R_BAD_FORMAT, l->next);
+        return fail(req, PE_BAD_FORMAT, l->next);
     req->level = (uint32_t)level;
     req->consumed = l->next;
     return PROTO_OK;
 }
 
 static int
-parse_stats(const struct line *l, struct proto_req *req)
+parse_stats(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     if (l->ntok >= 2) {
         req->arg = l->tok[1].p;
         req->arg_len = (size_t)(l->last_end - req->arg);
@@ -430,58 +416,63 @@ parse_stats(const struct line *l, struct proto_req *req)
 }
 
 static int
-parse_replicate(const struct line *l, struct proto_req *req)
+parse_replicate(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
+    (void)max_item;
     uint64_t version;
     if (!count_is(l, 2, 2) || !parse_u64(l->tok[1], UINT32_MAX, &version))
-        return fail(req, R_ERROR, l->next);
+        return fail(req, PE_ERROR, l->next);
     req->level = (uint32_t)version;
     req->consumed = l->next;
     return PROTO_OK;
 }
 
+/* version, quit: extra tokens are ignored, as memcached does */
 static int
-parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
+parse_bare(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
-    switch (req->cmd) {
-    case PROTO_GET:
-    case PROTO_GETS:
-    case PROTO_GAT:
-    case PROTO_GATS:
-        return parse_get(l, req);
-    case PROTO_SET:
-    case PROTO_ADD:
-    case PROTO_REPLACE:
-    case PROTO_APPEND:
-    case PROTO_PREPEND:
-    case PROTO_CAS:
-        return parse_storage(l, max_item, req);
-    case PROTO_INCR:
-    case PROTO_DECR:
-    case PROTO_TOUCH:
-        return parse_key_number(l, req);
-    case PROTO_DELETE:
-        return parse_delete(l, req);
-    case PROTO_FLUSH_ALL:
-        return parse_flush_all(l, req);
-    case PROTO_VERBOSITY:
-        return parse_verbosity(l, req);
-    case PROTO_STATS:
-        return parse_stats(l, req);
-    case PROTO_REPLICATE:
-        return parse_replicate(l, req);
-    case PROTO_PROMOTE:
-        if (l->ntok != 1)
-            break;
-        /* fall through */
-    case PROTO_VERSION:
-    case PROTO_QUIT:
-        req->consumed = l->next;
-        return PROTO_OK;
-    case PROTO_NCMDS:
-        break;
+    (void)max_item;
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+static int
+parse_promote(const struct line *l, uint32_t max_item, struct proto_req *req)
+{
+    (void)max_item;
+    if (l->ntok != 1)
+        return fail(req, PE_ERROR, l->next);
+    req->consumed = l->next;
+    return PROTO_OK;
+}
+
+/* The table's columns that this file reads. */
+static const struct cmd_row {
+    const char *name;
+    size_t n;
+    int (*parse)(const struct line *l, uint32_t max_item,
+                 struct proto_req *req);
+    unsigned attrs;
+} commands[PROTO_NCMDS] = {
+#define X(sym, name, parse, run, attrs)                                        \
+    [PROTO_##sym] = {name, sizeof(name) - 1, parse, attrs},
+    PROTO_COMMANDS(X)
+#undef X
+};
+
+static bool
+lookup(struct tok t, enum proto_cmd *cmd)
+{
+    for (int i = 0; i < PROTO_NCMDS; i++) {
+        const struct cmd_row *c = &commands[i];
+
+        if (t.n == c->n && t.p[0] == c->name[0] &&
+            memcmp(t.p, c->name, c->n) == 0) {
+            *cmd = (enum proto_cmd)i;
+            return true;
+        }
     }
-    return fail(req, R_ERROR, l->next);
+    return false;
 }
 
 /* How long a line may be: a get-family line names many keys (clients such
@@ -490,10 +481,10 @@ parse_command(const struct line *l, uint32_t max_item, struct proto_req *req)
 static size_t
 line_limit(const char *buf, size_t len, uint32_t max_item)
 {
-    static const char *const many[] = {"get ", "gets ", "gat ", "gats "};
-    for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
-        size_t n = strlen(many[i]);
-        if (len >= n && memcmp(buf, many[i], n) == 0)
+    for (int i = 0; i < PROTO_NCMDS; i++) {
+        const struct cmd_row *c = &commands[i];
+        if ((c->attrs & PROTO_A_KEYS) && len > c->n && buf[c->n] == ' ' &&
+            memcmp(buf, c->name, c->n) == 0)
             return PROTO_MAX_LINE + (size_t)max_item;
     }
     return PROTO_MAX_LINE;
@@ -523,7 +514,7 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
             if (len < limit)
                 return PROTO_NEED_MORE;
             req->close = true;
-            return fail(req, R_LINE_TOO_LONG, limit);
+            return fail(req, PE_LINE_TOO_LONG, limit);
         }
     }
     l.buf = buf;
@@ -535,9 +526,9 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
     tokenize(buf, end, &l);
     if (l.ntok == 0 || !lookup(l.tok[0], &req->cmd)) {
         req->cmd = PROTO_NCMDS;
-        return fail(req, R_ERROR, l.next);
+        return fail(req, PE_ERROR, l.next);
     }
-    return parse_command(&l, max_item, req);
+    return commands[req->cmd].parse(&l, max_item, req);
 }
 
 bool
@@ -567,5 +558,11 @@ proto_cmd_name(enum proto_cmd cmd)
 {
     if ((unsigned)cmd >= PROTO_NCMDS)
         return "unknown";
-    return cmd_names[cmd].s;
+    return commands[cmd].name;
+}
+
+unsigned
+proto_cmd_attrs(enum proto_cmd cmd)
+{
+    return (unsigned)cmd < PROTO_NCMDS ? commands[cmd].attrs : 0;
 }

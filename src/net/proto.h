@@ -32,32 +32,69 @@
 #define PROTO_MAX_LINE 8192 /* longest command line accepted, "\r\n" included;
                               get/gets/gat/gats lines may be max_item longer */
 
-/* Every command: the enum and the names come from this one table. */
+/* What a command is, beside its name (the table's last column). */
+#define PROTO_A_KEYS 1u  /* a list of keys: its line may be as long as the
+                            largest value (libmemcached sends 1,000 keys) */
+#define PROTO_A_WRITE 2u /* it changes the store */
+#define PROTO_A_DATA 4u  /* a data block follows its line */
+
+/*
+ * Every command, one row each: the enum, its name, the parser that reads
+ * its line (proto.c), the handler that runs it (cmd.c) and its attributes.
+ * Both switches (parse, execute) and the line limits come from this table.
+ */
 #define PROTO_COMMANDS(X)                                                      \
-    X(GET, "get")                                                              \
-    X(GETS, "gets")                                                            \
-    X(GAT, "gat")                                                              \
-    X(GATS, "gats")                                                            \
-    X(SET, "set")                                                              \
-    X(ADD, "add")                                                              \
-    X(REPLACE, "replace")                                                      \
-    X(APPEND, "append")                                                        \
-    X(PREPEND, "prepend")                                                      \
-    X(CAS, "cas")                                                              \
-    X(INCR, "incr")                                                            \
-    X(DECR, "decr")                                                            \
-    X(DELETE, "delete")                                                        \
-    X(TOUCH, "touch")                                                          \
-    X(FLUSH_ALL, "flush_all")                                                  \
-    X(VERSION, "version")                                                      \
-    X(VERBOSITY, "verbosity")                                                  \
-    X(QUIT, "quit")                                                            \
-    X(STATS, "stats")                                                          \
-    X(REPLICATE, "mcdb_replicate")                                             \
-    X(PROMOTE, "promote")
+    X(GET, "get", parse_get, cmd_get, PROTO_A_KEYS)                            \
+    X(GETS, "gets", parse_get, cmd_gets, PROTO_A_KEYS)                         \
+    X(GAT, "gat", parse_get, cmd_gat, PROTO_A_KEYS | PROTO_A_WRITE)            \
+    X(GATS, "gats", parse_get, cmd_gats, PROTO_A_KEYS | PROTO_A_WRITE)         \
+    X(SET, "set", parse_storage, cmd_store, PROTO_A_WRITE | PROTO_A_DATA)      \
+    X(ADD, "add", parse_storage, cmd_store, PROTO_A_WRITE | PROTO_A_DATA)      \
+    X(REPLACE, "replace", parse_storage, cmd_store,                            \
+      PROTO_A_WRITE | PROTO_A_DATA)                                            \
+    X(APPEND, "append", parse_storage, cmd_store,                              \
+      PROTO_A_WRITE | PROTO_A_DATA)                                            \
+    X(PREPEND, "prepend", parse_storage, cmd_store,                            \
+      PROTO_A_WRITE | PROTO_A_DATA)                                            \
+    X(CAS, "cas", parse_storage, cmd_store, PROTO_A_WRITE | PROTO_A_DATA)      \
+    X(INCR, "incr", parse_key_number, cmd_arith, PROTO_A_WRITE)                \
+    X(DECR, "decr", parse_key_number, cmd_arith, PROTO_A_WRITE)                \
+    X(DELETE, "delete", parse_delete, cmd_delete, PROTO_A_WRITE)               \
+    X(TOUCH, "touch", parse_key_number, cmd_touch, PROTO_A_WRITE)              \
+    X(FLUSH_ALL, "flush_all", parse_flush_all, cmd_flush, PROTO_A_WRITE)       \
+    X(VERSION, "version", parse_bare, cmd_version, 0)                          \
+    X(VERBOSITY, "verbosity", parse_verbosity, cmd_verbosity, 0)               \
+    X(QUIT, "quit", parse_bare, cmd_quit, 0)                                   \
+    X(STATS, "stats", parse_stats, cmd_stats, 0)                               \
+    X(REPLICATE, "mcdb_replicate", parse_replicate, cmd_replicate, 0)          \
+    X(PROMOTE, "promote", parse_promote, cmd_promote, PROTO_A_WRITE)
+
+/*
+ * The parser's errors, each with its exact reply (memcached's words).
+ */
+#define PROTO_ERRORS(X)                                                        \
+    X(PE_ERROR, "ERROR")                                                       \
+    X(PE_BAD_FORMAT, "CLIENT_ERROR bad command line format")                   \
+    X(PE_BAD_DELTA, "CLIENT_ERROR invalid numeric delta argument")             \
+    X(PE_BAD_EXPTIME, "CLIENT_ERROR invalid exptime argument")                 \
+    X(PE_DELETE_USAGE,                                                         \
+      "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")  \
+    X(PE_TOO_LARGE, "SERVER_ERROR object too large for cache")                 \
+    X(PE_BAD_CHUNK, "CLIENT_ERROR bad data chunk")                             \
+    X(PE_LINE_TOO_LONG, "CLIENT_ERROR line too long")
+
+enum proto_err {
+    PE_NONE,
+#define X(code, text) code,
+    PROTO_ERRORS(X)
+#undef X
+};
+
+/* The reply to an error, "\r\n" included. */
+const char *proto_err_reply(enum proto_err err);
 
 enum proto_cmd {
-#define X(sym, name) PROTO_##sym,
+#define X(sym, name, parse, run, attrs) PROTO_##sym,
     PROTO_COMMANDS(X)
 #undef X
     PROTO_NCMDS
@@ -89,7 +126,8 @@ struct proto_req {
     bool noreply;
 
     /* PROTO_ERROR only. */
-    const char *reply;
+    enum proto_err err;
+    const char *reply; /* proto_err_reply(err) */
     uint64_t swallow;
     bool close;
 };
@@ -102,7 +140,8 @@ int proto_parse(const char *buf, size_t len, uint32_t max_item,
 bool proto_next_key(const struct proto_req *req, size_t *pos,
                     const char **key, size_t *klen);
 
-/* The command's name, e.g. "get". */
+/* The command's name, e.g. "get", and its PROTO_A_* attributes. */
 const char *proto_cmd_name(enum proto_cmd cmd);
+unsigned proto_cmd_attrs(enum proto_cmd cmd);
 
 #endif
