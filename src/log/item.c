@@ -23,7 +23,7 @@
  *              so a restart or a replica serves it stale too;
  *   vivified   an empty PUT with the N TTL, durable like any write;
  *   win token  "a W went out for this version" lives in RAM only, in a
- *              table of WON_SLOTS entries keyed by (key hash, cas): a new
+ *              table of STORE_WON_SLOTS entries keyed by (key hash, cas): a new
  *              version (a new cas) has no token out. After a restart, or
  *              when more items than that await a recache at once, an item
  *              hands out one more W than memcached would: a second client
@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #define REALTIME_MAXDELTA (60 * 60 * 24 * 30)
-#define WON_SLOTS 65536u
 
 /* memcached's exptime rules; 1 stands for "already expired". */
 static uint32_t
@@ -74,33 +73,46 @@ check_key(const void *key, size_t klen)
 
 /* ---- win tokens (RAM only) ---- */
 
-struct won_slot {
-    uint64_t h, cas;
-};
+/* A slot holds one tag: the key's hash and the version's cas, mixed. Slots
+ * are atomics, so the read path takes no lock; two mg of one key are
+ * already serialised by the index stripe lock, and two keys that share a
+ * slot only cost an extra W (see the comment at the top). */
+static uint64_t
+won_tag(uint64_t h, uint64_t cas)
+{
+    uint64_t t = h ^ (cas * 0x9e3779b97f4a7c15ull);
+    return t ? t : 1;
+}
+
+static _Atomic uint64_t *
+won_slot(struct store *s, uint64_t h)
+{
+    return &s->won[h % STORE_WON_SLOTS];
+}
 
 static bool
 won_is(struct store *s, uint64_t h, uint64_t cas)
 {
-    pthread_mutex_lock(&s->won_mu);
-    struct won_slot *w = s->won ? &s->won[h % WON_SLOTS] : NULL;
-    bool won = w && w->h == h && w->cas == cas;
-    pthread_mutex_unlock(&s->won_mu);
-    return won;
+    return atomic_load_explicit(won_slot(s, h), memory_order_relaxed) ==
+           won_tag(h, cas);
 }
 
-/* cas 0: forget the key's token (a new version has none). */
 static void
 won_set(struct store *s, uint64_t h, uint64_t cas)
 {
-    pthread_mutex_lock(&s->won_mu);
-    if (!s->won && cas)
-        s->won = calloc(WON_SLOTS, sizeof(*s->won));
-    struct won_slot *w = s->won ? &s->won[h % WON_SLOTS] : NULL;
-    if (w && cas)
-        *w = (struct won_slot){h, cas};
-    else if (w && w->h == h)
-        *w = (struct won_slot){0, 0};
-    pthread_mutex_unlock(&s->won_mu);
+    atomic_store_explicit(won_slot(s, h), won_tag(h, cas),
+                          memory_order_relaxed);
+}
+
+/* A new version with this cas has no token out, even when a client's E
+ * gives it the cas of an older one. */
+static void
+won_clear(struct store *s, uint64_t h, uint64_t cas)
+{
+    uint64_t t = won_tag(h, cas);
+    atomic_compare_exchange_strong_explicit(won_slot(s, h), &t, 0,
+                                            memory_order_relaxed,
+                                            memory_order_relaxed);
 }
 
 /* ---- flush_all ---- */
@@ -313,7 +325,7 @@ put_locked(struct store *s, struct keyed *k, const struct put *p,
     w->cas = r.cas;
     w->ack = off + rec_size(k->klen, p->vlen);
     w->vlen = (uint32_t)p->vlen;
-    won_set(s, k->h, 0); /* a new version: no token out */
+    won_clear(s, k->h, r.cas); /* a new version: no token out */
     if (store_expired(p->exptime, (uint32_t)(r.time_ms / 1000))) {
         /* Stored already expired (negative exptime): it only hides an older
          * value, as in memcached. */

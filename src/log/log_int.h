@@ -95,6 +95,7 @@ struct seg {
 
 #define STORE_MAX_SUBS 256
 #define STORE_MAX_HOLDS 64
+#define STORE_WON_SLOTS 65536u /* win tokens out (item.c) */
 
 struct store {
     struct store_config cfg;
@@ -165,8 +166,7 @@ struct store {
     atomic_int read_gate, write_gate;
     char gate_text[256];  /* write_gate's message, under meta_mu */
     struct apply live;    /* a replica's apply of what it receives */
-    struct won_slot *won; /* win tokens out (item.c), under won_mu */
-    pthread_mutex_t won_mu;
+    _Atomic uint64_t *won; /* win tokens out (item.c): one tag a slot */
     atomic_bool repl_required;           /* --sync-replicas */
     atomic_uint_fast64_t replicated;     /* acked by enough replicas */
     atomic_uint_fast64_t repl_timed_out; /* writes up to here failed */

@@ -274,8 +274,7 @@ store_free(struct store *s)
     pthread_mutex_destroy(&s->meta_mu);
     pthread_rwlock_destroy(&s->subs_rw);
     pthread_mutex_destroy(&s->flush_mu);
-    pthread_mutex_destroy(&s->won_mu);
-    free(s->won);
+    free((void *)s->won);
     pthread_mutex_destroy(&s->compact_mu);
     pthread_mutex_destroy(&s->maint_mu);
     pthread_cond_destroy(&s->compact_cv);
@@ -344,6 +343,13 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     if (s->cfg.max_item_size > REC_MAX_VLEN)
         s->cfg.max_item_size = REC_MAX_VLEN;
     s->dir = strdup(cfg->dir);
+    s->won = calloc(STORE_WON_SLOTS, sizeof(*s->won));
+    if (!s->dir || !s->won) {
+        free(s->dir);
+        free((void *)s->won);
+        free(s);
+        return STORE_NOMEM;
+    }
     s->dirfd = s->lockfd = -1;
     s->next_cas = 1;
     for (int i = 0; i < STORE_MAX_HOLDS; i++)
@@ -353,7 +359,6 @@ store_open(const struct store_config *cfg, store_t **out, char *err,
     pthread_mutex_init(&s->meta_mu, NULL);
     pthread_rwlock_init(&s->subs_rw, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
-    pthread_mutex_init(&s->won_mu, NULL);
     pthread_mutex_init(&s->compact_mu, NULL);
     pthread_mutex_init(&s->maint_mu, NULL);
     pthread_cond_init(&s->compact_cv, NULL);
