@@ -24,7 +24,8 @@
 
 /* What the index keeps per key (besides the key itself). */
 struct index_entry {
-    uint64_t off;         /* log offset of the record's first byte */
+    uint64_t off : 63;    /* log offset of the record's first byte */
+    uint64_t stub : 1;    /* vivified by meta N, not filled yet; on disk */
     uint32_t vlen : 30;   /* value length in bytes (under 1 GiB) */
     uint32_t stale : 1;   /* invalidated (meta I); on disk too */
     uint32_t fetched : 1; /* read since it was stored (meta h); RAM only:

@@ -117,7 +117,8 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
                                  .vlen = r->vlen,
                                  .exptime = r->exptime,
                                  .cas = r->cas,
-                                 .stale = (r->rflags & REC_F_STALE) != 0};
+                                 .stale = (r->rflags & REC_F_STALE) != 0,
+                                 .stub = (r->rflags & REC_F_STUB) != 0};
         ap_put(a, h, r, &e);
         break;
     case REC_DELETE:
@@ -128,6 +129,7 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off)
             e.exptime = r->exptime;
             e.cas = r->cas;
             e.stale = (r->rflags & REC_F_STALE) != 0;
+            e.stub = (r->rflags & REC_F_STUB) != 0;
             index_put(a->ix, h, r->key, r->klen, &e, NULL);
         }
         break;

@@ -100,9 +100,9 @@ copy_if_live(struct store *s, const struct rec *r, uint64_t off,
              * client's (E): flagged as one, it never moves the next cas;
              * one the store generated was counted when it was made, and
              * this segment's header cas floor keeps it counted. */
-            c.rflags = (uint8_t)((c.rflags & ~REC_F_STALE) |
+            c.rflags = (uint8_t)((c.rflags & ~(REC_F_STALE | REC_F_STUB)) |
                                  (e.stale ? REC_F_STALE : 0) |
-                                 REC_F_CAS_CLIENT);
+                                 (e.stub ? REC_F_STUB : 0) | REC_F_CAS_CLIENT);
             uint64_t noff;
             rc = log_append(s, &c, false, &noff);
             if (rc == 0) {
@@ -140,8 +140,8 @@ throttle(struct store *s, uint64_t bytes, int64_t t0)
     if (!s->cfg.compact_rate)
         return;
     int64_t due = t0 + (int64_t)(bytes * 1000 / s->cfg.compact_rate);
-    for (int64_t now = clock_mono_ms(); due > now + 1 && !s->compactor_stop &&
-                                  rate_limited(s);
+    for (int64_t now = clock_mono_ms();
+         due > now + 1 && !s->compactor_stop && rate_limited(s);
          now = clock_mono_ms())
         usleep((useconds_t)(due - now < 100 ? due - now : 100) * 1000);
 }
@@ -181,9 +181,10 @@ copy_records(struct store *s, struct seg *g, const char *map, uint64_t size,
         if (n < 0) {
             char path[4096];
             dir_seg_path(s, g->seg_base, path, sizeof(path));
-            say(SAY_ERROR, "compaction stopped: %s: corrupt record at offset "
-                "%" PRIu64 ": %s; run mcdb-fsck", path, off,
-                rec_strerror((int)n));
+            say(SAY_ERROR,
+                "compaction stopped: %s: corrupt record at offset "
+                "%" PRIu64 ": %s; run mcdb-fsck",
+                path, off, rec_strerror((int)n));
             return STORE_CORRUPT;
         }
         int rc = 0;
@@ -303,9 +304,9 @@ compact_write_hints(struct store *s)
             return;
         uint64_t size = g->seg_end - g->seg_base;
         void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
-        int rc = map == MAP_FAILED ? -errno
-                                   : hint_write(s->dir, s->log_id,
-                                                g->seg_base, map, size);
+        int rc = map == MAP_FAILED
+                     ? -errno
+                     : hint_write(s->dir, s->log_id, g->seg_base, map, size);
         if (map != MAP_FAILED)
             munmap(map, size);
         /* on failure, say so and do not retry: start-up scans instead */
@@ -340,8 +341,10 @@ replica_drops(struct store *s)
         uint64_t base = g->seg_base;
         if (compact_remove_oldest(s, g) != 0)
             return;
-        say(SAY_VERBOSE, "deleted segment %" PRIu64 ", dropped by the "
-            "primary", base);
+        say(SAY_VERBOSE,
+            "deleted segment %" PRIu64 ", dropped by the "
+            "primary",
+            base);
     }
 }
 

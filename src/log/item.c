@@ -21,13 +21,19 @@
  *   stale      in the index and on disk: a PUT of a stale value (ms I) or a
  *              TOUCH that marks the item stale (md I) carries REC_F_STALE,
  *              so a restart or a replica serves it stale too;
- *   vivified   an empty PUT with the N TTL, durable like any write;
+ *   stub       a vivified item: an empty PUT with the N TTL flagged
+ *              REC_F_STUB (a bit in the index too), durable like any write;
+ *              the next write of the key fills it;
  *   win token  "a W went out for this version" lives in RAM only, in a
- *              table of STORE_WON_SLOTS entries keyed by (key hash, cas): a new
- *              version (a new cas) has no token out. After a restart, or
- *              when more items than that await a recache at once, an item
- *              hands out one more W than memcached would: a second client
- *              recaches, nobody is left without a value.
+ *              table of STORE_WON_SLOTS entries keyed by (key hash, cas): a
+ *              new version (a new cas) has no token out. A stale item with
+ *              no token out hands one to its next reader, a stub to its next
+ *              reader with N: so after
+ *              a restart exactly one client wins it again (the old winner
+ *              may be gone). When more items than the table holds await a
+ *              recache at once, an item may hand out one more W than
+ *              memcached would: a second client recaches, nobody is left
+ *              without a value.
  *   fetched    a bit in the index (meta h), RAM only.
  */
 #include "log/log_int.h"
@@ -110,9 +116,8 @@ static void
 won_clear(struct store *s, uint64_t h, uint64_t cas)
 {
     uint64_t t = won_tag(h, cas);
-    atomic_compare_exchange_strong_explicit(won_slot(s, h), &t, 0,
-                                            memory_order_relaxed,
-                                            memory_order_relaxed);
+    atomic_compare_exchange_strong_explicit(
+        won_slot(s, h), &t, 0, memory_order_relaxed, memory_order_relaxed);
 }
 
 /* ---- flush_all ---- */
@@ -174,21 +179,24 @@ store_flush(store_t *s, int64_t delay, struct store_write *w)
 /* ---- lookups under the key lock ---- */
 
 /* Find a live entry (caller holds the key lock): expired and flushed ones
- * are dropped on the way and reported absent. */
+ * are dropped on the way and reported absent, with the reason in *why. */
 static bool
 find_live(struct store *s, uint64_t h, const void *key, size_t klen,
-          struct index_entry *e)
+          struct index_entry *e, uint8_t *why)
 {
+    *why = STORE_MISS_ABSENT;
     if (!index_find(s->ix, h, key, klen, e))
         return false;
     /* most items never expire: skip the clock for them */
     if (e->exptime && store_expired(e->exptime, store_now(s))) {
         store_index_remove(s, h, key, klen);
         atomic_fetch_add(&s->st_expired, 1);
+        *why = STORE_MISS_EXPIRED;
         return false;
     }
     if (e->off < atomic_load(&s->flush_before_off)) {
         store_index_remove(s, h, key, klen);
+        *why = STORE_MISS_FLUSHED;
         return false;
     }
     return true;
@@ -281,7 +289,8 @@ write_begin(struct store *s, const void *key, size_t klen,
     flush_tick(s);
     *k = (struct keyed){.key = key, .klen = klen, .h = index_hash(key, klen)};
     index_lock(s->ix, k->h);
-    k->found = find_live(s, k->h, key, klen, &k->e);
+    uint8_t why;
+    k->found = find_live(s, k->h, key, klen, &k->e, &why);
     return 0;
 }
 
@@ -301,6 +310,7 @@ struct put {
     uint64_t cas;     /* 0: a generated one */
     bool cas_client;  /* cas is the client's (meta E) or an old one kept */
     bool stale;
+    bool stub; /* vivified (meta N) */
 };
 
 /* Steps 3 and 4: append a PUT and point the index at it. */
@@ -310,7 +320,8 @@ put_locked(struct store *s, struct keyed *k, const struct put *p,
 {
     struct rec r = {.type = REC_PUT,
                     .rflags = (uint8_t)((p->stale ? REC_F_STALE : 0) |
-                                        (p->cas ? REC_F_CAS_CLIENT : 0)),
+                                        (p->cas ? REC_F_CAS_CLIENT : 0) |
+                                        (p->stub ? REC_F_STUB : 0)),
                     .klen = (uint16_t)k->klen,
                     .vlen = (uint32_t)p->vlen,
                     .flags = p->flags,
@@ -337,13 +348,15 @@ put_locked(struct store *s, struct keyed *k, const struct put *p,
                                 .vlen = (uint32_t)p->vlen,
                                 .exptime = p->exptime,
                                 .cas = r.cas,
-                                .stale = p->stale};
+                                .stale = p->stale,
+                                .stub = p->stub};
     k->found = true;
     return store_index_put(s, k->h, k->key, k->klen, &k->e);
 }
 
 /* Append a DELETE (new cas) or TOUCH (cas as given) record for the key.
- * A TOUCH carries the item's stale flag: replay sets it from the record. */
+ * A TOUCH carries the item's stale and stub flags: replay sets them from
+ * the record. */
 static int
 append_key_record(struct store *s, struct keyed *k, uint8_t type,
                   uint32_t exptime, uint64_t cas, uint8_t rflags,
@@ -373,7 +386,8 @@ retouch_locked(struct store *s, struct keyed *k, uint32_t exptime, bool new_cas,
 {
     uint64_t to = new_cas ? cas : k->e.cas;
     uint8_t fl =
-        (uint8_t)((stale ? REC_F_STALE : 0) | (to ? REC_F_CAS_CLIENT : 0));
+        (uint8_t)((stale ? REC_F_STALE : 0) | (to ? REC_F_CAS_CLIENT : 0) |
+                  (k->e.stub ? REC_F_STUB : 0));
     int rc = append_key_record(s, k, REC_TOUCH, exptime, to, fl, w);
     if (rc)
         return rc;
@@ -648,7 +662,7 @@ store_lookup(store_t *s, const void *key, size_t klen, struct store_loc *loc)
     struct index_entry e;
     index_lock(s->ix, h);
     int rc = STORE_NOT_FOUND;
-    if (find_live(s, h, key, klen, &e)) {
+    if (find_live(s, h, key, klen, &e, &loc->miss)) {
         rc = locate(s, &e, klen, loc);
         if (rc == 0)
             mark_fetched(s, h, key, klen, &e);
@@ -673,7 +687,8 @@ vivify_locked(struct store *s, const struct store_mget *q, struct keyed *k,
     struct store_write w;
     struct put p = {.val = "",
                     .exptime = abs_exptime(s, q->vivify_exptime),
-                    .cas = q->cas_new};
+                    .cas = q->cas_new,
+                    .stub = true};
     int rc = put_locked(s, k, &p, &w);
     if (rc)
         return rc;
@@ -700,7 +715,7 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
     struct keyed k = {
         .key = q->key, .klen = q->klen, .h = index_hash(q->key, q->klen)};
     index_lock(s->ix, k.h);
-    k.found = find_live(s, k.h, q->key, q->klen, &k.e);
+    k.found = find_live(s, k.h, q->key, q->klen, &k.e, &res->miss);
     int rc = 0;
     if (!k.found)
         rc = q->vivify ? vivify_locked(s, q, &k, res) : STORE_NOT_FOUND;
@@ -732,7 +747,10 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
         k.e.exptime < abs_exptime(s, q->recache_ttl > 0 ? q->recache_ttl : 1) &&
         k.e.exptime > now)
         res->won = true;
-    if (res->stale && !res->token_out)
+    /* a stale item, or a stub whose winner may be gone (its token went
+     * with a restart): the next reader recaches it; a stub only one that
+     * would have vivified it (N) */
+    if ((res->stale || (k.e.stub && q->vivify)) && !res->token_out)
         res->won = true;
     if (res->won)
         won_set(s, k.h, k.e.cas);
@@ -741,7 +759,8 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
     res->cas = k.e.cas;
     res->exptime = k.e.exptime;
     res->vlen = k.e.vlen;
-    rc = locate(s, &k.e, q->klen, &res->loc);
+    if (!q->no_record)
+        rc = locate(s, &k.e, q->klen, &res->loc);
     index_unlock(s->ix, k.h);
     return rc;
 }

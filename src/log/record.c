@@ -28,7 +28,10 @@
  *   9  u8   rflags    REC_F_STALE: a PUT of a stale value (meta ms I), a
  *                     TOUCH that marks the item stale (md I);
  *                     REC_F_CAS_CLIENT: the cas is one a client chose
- *                     (meta E), so it does not move the next cas; the
+ *                     (meta E), so it does not move the next cas;
+ *                     REC_F_STUB: a PUT of the empty item meta's N
+ *                     vivified, not yet filled (or a TOUCH of one): after
+ *                     a restart its next reader wins the recache; the
  *                     other bits are 0
  *  10  u16  klen      key length: 1..250 for PUT/DELETE/TOUCH, else 0
  *  12  u32  vlen      value length (under 1 GiB)

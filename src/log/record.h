@@ -16,21 +16,24 @@
 #define REC_MAX_VLEN ((1u << 30) - 1) /* the index keeps 30 bits of it */
 
 enum rec_type {
-    REC_INVALID = 0,     /* never valid: zero-filled space reads as this */
-    REC_PUT = 1,         /* key = value, with flags, exptime, cas */
-    REC_DELETE = 2,      /* key is gone */
-    REC_TOUCH = 3,       /* key's exptime changes */
-    REC_FLUSH = 4,       /* items before it in the log are gone (at exptime) */
-    REC_SEG_HEADER = 5,  /* first record of every segment */
-    REC_SEG_FOOTER = 6,  /* last record of a sealed segment */
-    REC_DROP = 7,        /* compaction removed the segment named in it */
+    REC_INVALID = 0,    /* never valid: zero-filled space reads as this */
+    REC_PUT = 1,        /* key = value, with flags, exptime, cas */
+    REC_DELETE = 2,     /* key is gone */
+    REC_TOUCH = 3,      /* key's exptime changes */
+    REC_FLUSH = 4,      /* items before it in the log are gone (at exptime) */
+    REC_SEG_HEADER = 5, /* first record of every segment */
+    REC_SEG_FOOTER = 6, /* last record of a sealed segment */
+    REC_DROP = 7,       /* compaction removed the segment named in it */
 };
-#define REC_TYPE_SKIPPABLE 0x80 /* readers that do not know the type skip it */
+#define REC_TYPE_SKIPPABLE 0x80 /* readers that do not know the type skip it   \
+                                 */
 
 /* rflags */
-#define REC_F_STALE 0x01      /* PUT, TOUCH: the item is stale (meta I) */
-#define REC_F_CAS_CLIENT 0x02 /* the cas was the client's (meta E), not one
-                                 the store generated */
+#define REC_F_STALE 0x01 /* PUT, TOUCH: the item is stale (meta I) */
+#define REC_F_CAS_CLIENT                                                       \
+    0x02                /* the cas was the client's (meta E), not one          \
+                           the store generated */
+#define REC_F_STUB 0x04 /* PUT, TOUCH: an empty item vivified (meta N) */
 
 struct rec {
     uint8_t type;

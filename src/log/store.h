@@ -67,16 +67,20 @@ enum {
 /* Message for a STORE_* code or a -errno. */
 const char *store_strerror(int err);
 
-enum store_fsync { STORE_FSYNC_ALWAYS, STORE_FSYNC_EVERYSEC, STORE_FSYNC_NEVER };
+enum store_fsync {
+    STORE_FSYNC_ALWAYS,
+    STORE_FSYNC_EVERYSEC,
+    STORE_FSYNC_NEVER
+};
 
 struct store_config {
-    const char *dir;           /* data directory; created if missing */
-    uint64_t segment_size;     /* roll to a new segment at this size */
+    const char *dir;       /* data directory; created if missing */
+    uint64_t segment_size; /* roll to a new segment at this size */
     enum store_fsync fsync;
-    uint32_t max_item_size;    /* largest value, bytes */
-    bool compactor;            /* run the background compactor thread */
-    double compact_garbage;    /* compact when this fraction is garbage */
-    uint64_t compact_rate;     /* compactor reads at most this many B/s */
+    uint32_t max_item_size; /* largest value, bytes */
+    bool compactor;         /* run the background compactor thread */
+    double compact_garbage; /* compact when this fraction is garbage */
+    uint64_t compact_rate;  /* compactor reads at most this many B/s */
     /* Wall clock in unix milliseconds; NULL means the real clock. Tests
      * move time with it. */
     int64_t (*now_ms)(void *arg);
@@ -116,8 +120,14 @@ void store_close(store_t *s);
 
 /* ---- writes ---- */
 
-enum store_mode { STORE_SET, STORE_ADD, STORE_REPLACE, STORE_APPEND,
-                  STORE_PREPEND, STORE_CAS };
+enum store_mode {
+    STORE_SET,
+    STORE_ADD,
+    STORE_REPLACE,
+    STORE_APPEND,
+    STORE_PREPEND,
+    STORE_CAS
+};
 
 struct store_write {
     uint64_t cas;  /* the cas unique of what was written, 0 when nothing was */
@@ -189,19 +199,19 @@ int store_touch(store_t *s, const void *key, size_t klen, int64_t exptime,
 struct store_arith_req {
     const void *key;
     size_t klen;
-    bool incr;        /* incr wraps at 2^64, decr stops at 0 */
+    bool incr; /* incr wraps at 2^64, decr stops at 0 */
     uint64_t delta;
-    uint64_t cas_in;  /* with has_cas: only that version */
+    uint64_t cas_in; /* with has_cas: only that version */
     bool has_cas;
     uint64_t cas_new; /* ma E */
     bool vivify;      /* ma N: a missing item is created with initial */
     int64_t vivify_exptime;
     uint64_t initial;
-    bool touch;       /* ma T: the exptime changes too */
+    bool touch; /* ma T: the exptime changes too */
     int64_t exptime;
 };
 struct store_arith_res {
-    uint64_t value;   /* the new value */
+    uint64_t value; /* the new value */
     uint64_t cas;
     uint32_t exptime; /* absolute, 0 = never */
     bool created;     /* vivified */
@@ -235,10 +245,10 @@ void store_unsubscribe(store_t *s, int efd);
 
 struct store_item {
     uint32_t flags;
-    uint32_t exptime;     /* absolute unix seconds, 0 = never */
+    uint32_t exptime; /* absolute unix seconds, 0 = never */
     uint64_t cas;
-    uint64_t time_ms;     /* when it was written (unix milliseconds) */
-    const char *key;      /* point into the record buffer */
+    uint64_t time_ms; /* when it was written (unix milliseconds) */
+    const char *key;  /* point into the record buffer */
     uint32_t klen;
     const char *value;
     uint32_t vlen;
@@ -247,50 +257,56 @@ struct store_item {
 /* Where a key's newest record is. Between store_lookup() and
  * store_read_finish() the segment file stays open (pinned). */
 struct store_loc {
-    int fd;          /* segment file to read len bytes from at pos */
+    int fd; /* segment file to read len bytes from at pos */
     uint64_t pos;
-    uint32_t len;    /* whole record: allocate this many bytes to read it */
-    uint64_t off;    /* log offset of the record */
+    uint32_t len; /* whole record: allocate this many bytes to read it */
+    uint64_t off; /* log offset of the record */
     uint64_t cas;
     uint32_t exptime;
     uint32_t vlen;
     void *pin;
+    uint8_t miss; /* after STORE_NOT_FOUND: why (enum store_miss) */
 };
 
+/* Why a read missed (stats: get_expired, get_flushed). */
+enum store_miss { STORE_MISS_ABSENT, STORE_MISS_EXPIRED, STORE_MISS_FLUSHED };
+
 /* STORE_NOT_FOUND for a missing, expired or flushed key (an expired item is
- * dropped from the index on the way). The item counts as fetched. */
+ * dropped from the index on the way; loc->miss says which). The item counts
+ * as fetched. */
 int store_lookup(store_t *s, const void *key, size_t klen,
                  struct store_loc *loc);
 
 /*
  * A read that may write: meta's mg with every flag, and gat. On a hit, or a
- * miss that vivified, *res describes the item and res->loc where its
- * record is (read it as after store_lookup, or store_read_finish with
- * nread 0 when the value is not wanted: that unpins). res->ack is the
- * write's (vivify, touch): the reply waits for it.
+ * miss that vivified, *res describes the item and, unless q->no_record,
+ * res->loc where its record is (read it as after store_lookup). res->ack
+ * is the write's (vivify, touch): the reply waits for it.
  */
 struct store_mget {
     const void *key;
     size_t klen;
-    bool touch;        /* T (and gat): the exptime becomes exptime */
+    bool touch; /* T (and gat): the exptime becomes exptime */
     int64_t exptime;
-    bool vivify;       /* N: a miss creates an empty item, and wins */
+    bool vivify; /* N: a miss creates an empty item, and wins */
     int64_t vivify_exptime;
-    bool recache;      /* R: win when the item has under recache_ttl left */
+    bool recache; /* R: win when the item has under recache_ttl left */
     int64_t recache_ttl;
-    uint64_t cas_new;  /* E: the vivified item's cas */
-    bool no_bump;      /* u: it does not count as fetched */
+    uint64_t cas_new; /* E: the vivified item's cas */
+    bool no_bump;     /* u: it does not count as fetched */
+    bool no_record;   /* the record will not be read: res->loc is unset */
 };
 struct store_mget_res {
     struct store_loc loc;
     uint64_t cas;
-    uint32_t exptime;  /* absolute, 0 = never */
+    uint32_t exptime; /* absolute, 0 = never */
     uint32_t vlen;
-    bool hit_before;   /* h: fetched before this read */
-    bool stale;        /* X */
-    bool won;          /* W: this client recaches it */
-    bool token_out;    /* Z: another client won it already */
-    bool created;      /* vivified by this read */
+    bool hit_before; /* h: fetched before this read */
+    bool stale;      /* X */
+    bool won;        /* W: this client recaches it */
+    bool token_out;  /* Z: another client won it already */
+    bool created;    /* vivified by this read */
+    uint8_t miss;    /* after STORE_NOT_FOUND: why (enum store_miss) */
     uint64_t ack;
 };
 /* 0 (res filled, record pinned), STORE_NOT_FOUND, a gate's code, ... */
@@ -344,8 +360,8 @@ int store_promote(store_t *s, char *err, size_t errlen);
 
 /* A replica takes its primary's history (the same log: its log id, and
  * epochs that describe this replica's log as a prefix). */
-int store_set_history(store_t *s, const struct logdir_meta *primary,
-                      char *err, size_t errlen);
+int store_set_history(store_t *s, const struct logdir_meta *primary, char *err,
+                      size_t errlen);
 
 /* Reads answer `code` (STORE_SYNCING, STORE_STALE) instead of looking; 0
  * serves them again. */
@@ -468,7 +484,7 @@ void store_copy_abort(struct store_copy *c);
     X(live_bytes, "bytes of records the index points at")                      \
     X(value_bytes, "bytes of values the index points at")                      \
     X(log_bytes, "bytes of log on disk (all segments)")                        \
-    X(log_start, "log offset of the oldest byte still on disk")               \
+    X(log_start, "log offset of the oldest byte still on disk")                \
     X(log_end, "log offset where the next record goes")                        \
     X(segments, "segment files")                                               \
     X(written_offset, "log offset written to the segment file")                \
@@ -479,14 +495,14 @@ void store_copy_abort(struct store_copy *c);
     X(fsync_batch_max, "most records one fdatasync covered")                   \
     X(index_bytes, "bytes of memory the index holds")                          \
     X(index_bytes_per_key, "index memory per key, bytes")                      \
-    X(expired_items, "items dropped because they expired")                 \
+    X(expired_items, "items dropped because they expired")                     \
     X(garbage_permille, "garbage share of the log, per thousand")              \
-    X(compact_runs, "segments the compactor has processed")                   \
+    X(compact_runs, "segments the compactor has processed")                    \
     X(compact_bytes_read, "bytes the compactor read")                          \
     X(compact_bytes_copied, "live bytes the compactor re-appended")            \
     X(compact_bytes_reclaimed, "bytes of segment files deleted")               \
     X(compact_last_ms, "duration of the last segment's compaction, ms")        \
-    X(compact_stopped, "1 when the compactor stopped on damage (mcdb-fsck)")  \
+    X(compact_stopped, "1 when the compactor stopped on damage (mcdb-fsck)")   \
     X(error, "1 when the store is read-only after a write or sync error")
 
 struct store_stats {
