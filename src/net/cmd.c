@@ -16,8 +16,6 @@
 
 #include "util/say.h"
 
-#define R_TOO_LARGE "SERVER_ERROR object too large for cache\r\n"
-
 size_t
 cmd_status_text(store_t *s, int rc, char *buf, size_t len)
 {
@@ -33,7 +31,7 @@ cmd_status_text(store_t *s, int rc, char *buf, size_t len)
         text = "NOT_FOUND\r\n";
         break;
     case STORE_TOO_LARGE:
-        text = R_TOO_LARGE;
+        text = proto_err_reply(PE_TOO_LARGE);
         break;
     case STORE_NON_NUMERIC:
         text = "CLIENT_ERROR cannot increment or decrement non-numeric "
@@ -69,14 +67,16 @@ cmd_status_text(store_t *s, int rc, char *buf, size_t len)
     return (size_t)n;
 }
 
-/* Queue text as the reply to a write with this ack. */
-static void
-cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n, bool noreply)
+/* Queue text as the reply to a write with this ack, sent as policy says
+ * (OUT_ON_FAILURE: only if the write fails to become durable). */
+void
+cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
+         enum out_policy policy)
 {
     int st = ack ? store_ack_status(c->w->net->store, ack) : 1;
     if (st == 0) {
-        out_wait_ack(c, ack, text, n, noreply);
-    } else if (noreply) {
+        out_wait_ack(c, ack, text, n, policy);
+    } else if (policy == OUT_NEVER || (st > 0 && policy != OUT_ALWAYS)) {
         return;
     } else if (st < 0) {
         char buf[512];
@@ -99,7 +99,7 @@ cmd_reply(struct conn *c, const struct proto_req *req, int rc,
         n = cmd_status_text(c->w->net->store, rc, buf, sizeof(buf));
         text = buf;
     }
-    cmd_hold(c, w->ack, text, n, req->noreply);
+    cmd_hold(c, w->ack, text, n, req->noreply ? OUT_NEVER : OUT_ALWAYS);
 }
 
 /* ---- retrieval ---- */
@@ -125,6 +125,7 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
         }
         CNT_INC(w, cmd_get);
         struct store_loc loc;
+        loc.miss = STORE_MISS_ABSENT;
         int rc;
         if (touch) {
             /* the value as it was, then the new exptime: a gat with a past
@@ -135,6 +136,7 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
                                    .exptime = req->exptime};
             struct store_mget_res res;
             rc = store_mget(s, &q, &res);
+            loc.miss = res.miss;
             CNT_INC(w, cmd_touch);
             if (rc == STORE_NOT_FOUND)
                 CNT_INC(w, touch_misses);
@@ -142,7 +144,7 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
                 CNT_INC(w, touch_hits);
                 loc = res.loc;
                 if (res.ack)
-                    cmd_hold(c, res.ack, "", 0, true);
+                    cmd_hold(c, res.ack, "", 0, OUT_NEVER);
             }
             if (rc == STORE_REPLICA || rc == STORE_READONLY) {
                 char buf[512];
@@ -163,10 +165,14 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
                 say(SAY_WARN, "lookup of %.*s: %s", (int)klen, key,
                     store_strerror(rc));
             CNT_INC(w, get_misses);
+            if (loc.miss == STORE_MISS_EXPIRED)
+                CNT_INC(w, get_expired);
+            else if (loc.miss == STORE_MISS_FLUSHED)
+                CNT_INC(w, get_flushed);
             continue;
         }
         CNT_INC(w, get_hits);
-        out_start_read(c, &loc, key, klen, want_cas);
+        out_start_read(c, &loc, key, klen, want_cas, NULL);
     }
     out_end(c);
     return true;
@@ -374,6 +380,15 @@ cmd_stats(struct conn *c, const struct proto_req *req)
     return true;
 }
 
+/* memcached's admin commands (admin.c chose the reply). */
+static bool
+cmd_answer(struct conn *c, const struct proto_req *req)
+{
+    if (!req->noreply)
+        out_printf(c, "%s\r\n", req->answer);
+    return true;
+}
+
 /* The handler column of the command table (proto.h). */
 static bool (*const handlers[PROTO_NCMDS])(struct conn *c,
                                            const struct proto_req *req) = {
@@ -401,17 +416,18 @@ cmd_execute(struct conn *c, const struct proto_req *req)
 void
 cmd_parse_error(struct conn *c, const struct proto_req *req)
 {
-    if (req->cmd == PROTO_SET && req->key && req->swallow &&
-        req->err == PE_TOO_LARGE) {
+    if ((req->cmd == PROTO_SET || req->cmd == PROTO_MS) && req->key &&
+        req->swallow && req->err == PE_TOO_LARGE) {
         struct store_write wr = {0};
         struct store_del q = {.key = req->key, .klen = req->klen};
         int rc = store_delete(c->w->net->store, &q, &wr);
         if (rc == 0 || rc == STORE_NOT_FOUND) {
-            cmd_hold(c, wr.ack, R_TOO_LARGE, strlen(R_TOO_LARGE), req->noreply);
+            cmd_hold(c, wr.ack, req->reply, strlen(req->reply),
+                     req->noreply ? OUT_NEVER : OUT_ALWAYS);
             return;
         }
         /* The old value could not be removed: say why instead. */
-        cmd_reply(c, req, rc, &wr, R_TOO_LARGE);
+        cmd_reply(c, req, rc, &wr, req->reply);
         return;
     }
     if (!req->noreply)

@@ -25,7 +25,7 @@
 #define NET_BUF_COUNT 256        /* provided buffers per worker */
 #define NET_BUF_GROUP 0
 #define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
-#define NET_STOP_GRACE_MS 10000    /* then connections are closed as they are */
+#define NET_STOP_GRACE_MS 10000 /* then connections are closed as they are */
 
 /*
  * What "version" and "stats" say. Clients read it as memcached's version to
@@ -259,13 +259,23 @@ void conn_drain(struct conn *c);
 /* Finish what is queued, then hand the socket to src/repl. */
 void conn_handover(struct conn *c);
 
-
 /* cmd.c: the reply (with "\r\n") for a failed store call or ack. */
 size_t cmd_status_text(store_t *s, int rc, char *buf, size_t len);
 /* cmd.c: execute one parsed request. Returns false when it stopped part
  * way (a get paused by backpressure at conn->get_resume). */
 bool cmd_execute(struct conn *c, const struct proto_req *req);
 void cmd_parse_error(struct conn *c, const struct proto_req *req);
+/* cmd.c: queue text as the reply to a write with this ack (0: none). */
+void cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
+              enum out_policy policy);
+
+/* cmd_meta.c: the meta commands' handlers (the table's handler column). */
+bool cmd_mg(struct conn *c, const struct proto_req *req);
+bool cmd_ms(struct conn *c, const struct proto_req *req);
+bool cmd_md(struct conn *c, const struct proto_req *req);
+bool cmd_ma(struct conn *c, const struct proto_req *req);
+bool cmd_mn(struct conn *c, const struct proto_req *req);
+bool cmd_me(struct conn *c, const struct proto_req *req);
 
 /* stats.c */
 void stats_reply(struct conn *c, const char *arg, size_t arg_len);

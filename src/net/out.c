@@ -13,6 +13,8 @@
 
 #include "util/say.h"
 
+#include <sodium.h>
+
 #define NET_SMALL_VALUE 1024 /* values up to this are copied into the reply */
 #define NET_FREE_ITEMS 1024  /* recycled items kept per worker */
 
@@ -283,12 +285,14 @@ waiter_remove(struct conn *c)
 
 void
 out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
-             bool silent)
+             enum out_policy policy)
 {
     struct oitem *t = c->oq_tail;
     /* Consecutive noreply writes share one item: the later ack covers the
-     * earlier ones, since one connection's writes are appended in order. */
-    if (silent && t && t->state == OI_WAIT_ACK && t->silent) {
+     * earlier ones, since one connection's writes are appended in order.
+     * (Not meta's quiet ones: each failure of those is a reply.) */
+    if (policy == OUT_NEVER && t && t->state == OI_WAIT_ACK &&
+        t->policy == OUT_NEVER) {
         if (ack > t->ack)
             t->ack = ack;
         return;
@@ -296,9 +300,9 @@ out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
     struct oitem *it = item_alloc(c->w);
     it->state = OI_WAIT_ACK;
     it->ack = ack;
-    it->silent = silent;
+    it->policy = (uint8_t)policy;
     out_push(c, it);
-    if (!silent)
+    if (policy == OUT_ALWAYS)
         out_set_text(c, it, ok, n);
     c->n_wait_ack++;
     waiter_add(c);
@@ -309,7 +313,7 @@ ack_settle(struct conn *c, struct oitem *it, int status)
 {
     it->state = OI_READY;
     c->n_wait_ack--;
-    if (it->silent) {
+    if (it->policy == OUT_NEVER || (status > 0 && it->policy != OUT_ALWAYS)) {
         it->len = 0;
     } else if (status < 0) {
         char buf[512];
@@ -399,6 +403,131 @@ value_line(char *dst, const char *key, size_t klen, const struct store_item *si,
     return (size_t)(p - dst);
 }
 
+/* ---- meta replies ---- */
+
+static char *
+put_u64(char *p, uint64_t v)
+{
+    return p + net_fmt_u64(p, v);
+}
+
+/* The key as it came: text, or base64 (a key of PROTO_MAX_KEY bytes is 340
+ * base64 characters). */
+static char *
+put_key(char *p, const struct out_meta *m)
+{
+    if (!m->ret->b64) {
+        memcpy(p, m->key, m->klen);
+        return p + m->klen;
+    }
+    size_t n =
+        sodium_base64_ENCODED_LEN(m->klen, sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(p, n, (const unsigned char *)m->key, m->klen,
+                      sodium_base64_VARIANT_ORIGINAL);
+    return p + n - 1;
+}
+
+static uint64_t
+seconds_since(uint64_t time_ms, uint32_t now)
+{
+    uint64_t t = time_ms / 1000;
+    return t < now ? now - t : 0;
+}
+
+/* me: memcached's debug line; cls is always 1 (mcdb has no slab classes)
+ * and size is the record's length in the log. */
+static size_t
+me_line(char *dst, const struct out_meta *m, uint32_t now)
+{
+    char *p = dst;
+    memcpy(p, "ME ", 3);
+    p = put_key(p + 3, m);
+    long long exp = m->exptime == 0 ? -1 : (long long)m->exptime - now;
+    p += snprintf(
+        p, 128, " exp=%lld la=%llu cas=%llu fetch=%s cls=1 size=%u\r\n", exp,
+        (unsigned long long)seconds_since(m->time_ms, now),
+        (unsigned long long)m->cas, m->fetched ? "yes" : "no", m->size);
+    return (size_t)(p - dst);
+}
+
+size_t
+out_meta_line(char *dst, const struct out_meta *m, uint32_t now)
+{
+    static const char words[][3] = {
+        [OUT_VA] = "VA", [OUT_HD] = "HD", [OUT_EN] = "EN",
+        [OUT_NF] = "NF", [OUT_NS] = "NS", [OUT_EX] = "EX"};
+    if (m->code == OUT_ME)
+        return me_line(dst, m, now);
+    char *p = dst;
+    memcpy(p, words[m->code], 2);
+    p += 2;
+    if (m->code == OUT_VA) {
+        *p++ = ' ';
+        p = put_u64(p, m->vlen);
+    }
+    for (unsigned i = 0; i < m->ret->n; i++) {
+        char f = m->ret->flags[i];
+        if (!(m->show & PROTO_MF(f)))
+            continue;
+        *p++ = ' ';
+        if (f == 'O') {
+            memcpy(p, m->ret->opaque, m->ret->olen);
+            p += m->ret->olen;
+            continue;
+        }
+        *p++ = f;
+        switch (f) {
+        case 's':
+            p = put_u64(p, m->vlen);
+            break;
+        case 't':
+            if (m->exptime == 0) {
+                memcpy(p, "-1", 2);
+                p += 2;
+            } else {
+                p = put_u64(p, m->exptime > now ? m->exptime - now : 0);
+            }
+            break;
+        case 'c':
+            p = put_u64(p, m->cas);
+            break;
+        case 'f':
+            p = put_u64(p, m->flags);
+            break;
+        case 'l':
+            p = put_u64(p, seconds_since(m->time_ms, now));
+            break;
+        case 'h':
+            *p++ = m->fetched ? '1' : '0';
+            break;
+        case 'k':
+            p = put_key(p, m);
+            if (m->ret->b64) {
+                memcpy(p, " b", 2);
+                p += 2;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    /* memcached's order: Z first, so that a client never reads W with Z */
+    if (m->token_out) {
+        memcpy(p, " Z", 2);
+        p += 2;
+    }
+    if (m->stale) {
+        memcpy(p, " X", 2);
+        p += 2;
+    }
+    if (m->won) {
+        memcpy(p, " W", 2);
+        p += 2;
+    }
+    memcpy(p, "\r\n", 2);
+    return (size_t)(p + 2 - dst);
+}
+
 /* The record of item it is in it->owned (nread bytes): make the reply. */
 static void
 read_done(struct conn *c, struct oitem *it, size_t nread)
@@ -416,12 +545,29 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         if (it->end) {
             memcpy(it->text, "END\r\n", 5);
             it->len = 5;
+        } else if (it->meta) {
+            it->meta->code = OUT_EN;
+            it->meta->show = PROTO_MF('O') | PROTO_MF('k');
+            it->meta->token_out = it->meta->stale = it->meta->won = false;
+            it->len = (uint32_t)out_meta_line(it->text, it->meta, store_now(s));
         }
         read_fold_next(c, it);
         return;
     }
-    size_t len = value_line(it->text, key, it->klen, &si, it->want_cas);
-    size_t trail = it->end ? 7 : 2;
+    size_t len, trail = it->end ? 7 : 2;
+    if (it->meta) {
+        it->meta->flags = si.flags;
+        it->meta->time_ms = si.time_ms;
+        it->meta->size = it->loc.len;
+        len = out_meta_line(it->text, it->meta, store_now(s));
+        if (it->meta->code != OUT_VA) {
+            it->len = (uint32_t)len;
+            read_fold_next(c, it);
+            return;
+        }
+    } else {
+        len = value_line(it->text, key, it->klen, &si, it->want_cas);
+    }
     if (len + si.vlen + trail <= it->cap) {
         memcpy(it->text + len, si.value, si.vlen);
         memcpy(it->text + len + si.vlen, VALUE_END, trail);
@@ -443,19 +589,35 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
  */
 void
 out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
-               size_t klen, bool want_cas)
+               size_t klen, bool want_cas, const struct out_meta *m)
 {
     struct worker *w = c->w;
-    size_t hdr = klen + 64; /* "VALUE" line and room for "END\r\n" */
+    /* the VALUE line and room for "END\r\n", or a meta line */
+    size_t hdr = m ? OUT_META_LINE_MAX(klen) : klen + 64;
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
-    size_t size = loc->len + klen + hdr + small;
+    size_t at = loc->len + klen; /* the text, or the meta descriptor */
+    size_t desc = 0;
+    if (m) {
+        at = (at + 7) & ~(size_t)7;
+        desc = sizeof(struct out_meta) + sizeof(struct proto_ret);
+    }
+    size_t size = at + desc + hdr + small;
     struct oitem *it = item_alloc(w);
     item_own(w, it, size);
     char *buf = it->owned;
     memcpy(buf + loc->len, key, klen);
+    if (m) {
+        struct out_meta *d = (struct out_meta *)(buf + at);
+        struct proto_ret *r = (struct proto_ret *)(d + 1);
+        *d = *m;
+        *r = *m->ret;
+        d->ret = r;
+        d->key = buf + loc->len;
+        it->meta = d;
+    }
 
     it->state = OI_WAIT_READ;
-    it->text = buf + loc->len + klen;
+    it->text = buf + at + desc;
     it->cap = (uint32_t)(hdr + small);
     it->loc = *loc;
     it->klen = (uint16_t)klen;

@@ -33,8 +33,47 @@
 #define NET_CACHE_BYTES (1u << 20) /* recycled bytes kept per class */
 #define NET_ITEM_INLINE 40         /* reply text stored inside an item */
 
+#include "net/proto.h"
+
 struct conn;
 struct worker;
+
+/* When a reply is sent: always; never (noreply); only when the request
+ * failed (meta's q: the nominal reply is hidden, an error never is). */
+enum out_policy { OUT_ALWAYS, OUT_NEVER, OUT_ON_FAILURE };
+
+/* A meta reply's first word. */
+enum out_code { OUT_VA, OUT_HD, OUT_EN, OUT_NF, OUT_NS, OUT_EX, OUT_ME };
+
+/*
+ * The render descriptor of a meta reply: its code, then those of the
+ * request's return flags (ret, in request order) that this reply shows
+ * (show: PROTO_MF bits), then Z, X and W as memcached orders them. The
+ * facts are what the flags print; flags and time_ms come from the record,
+ * so a reply that shows f or l (or the value) is rendered once it is read.
+ */
+struct out_meta {
+    uint8_t code;
+    uint64_t show;
+    const struct proto_ret *ret;
+    const char *key;
+    size_t klen;
+    uint64_t cas;
+    uint32_t flags;
+    uint32_t exptime; /* absolute, 0 = never */
+    uint32_t vlen;
+    uint32_t size;    /* me: the record's bytes */
+    uint64_t time_ms; /* written at */
+    bool fetched, stale, won, token_out;
+};
+/* The longest line out_meta_line writes for a key of klen bytes: the code
+ * and a length, each return flag once (O at most 32 bytes, the key maybe
+ * in base64), Z X W, "\r\n". */
+#define OUT_META_LINE_MAX(klen) (200 + 2 * (size_t)(klen))
+
+/* The line (with "\r\n") into dst (OUT_META_LINE_MAX(m->klen) bytes); its
+ * length. */
+size_t out_meta_line(char *dst, const struct out_meta *m, uint32_t now);
 
 enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
 enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
@@ -51,9 +90,9 @@ struct oitem {
     struct oitem *next;
     struct conn *conn;
     uint8_t state;
-    uint8_t own; /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
-    uint8_t cls; /* OWN_CACHED: the buffer's size class */
-    bool silent; /* WAIT_ACK of a noreply write: no bytes either way */
+    uint8_t own;    /* what owned is: OWN_NONE, OWN_CACHED, OWN_MALLOC */
+    uint8_t cls;    /* OWN_CACHED: the buffer's size class */
+    uint8_t policy; /* WAIT_ACK: out_policy of its text */
     uint8_t trail;
     uint32_t len, cap; /* text */
     uint32_t sent;
@@ -68,6 +107,7 @@ struct oitem {
     uint16_t klen;
     bool want_cas;
     bool end; /* the get's "END\r\n" follows this reply (out_end) */
+    struct out_meta *meta; /* a meta reply's descriptor, in owned */
     char inl[NET_ITEM_INLINE];
 };
 
@@ -85,9 +125,13 @@ void out_printf(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
 void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
-                  bool silent);
+                  enum out_policy policy);
+/* The reply to one hit, made once the record is read: get's VALUE line
+ * (meta NULL) or the meta reply m describes (its value when m->code is
+ * OUT_VA). m and what it points to are copied. */
 void out_start_read(struct conn *c, const struct store_loc *loc,
-                    const char *key, size_t klen, bool want_cas);
+                    const char *key, size_t klen, bool want_cas,
+                    const struct out_meta *m);
 void out_end(struct conn *c);
 
 /* A read's completion (the ring's): its reply is ready. */

@@ -24,7 +24,10 @@
  * Values
  *   key      1..PROTO_MAX_KEY bytes, none of them a control character
  *            (0x00-0x20, 0x7f); bytes >= 0x80 are allowed, as in memcached.
- *   flags, bytes, level: decimal, 0..2^32-1. unique, delta: 0..2^64-1.
+ *   flags, level: decimal, 0..2^32-1. unique, delta: 0..2^64-1.
+ *   bytes    decimal, 0..2^31-3: memcached reads it as a signed 32-bit
+ *            number and calls anything beyond INT_MAX - 2 a malformed line
+ *            (not a value too large to store: nothing is swallowed).
  *   exptime, delay: decimal with optional '-', within int32 (memcached's
  *            safe_strtol). Numbers are digits only: no '+', no spaces, no
  *            trailing garbage, no wraparound.
@@ -86,11 +89,9 @@
  * PROTO_MAX_LINE bytes more to resync after a bad data chunk. No allocation,
  * no state between calls: the caller re-calls with the grown buffer.
  */
-#include "net/proto.h"
+#include "net/proto_int.h"
 
 #include <string.h>
-
-#define MAX_TOKENS 8 /* the longest fixed form: cas + 5 args + noreply */
 
 static const char *const err_replies[] = {[PE_NONE] = "",
 #define X(code, text) [code] = text "\r\n",
@@ -104,23 +105,8 @@ proto_err_reply(enum proto_err err)
     return err_replies[err];
 }
 
-struct tok {
-    const char *p;
-    size_t n;
-};
-
-/* One command line, split into tokens. */
-struct line {
-    const char *buf; /* the whole input */
-    size_t len;
-    size_t next; /* offset just past the line's "\n" */
-    struct tok tok[MAX_TOKENS];
-    size_t ntok; /* tokens on the line; the first MAX_TOKENS are in tok */
-    const char *last_end; /* one past the last token */
-};
-
-static int
-fail(struct proto_req *req, enum proto_err err, size_t consumed)
+int
+proto_fail(struct proto_req *req, enum proto_err err, size_t consumed)
 {
     req->err = err;
     req->reply = err_replies[err];
@@ -145,31 +131,15 @@ tokenize(const char *s, size_t n, struct line *l)
         start = i;
         while (i < n && s[i] != ' ')
             i++;
-        if (l->ntok < MAX_TOKENS)
+        if (l->ntok < PROTO_MAX_TOKENS)
             l->tok[l->ntok] = (struct tok){s + start, i - start};
         l->ntok++;
         l->last_end = s + i;
     }
 }
 
-static bool
-tok_is(struct tok t, const char *s)
-{
-    size_t n = strlen(s);
-
-    return t.n == n && memcmp(t.p, s, n) == 0;
-}
-
-/* Only meaningful once ntok <= MAX_TOKENS has been checked. */
-static bool
-last_is_noreply(const struct line *l)
-{
-    return l->ntok >= 2 && tok_is(l->tok[l->ntok - 1], "noreply");
-}
-
-/* Decimal digits only, value <= max (max >= 9). */
-static bool
-parse_u64(struct tok t, uint64_t max, uint64_t *out)
+bool
+proto_u64(struct tok t, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
 
@@ -186,22 +156,21 @@ parse_u64(struct tok t, uint64_t max, uint64_t *out)
     return true;
 }
 
-/* Optional '-', then digits; within int32 as memcached's safe_strtol. */
-static bool
-parse_i32(struct tok t, int64_t *out)
+bool
+proto_i32(struct tok t, int64_t *out)
 {
     bool neg = t.n > 0 && t.p[0] == '-';
     struct tok digits = {t.p + neg, t.n - neg};
     uint64_t mag;
 
-    if (!parse_u64(digits, neg ? (uint64_t)INT32_MAX + 1 : INT32_MAX, &mag))
+    if (!proto_u64(digits, neg ? (uint64_t)INT32_MAX + 1 : INT32_MAX, &mag))
         return false;
     *out = neg ? -(int64_t)mag : (int64_t)mag;
     return true;
 }
 
-static bool
-key_ok(const char *p, size_t n)
+bool
+proto_key_ok(const char *p, size_t n)
 {
     if (n == 0 || n > PROTO_MAX_KEY)
         return false;
@@ -217,7 +186,7 @@ key_ok(const char *p, size_t n)
 static bool
 tok_key_ok(struct tok t)
 {
-    return key_ok(t.p, t.n);
+    return proto_key_ok(t.p, t.n);
 }
 
 static bool
@@ -235,27 +204,26 @@ parse_get(const struct line *l, uint32_t max_item, struct proto_req *req)
     size_t first = touch ? 2 : 1;
 
     if (l->ntok < first + 1)
-        return fail(req, PE_ERROR, l->next);
-    if (touch && !parse_i32(l->tok[1], &req->exptime))
-        return fail(req, PE_BAD_EXPTIME, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
+    if (touch && !proto_i32(l->tok[1], &req->exptime))
+        return proto_fail(req, PE_BAD_EXPTIME, l->next);
     req->keys = l->tok[first].p;
     req->keys_len = (size_t)(l->last_end - req->keys);
-    /* key_ok() on each key, in one pass over the list. */
+    /* proto_key_ok() on each key, in one pass over the list. */
     for (size_t i = 0, klen = 0; i < req->keys_len; i++) {
         unsigned char c = (unsigned char)req->keys[i];
 
         if (c == ' ')
             klen = 0;
         else if (c < ' ' || c == 0x7f || ++klen > PROTO_MAX_KEY)
-            return fail(req, PE_BAD_FORMAT, l->next);
+            return proto_fail(req, PE_BAD_FORMAT, l->next);
     }
     req->consumed = l->next;
     return PROTO_OK;
 }
 
-/* The data block after a valid storage line: <bytes> bytes, then "\r\n". */
-static int
-parse_data(const struct line *l, struct proto_req *req)
+int
+proto_data(const struct line *l, struct proto_req *req)
 {
     size_t d = l->next;
     size_t avail = l->len - d;
@@ -283,11 +251,11 @@ parse_data(const struct line *l, struct proto_req *req)
         lim = PROTO_MAX_LINE;
     nl = memchr(l->buf + t, '\n', lim);
     if (nl != NULL)
-        return fail(req, PE_BAD_CHUNK, (size_t)(nl - l->buf) + 1);
+        return proto_fail(req, PE_BAD_CHUNK, (size_t)(nl - l->buf) + 1);
     if (lim < PROTO_MAX_LINE)
         return PROTO_NEED_MORE;
     req->close = true;
-    return fail(req, PE_BAD_CHUNK, t + PROTO_MAX_LINE);
+    return proto_fail(req, PE_BAD_CHUNK, t + PROTO_MAX_LINE);
 }
 
 /* set add replace append prepend cas */
@@ -301,12 +269,13 @@ parse_storage(const struct line *l, uint32_t max_item, struct proto_req *req)
     int64_t exptime = 0;
 
     if (!count_is(l, nfixed, nfixed + 1))
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
-    if (!tok_key_ok(t[1]) || !parse_u64(t[2], UINT32_MAX, &flags) ||
-        !parse_i32(t[3], &exptime) || !parse_u64(t[4], UINT32_MAX, &bytes) ||
-        (cas && !parse_u64(t[5], UINT64_MAX, &unique)))
-        return fail(req, PE_BAD_FORMAT, l->next); /* Framing, 3 */
+    if (!tok_key_ok(t[1]) || !proto_u64(t[2], UINT32_MAX, &flags) ||
+        !proto_i32(t[3], &exptime) ||
+        !proto_u64(t[4], PROTO_MAX_BYTES, &bytes) ||
+        (cas && !proto_u64(t[5], UINT64_MAX, &unique)))
+        return proto_fail(req, PE_BAD_FORMAT, l->next); /* Framing, 3 */
     req->key = t[1].p;
     req->klen = t[1].n;
     req->flags = (uint32_t)flags;
@@ -315,9 +284,9 @@ parse_storage(const struct line *l, uint32_t max_item, struct proto_req *req)
     req->cas = unique;
     if (bytes > max_item) {
         req->swallow = bytes + 2;
-        return fail(req, PE_TOO_LARGE, l->next);
+        return proto_fail(req, PE_TOO_LARGE, l->next);
     }
-    return parse_data(l, req);
+    return proto_data(l, req);
 }
 
 /* incr decr touch: <key> <number> [noreply] */
@@ -328,18 +297,18 @@ parse_key_number(const struct line *l, uint32_t max_item, struct proto_req *req)
     bool ok;
 
     if (!count_is(l, 3, 4))
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (!tok_key_ok(l->tok[1]))
-        return fail(req, PE_BAD_FORMAT, l->next);
+        return proto_fail(req, PE_BAD_FORMAT, l->next);
     if (req->cmd == PROTO_TOUCH)
-        ok = parse_i32(l->tok[2], &req->exptime);
+        ok = proto_i32(l->tok[2], &req->exptime);
     else
-        ok = parse_u64(l->tok[2], UINT64_MAX, &req->delta);
+        ok = proto_u64(l->tok[2], UINT64_MAX, &req->delta);
     if (!ok) {
-        return fail(req,
-                    req->cmd == PROTO_TOUCH ? PE_BAD_EXPTIME : PE_BAD_DELTA,
-                    l->next);
+        return proto_fail(
+            req, req->cmd == PROTO_TOUCH ? PE_BAD_EXPTIME : PE_BAD_DELTA,
+            l->next);
     }
     req->key = l->tok[1].p;
     req->klen = l->tok[1].n;
@@ -353,16 +322,16 @@ parse_delete(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
     (void)max_item;
     if (l->ntok < 2 || l->ntok > 4)
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     if (l->ntok > 2) {
         bool zero = tok_is(l->tok[2], "0");
 
         req->noreply = last_is_noreply(l);
         if (!(l->ntok == 3 ? zero || req->noreply : zero && req->noreply))
-            return fail(req, PE_DELETE_USAGE, l->next);
+            return proto_fail(req, PE_DELETE_USAGE, l->next);
     }
     if (!tok_key_ok(l->tok[1]))
-        return fail(req, PE_BAD_FORMAT, l->next);
+        return proto_fail(req, PE_BAD_FORMAT, l->next);
     req->key = l->tok[1].p;
     req->klen = l->tok[1].n;
     req->consumed = l->next;
@@ -375,11 +344,11 @@ parse_flush_all(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
     (void)max_item;
     if (l->ntok > 3)
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
     if (l->ntok != (req->noreply ? 2u : 1u) &&
-        !parse_i32(l->tok[1], &req->delay))
-        return fail(req, PE_BAD_EXPTIME, l->next);
+        !proto_i32(l->tok[1], &req->delay))
+        return proto_fail(req, PE_BAD_EXPTIME, l->next);
     req->consumed = l->next;
     return PROTO_OK;
 }
@@ -391,10 +360,10 @@ parse_verbosity(const struct line *l, uint32_t max_item, struct proto_req *req)
     uint64_t level;
 
     if (!count_is(l, 2, 3))
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     req->noreply = last_is_noreply(l);
-    if (!parse_u64(l->tok[1], UINT32_MAX, &level))
-        return fail(req, PE_BAD_FORMAT, l->next);
+    if (!proto_u64(l->tok[1], UINT32_MAX, &level))
+        return proto_fail(req, PE_BAD_FORMAT, l->next);
     req->level = (uint32_t)level;
     req->consumed = l->next;
     return PROTO_OK;
@@ -420,8 +389,8 @@ parse_replicate(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
     (void)max_item;
     uint64_t version;
-    if (!count_is(l, 2, 2) || !parse_u64(l->tok[1], UINT32_MAX, &version))
-        return fail(req, PE_ERROR, l->next);
+    if (!count_is(l, 2, 2) || !proto_u64(l->tok[1], UINT32_MAX, &version))
+        return proto_fail(req, PE_ERROR, l->next);
     req->level = (uint32_t)version;
     req->consumed = l->next;
     return PROTO_OK;
@@ -441,7 +410,7 @@ parse_promote(const struct line *l, uint32_t max_item, struct proto_req *req)
 {
     (void)max_item;
     if (l->ntok != 1)
-        return fail(req, PE_ERROR, l->next);
+        return proto_fail(req, PE_ERROR, l->next);
     req->consumed = l->next;
     return PROTO_OK;
 }
@@ -490,6 +459,19 @@ line_limit(const char *buf, size_t len, uint32_t max_item)
     return PROTO_MAX_LINE;
 }
 
+/* memcached closes on an unknown command whose last token starts with
+ * "HTTP/" ("GET / HTTP/1.0"). */
+static bool
+looks_like_http(const struct line *l)
+{
+    size_t n = l->last_end - l->buf;
+    size_t i = n;
+
+    while (i > 0 && l->buf[i - 1] != ' ')
+        i--;
+    return n - i >= 5 && memcmp(l->buf + i, "HTTP/", 5) == 0;
+}
+
 int
 proto_parse(const char *buf, size_t len, uint32_t max_item,
             struct proto_req *req)
@@ -498,7 +480,7 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
     const char *nl;
     size_t end;
 
-    memset(req, 0, sizeof(*req));
+    memset(req, 0, offsetof(struct proto_req, meta));
     req->cmd = PROTO_NCMDS;
     if (len == 0)
         return PROTO_NEED_MORE;
@@ -514,7 +496,7 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
             if (len < limit)
                 return PROTO_NEED_MORE;
             req->close = true;
-            return fail(req, PE_LINE_TOO_LONG, limit);
+            return proto_fail(req, PE_LINE_TOO_LONG, limit);
         }
     }
     l.buf = buf;
@@ -526,7 +508,14 @@ proto_parse(const char *buf, size_t len, uint32_t max_item,
     tokenize(buf, end, &l);
     if (l.ntok == 0 || !lookup(l.tok[0], &req->cmd)) {
         req->cmd = PROTO_NCMDS;
-        return fail(req, PE_ERROR, l.next);
+        if (l.ntok > 0 && looks_like_http(&l)) {
+            /* a browser tricked into talking to the port: no answer */
+            req->close = true;
+            proto_fail(req, PE_HTTP, l.next);
+            req->reply = "";
+            return PROTO_ERROR;
+        }
+        return proto_fail(req, PE_ERROR, l.next);
     }
     return commands[req->cmd].parse(&l, max_item, req);
 }

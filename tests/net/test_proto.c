@@ -318,16 +318,23 @@ Test(proto, storage_numbers_take_their_full_ranges)
     cr_assert_eq(r.exptime, 0);
 }
 
-Test(proto, storage_length_of_2_pow_32_minus_1_parses)
+Test(proto, storage_length_beyond_int32_minus_2_is_a_bad_line_not_swallowed)
 {
+    /* memcached reads <bytes> as a signed 32-bit number and refuses more
+     * than INT_MAX - 2: the line is malformed, nothing is swallowed. */
+    const char *bad[] = {"set k 0 0 4294967295\r\n", "set k 0 0 2147483647\r\n",
+                         "set k 0 0 2147483646\r\n", "set k 0 0 -1\r\n",
+                         "cas k 0 0 4294967295 1\r\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_error_n(bad[i], strlen(bad[i]), UINT32_MAX, R_BAD_FORMAT,
+                       strlen(bad[i]), 0, false);
+    /* INT_MAX - 2 itself is a length: it waits for the data block, or is
+     * too large (and swallowed) when max_item is lower. */
     struct proto_req r;
-    const char *line = "set k 0 0 4294967295\r\n";
-
-    /* Allowed by max_item: waits for the 4 GiB data block. */
+    const char *line = "set k 0 0 2147483645\r\n";
     cr_assert_eq(parse_n(line, strlen(line), UINT32_MAX, &r), PROTO_NEED_MORE);
-    /* Not allowed: too large, and all of it is swallowed. */
     assert_error_n(line, strlen(line), MAX_ITEM, R_TOO_LARGE, strlen(line),
-                   4294967297ull, false);
+                   2147483647ull, false);
 }
 
 Test(proto, zero_length_value_parses)
@@ -559,7 +566,7 @@ Test(proto, command_names_come_from_the_table)
 Test(proto, unknown_command_is_ERROR)
 {
     assert_line_error("foo bar\r\n", R_ERROR);
-    assert_line_error("bget k\r\n", R_ERROR);
+    assert_line_error("bgetx k\r\n", R_ERROR);
     assert_line_error("getx k\r\n", R_ERROR);
     assert_line_error("g\r\n", R_ERROR);
 }
