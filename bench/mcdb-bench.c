@@ -1,7 +1,7 @@
 /*
  * mcdb-bench: a load generator for servers that speak memcached's text
- * protocol (get/set) or Redis's RESP (GET/SET), so memcached, Redis and
- * mcdbd are driven by the same client.
+ * protocol (get/set), memcached's meta protocol (mg/ms) or Redis's RESP
+ * (GET/SET), so memcached, Redis and mcdbd are driven by the same client.
  *
  * Build, then run it against a memcached pinned to the other core:
  *   cmake -S . -B build && cmake --build build -j2 --target mcdb-bench
@@ -13,6 +13,9 @@
  * Redis, 1 set to 1 get, preloaded, JSON out:
  *   build/bench/mcdb-bench --protocol redis --server 127.0.0.1:6379 \
  *       --ratio 1:1 --preload --duration 5 --json
+ * The same memcached, meta gets returning value, flags, cas and TTL:
+ *   taskset -c 0 build/bench/mcdb-bench --server 127.0.0.1:11311 \
+ *       --protocol meta --meta-flags "v f c t" --pipeline 16 --ratio 0:1
  *   build/bench/mcdb-bench --help
  *
  * How it works
@@ -27,17 +30,30 @@
  * a value's bytes are skipped, never copied. All buffers are allocated when
  * the connection is set up: the request path does not allocate.
  *
- * Replies match requests in FIFO order (both protocols answer in order). A
- * connection's reply parser is a small state machine, advanced by
+ * Replies match requests in FIFO order (all three protocols answer in
+ * order). A connection's reply parser is a small state machine, advanced by
  * conn_parse():
  *
- *   RS_LINE --VALUE/$N--> RS_DATA --N bytes--> RS_DATA_END --"\r\n"--+
- *      ^                                                             |
- *      |<--- "END" (memcache) --- RS_END <----- memcache ------------+
- *      |<------------------------------------- redis: reply done ---+
+ *   RS_LINE --VALUE/VA N/$N--> RS_DATA --N bytes--> RS_DATA_END --"\r\n"--+
+ *      ^                                                                  |
+ *      |<--- "END" (memcache) --- RS_END <----- memcache -----------------+
+ *      |<------------------------------------ meta, redis: reply done ---+
  *
- * and every other complete line (END, $-1, STORED, +OK, errors) ends the
- * reply in RS_LINE.
+ * and every other complete line (END, EN, HD, $-1, STORED, +OK, errors)
+ * ends the reply in RS_LINE. The parser only ever looks at complete lines,
+ * and counts the value bytes it skips, so a reply may be split across reads
+ * at any byte. A line that is an error reply (ERROR, CLIENT_ERROR,
+ * SERVER_ERROR, -ERR, and the refusals NOT_STORED/NS, EXISTS/EX,
+ * NOT_FOUND/NF) completes its request as an error; the first one of a run
+ * is kept, with the command it answered, and reported. Any other line is a
+ * protocol error: the connection is closed, naming the line.
+ *
+ * Meta (--protocol meta): a set is "ms KEY LEN T0 F0" and its data, answered
+ * "HD"; a get is "mg KEY" plus --meta-flags (default "v f"), answered
+ * "VA LEN <flags>" and the data on a hit (or, without v, "HD <flags>") and
+ * "EN" on a miss. Before the run, one mg of key 0 on the first connection
+ * checks that the server speaks meta at all: one that answers ERROR (an
+ * unknown command) is a clear failure, not ten seconds of errors.
  *
  * The measured window: the main thread sleeps through --warmup, then raises
  * `measuring` and takes t0; it raises `stop` and takes t1 after --duration
@@ -89,8 +105,14 @@
 #define BENCH_OPTIONS(X)                                                       \
     X(server, STR, "127.0.0.1:11211", "HOST:PORT",                             \
       "server to load; loopback only (127.0.0.0/8, ::1, localhost)")           \
-    X(protocol, STR, "memcache", "memcache|redis",                             \
-      "memcached text protocol (get/set) or Redis RESP (GET/SET)")             \
+    X(protocol, STR, "memcache", "memcache|meta|redis",                        \
+      "memcached text protocol (get/set), memcached meta protocol (mg/ms) "    \
+      "or Redis RESP (GET/SET)")                                               \
+    X(meta_flags, STR, "v f", "\"F F ...\"",                                   \
+      "--protocol meta: the flags of every mg, single letters separated by "   \
+      "spaces, each at most once, from c (cas), f (client flags), h (hit "     \
+      "before), k (key), l (last access), s (size), t (TTL), u (no LRU "       \
+      "bump), v (value); without v a hit is answered HD, not VA")              \
     X(threads, UINT, "1", "N", "event-loop threads; give each a core")         \
     X(connections, UINT, "50", "N",                                            \
       "connections in total, spread over the threads")                         \
@@ -156,16 +178,29 @@ static const char *const opt_names[] = {
 #define REQ_HEADER_MAX (96 + MAX_PREFIX) /* request text besides the value */
 #define IBUF_SIZE (64u << 10)
 #define EVENTS_MAX 256
+#define MG_FLAGS_MAX 9   /* --meta-flags: each allowed letter once */
+#define ERR_TEXT_MAX 200 /* an error reply line as reported, quoted */
+#define PROBE_TIMEOUT_S 10
 
 /* ---- the derived plan: options checked and turned into numbers ---- */
 
-enum proto { PROTO_MEMCACHE, PROTO_REDIS };
+enum proto { PROTO_MEMCACHE, PROTO_META, PROTO_REDIS };
 enum op { OP_GET, OP_SET };
+
+/* Each protocol's name for each op, for messages: [proto][op]. */
+static const char *const op_names[][2] = {
+    [PROTO_MEMCACHE] = {"get", "set"},
+    [PROTO_META] = {"mg", "ms"},
+    [PROTO_REDIS] = {"GET", "SET"},
+};
 
 struct plan {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     enum proto proto;
+    char mg_flags[2 * MG_FLAGS_MAX + 1]; /* " v f": what follows mg's key */
+    size_t mg_flags_len;
+    bool mg_value; /* v: a hit is VA and a data block, not HD */
     bool zipf;
     double theta;
     uint64_t vmin, vmax;
@@ -185,6 +220,7 @@ struct plan {
 struct stats {
     uint64_t ops, sets, gets, hits, misses, errors;
     uint64_t max_ns;
+    char first_error[ERR_TEXT_MAX]; /* the first counted error reply, or "" */
     uint64_t hist[HIST_BUCKETS];
 };
 
@@ -255,6 +291,8 @@ stats_add(struct stats *to, const struct stats *from)
     to->errors += from->errors;
     if (from->max_ns > to->max_ns)
         to->max_ns = from->max_ns;
+    if (!to->first_error[0])
+        memcpy(to->first_error, from->first_error, sizeof(to->first_error));
     for (unsigned i = 0; i < HIST_BUCKETS; i++)
         to->hist[i] += from->hist[i];
 }
@@ -537,6 +575,18 @@ req_format(struct conn *c, enum op op, uint64_t key, uint64_t vlen)
             p = PUT_LIT(p, "\r\n");
             p = put_value(c, p, vlen);
         }
+    } else if (b->p.proto == PROTO_META) {
+        p = op == OP_GET ? PUT_LIT(p, "mg ") : PUT_LIT(p, "ms ");
+        p = put(p, b->o.key_prefix, b->p.prefix_len);
+        p = put(p, kd, kdlen);
+        if (op == OP_GET) {
+            p = put(p, b->p.mg_flags, b->p.mg_flags_len);
+        } else {
+            p = PUT_LIT(p, " ");
+            p = put_u64(p, vlen);
+            p = PUT_LIT(p, " T0 F0\r\n");
+            p = put_value(c, p, vlen);
+        }
     } else {
         p = op == OP_GET ? PUT_LIT(p, "*2\r\n$3\r\nGET\r\n$")
                          : PUT_LIT(p, "*3\r\n$3\r\nSET\r\n$");
@@ -763,6 +813,14 @@ line_starts(const char *s, size_t n, const char *lit)
     return n >= l && memcmp(s, lit, l) == 0;
 }
 
+/* The line's first word is `word`: the whole line, or followed by a space. */
+static bool
+word_is(const char *s, size_t n, const char *word)
+{
+    size_t l = strlen(word);
+    return line_starts(s, n, word) && (n == l || s[l] == ' ');
+}
+
 /* Decimal number in s[0, n); -1 if it is not one. */
 static int64_t
 parse_len(const char *s, size_t n)
@@ -776,6 +834,59 @@ parse_len(const char *s, size_t n)
         v = v * 10 + (s[i] - '0');
     }
     return v;
+}
+
+/*
+ * s[0, n) in quotes, printable, in dst[cap] (cap >= 8): other bytes as
+ * \xNN, and "..." where it had to be cut.
+ */
+static void
+quote_bytes(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t o = 0;
+    dst[o++] = '\'';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        bool plain = ch >= ' ' && ch < 0x7f && ch != '\'' && ch != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need + 5 > cap) { /* room left for "...'" and the NUL */
+            o = (size_t)(put(dst + o, "...", 3) - dst);
+            break;
+        }
+        if (plain)
+            dst[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", ch);
+    }
+    dst[o++] = '\'';
+    dst[o] = '\0';
+}
+
+/*
+ * An error reply to the oldest request: it completes as an error, and the
+ * first counted one of the phase is kept with the command it answered.
+ * Returns 1 (the reply is complete).
+ */
+static int
+conn_error_reply(struct conn *c, const char *s, size_t n, enum op op)
+{
+    struct stats *st = &c->w->st;
+    c->res = R_ERROR;
+    if (c->slots[c->head].counted && !st->first_error[0]) {
+        char q[ERR_TEXT_MAX - 32];
+        quote_bytes(q, sizeof(q), s, n);
+        snprintf(st->first_error, sizeof(st->first_error), "%s to %s", q,
+                 op_names[c->w->b->p.proto][op]);
+    }
+    return 1;
+}
+
+/* The server's own refusals and errors, in either memcached protocol. */
+static bool
+mc_error_line(const char *s, size_t n)
+{
+    return line_starts(s, n, "ERROR") || line_starts(s, n, "CLIENT_ERROR") ||
+           line_starts(s, n, "SERVER_ERROR");
 }
 
 /*
@@ -809,11 +920,64 @@ mc_line(struct conn *c, const char *s, size_t n, enum op op)
         c->res = R_STORED;
         return 1;
     }
-    if (line_starts(s, n, "ERROR") || line_starts(s, n, "CLIENT_ERROR") ||
-        line_starts(s, n, "SERVER_ERROR") || line_is(s, n, "NOT_STORED") ||
-        line_is(s, n, "EXISTS") || line_is(s, n, "NOT_FOUND")) {
-        c->res = R_ERROR;
+    if (mc_error_line(s, n) || line_is(s, n, "NOT_STORED") ||
+        line_is(s, n, "EXISTS") || line_is(s, n, "NOT_FOUND"))
+        return conn_error_reply(c, s, n, op);
+    return -1;
+}
+
+/*
+ * What a meta reply line says, for the request op. An mg with v is
+ * answered "VA <bytes> <flags>*" and a data block on a hit, one without v
+ * "HD <flags>*"; a miss is "EN". An ms is answered "HD" (NS, EX, NF: not
+ * stored). *len gets VA's byte count.
+ */
+enum meta_reply { MR_VALUE, MR_HIT, MR_MISS, MR_STORED, MR_ERROR, MR_BAD };
+
+static enum meta_reply
+meta_reply(const struct plan *p, const char *s, size_t n, enum op op,
+           uint64_t *len)
+{
+    if (op == OP_GET && p->mg_value && line_starts(s, n, "VA ")) {
+        const char *num = s + 3, *sp = memchr(num, ' ', n - 3);
+        int64_t v = parse_len(num, (size_t)((sp ? sp : s + n) - num));
+        if (v < 0)
+            return MR_BAD;
+        *len = (uint64_t)v;
+        return MR_VALUE;
+    }
+    if (op == OP_GET && line_is(s, n, "EN"))
+        return MR_MISS;
+    if (word_is(s, n, "HD") && (op == OP_SET || !p->mg_value))
+        return op == OP_SET ? MR_STORED : MR_HIT;
+    if (mc_error_line(s, n) || word_is(s, n, "NS") || word_is(s, n, "EX") ||
+        word_is(s, n, "NF"))
+        return MR_ERROR;
+    return MR_BAD;
+}
+
+/* The same as mc_line() for a meta reply, in state RS_LINE. */
+static int
+meta_line(struct conn *c, const char *s, size_t n, enum op op)
+{
+    switch (meta_reply(&c->w->b->p, s, n, op, &c->skip)) {
+    case MR_VALUE:
+        c->rs = RS_DATA;
+        c->res = R_HIT;
+        return 0;
+    case MR_HIT:
+        c->res = R_HIT;
         return 1;
+    case MR_MISS:
+        c->res = R_MISS;
+        return 1;
+    case MR_STORED:
+        c->res = R_STORED;
+        return 1;
+    case MR_ERROR:
+        return conn_error_reply(c, s, n, op);
+    case MR_BAD:
+        break;
     }
     return -1;
 }
@@ -822,10 +986,8 @@ mc_line(struct conn *c, const char *s, size_t n, enum op op)
 static int
 redis_line(struct conn *c, const char *s, size_t n, enum op op)
 {
-    if (n && s[0] == '-') {
-        c->res = R_ERROR;
-        return 1;
-    }
+    if (n && s[0] == '-')
+        return conn_error_reply(c, s, n, op);
     if (op == OP_SET) {
         c->res = R_STORED;
         return line_is(s, n, "+OK") ? 1 : -1;
@@ -843,11 +1005,24 @@ redis_line(struct conn *c, const char *s, size_t n, enum op op)
     return 0;
 }
 
-/* Parse every complete reply in the input; -1 on a protocol error. */
+/* A reply that makes no sense: close the connection, quoting its bytes. */
+static void
+conn_bad_reply(struct conn *c, const char *why, const char *s, size_t n)
+{
+    char q[120], what[256];
+    quote_bytes(q, sizeof(q), s, n);
+    snprintf(what, sizeof(what), "protocol error: %s: %s", why, q);
+    conn_fail(c, what, 0);
+}
+
+/*
+ * Parse every complete reply in the input; -1 on a protocol error (the
+ * connection has been failed, and why reported).
+ */
 static int
 conn_parse(struct conn *c, uint64_t now)
 {
-    bool mc = c->w->b->p.proto == PROTO_MEMCACHE;
+    enum proto proto = c->w->b->p.proto;
     for (;;) {
         if (c->rs == RS_DATA) {
             uint64_t avail = c->iend - c->ibeg;
@@ -860,29 +1035,45 @@ conn_parse(struct conn *c, uint64_t now)
         }
         if (c->ibeg == c->iend)
             break;
-        if (!c->count)
-            return -1; /* bytes nobody asked for */
         char *s = c->ibuf + c->ibeg;
-        char *nl = memchr(s, '\n', c->iend - c->ibeg);
+        size_t avail = c->iend - c->ibeg;
+        if (!c->count) {
+            conn_bad_reply(c, "bytes after the replies to every request", s,
+                           avail);
+            return -1;
+        }
+        char *nl = memchr(s, '\n', avail);
         if (!nl)
             break;
-        if (nl == s || nl[-1] != '\r')
+        size_t n = (size_t)(nl - s);
+        if (nl == s || nl[-1] != '\r') {
+            conn_bad_reply(c, "a line that does not end in \\r\\n", s, n);
             return -1;
-        size_t n = (size_t)(nl - 1 - s);
+        }
+        n--;
         c->ibeg = (uint32_t)(nl + 1 - c->ibuf);
+        enum op op = c->slots[c->head].op;
         int r;
         if (c->rs == RS_DATA_END) {
             /* the "\r\n" after a value's bytes */
-            if (n)
+            if (n) {
+                conn_bad_reply(c, "no \\r\\n after the value's bytes", s, n);
                 return -1;
-            c->rs = mc ? RS_END : RS_LINE;
-            r = !mc;
+            }
+            c->rs = proto == PROTO_MEMCACHE ? RS_END : RS_LINE;
+            r = proto != PROTO_MEMCACHE;
         } else {
-            enum op op = c->slots[c->head].op;
-            r = mc ? mc_line(c, s, n, op) : redis_line(c, s, n, op);
+            r = proto == PROTO_MEMCACHE ? mc_line(c, s, n, op)
+                : proto == PROTO_META   ? meta_line(c, s, n, op)
+                                        : redis_line(c, s, n, op);
         }
-        if (r < 0)
+        if (r < 0) {
+            char why[64];
+            snprintf(why, sizeof(why), "unexpected reply to %s",
+                     op_names[proto][op]);
+            conn_bad_reply(c, why, s, n);
             return -1;
+        }
         if (r)
             conn_complete(c, c->res, now);
     }
@@ -920,10 +1111,8 @@ conn_read(struct conn *c)
             break;
         }
         c->iend += (uint32_t)n;
-        if (conn_parse(c, clock_ns()) != 0) {
-            conn_fail(c, "protocol error: unexpected reply", 0);
+        if (conn_parse(c, clock_ns()) != 0)
             return;
-        }
         if ((size_t)n < room) /* the socket is drained */
             break;
     }
@@ -941,6 +1130,65 @@ conn_event(struct conn *c, uint32_t events)
         conn_flush(c);
         if (!c->niov)
             conn_fill(c);
+    }
+}
+
+/*
+ * Before a meta run, on the first connection (still blocking): one mg of
+ * key 0 with the run's flags must be answered VA (its data is read and
+ * dropped), HD or EN. A server without meta answers ERROR, and to an ms
+ * twice (the command, then its data taken for a command), so a run would
+ * be errors out of step with their requests: stop here and say why.
+ */
+static void
+meta_probe(const struct bench *b, int fd)
+{
+    const char *srv = b->o.server;
+    char req[REQ_HEADER_MAX], buf[4096], q[128];
+    int len = snprintf(req, sizeof(req), "mg %s0%s\r\n", b->o.key_prefix,
+                       b->p.mg_flags);
+    struct timeval tv = {.tv_sec = PROBE_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
+        die("%s: sending the meta probe: %s", srv, strerror(errno));
+    size_t have = 0;
+    char *nl;
+    while (!(nl = memchr(buf, '\n', have)) && have < sizeof(buf)) {
+        ssize_t n = recv(fd, buf + have, sizeof(buf) - have, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("%s: no reply to the meta probe '%.*s' (%s)", srv, len - 2, req,
+                n ? strerror(errno) : "connection closed");
+        have += (size_t)n;
+    }
+    /* the line without its \r\n (a line without them is no reply) */
+    bool whole = nl && nl > buf && nl[-1] == '\r';
+    size_t n = whole ? (size_t)(nl - 1 - buf) : nl ? (size_t)(nl - buf) : have;
+    uint64_t vlen = 0;
+    enum meta_reply r =
+        whole ? meta_reply(&b->p, buf, n, OP_GET, &vlen) : MR_BAD;
+    if (r != MR_VALUE && r != MR_HIT && r != MR_MISS) {
+        quote_bytes(q, sizeof(q), buf, n);
+        if (whole && word_is(buf, n, "ERROR"))
+            die("%s does not speak memcached's meta protocol: it answered "
+                "%s to '%.*s' (an unknown command); use --protocol memcache",
+                srv, q, len - 2, req);
+        die("%s: the meta probe '%.*s' was answered %s, not %s or EN%s", srv,
+            len - 2, req, q, b->p.mg_value ? "VA" : "HD",
+            r == MR_ERROR ? " (are all of --meta-flags supported?)" : "");
+    }
+    /* the rest of a VA's data block and its \r\n */
+    uint64_t left = r == MR_VALUE ? vlen + 2 : 0, got = have - n - 2;
+    left = got < left ? left - got : 0;
+    while (left) {
+        ssize_t k = recv(fd, buf, left < sizeof(buf) ? left : sizeof(buf), 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            die("%s: the meta probe's value was cut short (%s)", srv,
+                k ? strerror(errno) : "connection closed");
+        left -= (uint64_t)k;
     }
 }
 
@@ -966,6 +1214,8 @@ conn_open(struct conn *c, struct worker *w, unsigned id)
         die("cannot connect to %s: %s", b->o.server, strerror(errno));
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (id == 0 && b->p.proto == PROTO_META)
+        meta_probe(b, c->fd);
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
@@ -1191,9 +1441,9 @@ static void
 print_help(void)
 {
     printf("usage: mcdb-bench [options]\n"
-           "Load a memcached-protocol or Redis server on loopback with gets "
-           "and sets;\nreport ops/s, hits, misses, errors and latency "
-           "percentiles.\n\n");
+           "Load a server speaking memcached's text or meta protocol, or "
+           "Redis's, on\nloopback with gets and sets; report ops/s, hits, "
+           "misses, errors and latency\npercentiles.\n\n");
     char name[64], text[512];
 #define X(n, type, def, meta, help)                                            \
     long_name(name, sizeof(name), #n);                                         \
@@ -1210,10 +1460,16 @@ print_help(void)
     printf("\nOutput: a report, or with --json one object: ops, ops_per_sec, "
            "duration_s,\nsets, gets, hits, misses, errors, latency_us {p50, "
            "p90, p99, p999, max},\nclient_cpu_s, client_cpu_us_per_op, config "
-           "{every option} and, after a\npreload, preload {keys, errors, "
-           "seconds, sets_per_sec}.\n"
+           "{every option}, first_error (the\nfirst error reply counted, "
+           "quoted, with the command it answered, or null)\nand, after a "
+           "preload, preload {keys, errors, seconds, sets_per_sec}.\n"
+           "Error replies (ERROR, CLIENT_ERROR, SERVER_ERROR, NOT_STORED, NS, "
+           "-ERR ...) are\ncounted, and the first is also printed on stderr; "
+           "any other unexpected reply\ncloses its connection, quoted on "
+           "stderr.\n"
            "Exit status: 0 done, 1 a run-time failure (connection refused or "
-           "lost),\n2 bad options, 130 interrupted.\n");
+           "lost, or\n--protocol meta against a server that does not speak "
+           "it), 2 bad options,\n130 interrupted.\n");
 }
 
 static void
@@ -1355,17 +1611,67 @@ plan_ratio(struct plan *p, const char *arg)
     p->ratio_get = g;
 }
 
+/*
+ * --meta-flags: the flags of every mg, into p->mg_flags as " v f". Only
+ * flags that ask for something back (or, u, leave the LRU alone) and take
+ * no token: the load must not change the items it reads, and every request
+ * must get a reply, in order.
+ */
+static void
+plan_meta_flags(struct plan *p, const char *arg)
+{
+    char *out = p->mg_flags;
+    for (const char *s = arg; *s;) {
+        size_t n = strcspn(s, " ");
+        if (n == 0) {
+            s++;
+            continue;
+        }
+        char f = *s;
+        if (f == 'q')
+            usage_error("--meta-flags: q is not allowed: it leaves a miss "
+                        "unanswered, and mcdb-bench pairs every reply with "
+                        "its request");
+        if (f == 'b')
+            usage_error("--meta-flags: b is not allowed: mcdb-bench's keys "
+                        "are not base64");
+        if (strchr("EINORT", f))
+            usage_error("--meta-flags: '%.*s' is not allowed: only flags "
+                        "that return something and take no token (c f h k "
+                        "l s t u v)",
+                        (int)n, s);
+        if (n != 1 || !strchr("cfhklstuv", f))
+            usage_error("--meta-flags: '%.*s' is not an mg flag mcdb-bench "
+                        "knows; give single letters from c f h k l s t u v "
+                        "separated by spaces, e.g. \"v f c t\"",
+                        (int)n, s);
+        if (memchr(p->mg_flags, f, (size_t)(out - p->mg_flags)))
+            usage_error("--meta-flags: '%c' is given twice", f);
+        *out++ = ' ';
+        *out++ = f;
+        p->mg_value |= f == 'v';
+        s++;
+    }
+    *out = '\0';
+    p->mg_flags_len = (size_t)(out - p->mg_flags);
+}
+
 static void
 plan_check(struct options *o, struct plan *p)
 {
     plan_server(p, o->server);
     if (strcmp(o->protocol, "memcache") == 0)
         p->proto = PROTO_MEMCACHE;
+    else if (strcmp(o->protocol, "meta") == 0)
+        p->proto = PROTO_META;
     else if (strcmp(o->protocol, "redis") == 0)
         p->proto = PROTO_REDIS;
     else
-        usage_error("--protocol: expected memcache or redis, got '%s'",
+        usage_error("--protocol: expected memcache, meta or redis, got '%s'",
                     o->protocol);
+    if (o->given[OPT_meta_flags] && p->proto != PROTO_META)
+        usage_error("--meta-flags is for --protocol meta");
+    plan_meta_flags(p, o->meta_flags);
     if (o->threads < 1 || o->threads > MAX_THREADS)
         usage_error("--threads: 1 to %d", MAX_THREADS);
     if (o->connections < o->threads || o->connections > MAX_CONNECTIONS)
@@ -1530,7 +1836,11 @@ report_json(const struct bench *b, const struct phase_result *run,
     sep = ",";
     BENCH_OPTIONS(X)
 #undef X
-    printf("}");
+    printf("},\"first_error\":");
+    if (st->first_error[0])
+        json_string(stdout, st->first_error);
+    else
+        printf("null");
     if (pre && run != pre)
         printf(",\"preload\":{\"keys\":%" PRIu64 ",\"errors\":%" PRIu64
                ",\"seconds\":%.3f,\"sets_per_sec\":%.1f}",
@@ -1564,6 +1874,8 @@ report_text(const struct bench *b, const struct phase_result *run,
     printf("sets      %" PRIu64 "\ngets      %" PRIu64 " (hits %" PRIu64
            ", misses %" PRIu64 ")\nerrors    %" PRIu64 "\n",
            st->sets, st->gets, st->hits, st->misses, st->errors);
+    if (st->first_error[0])
+        printf("          the first: %s\n", st->first_error);
     printf("latency   p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
            "max %.1f us\n",
            hist_quantile(st, 0.50) / 1e3, hist_quantile(st, 0.90) / 1e3,
@@ -1612,6 +1924,13 @@ main(int argc, char **argv)
     fflush(stdout);
     bench_teardown(&b);
 
+    for (const struct phase_result *r = &pre; r; r = r == &pre ? &run : NULL)
+        if (r->st.errors)
+            fprintf(stderr,
+                    "mcdb-bench: %s: %" PRIu64 " error repl%s; the first: "
+                    "%s\n",
+                    r == &pre ? "preload" : "run", r->st.errors,
+                    r->st.errors == 1 ? "y" : "ies", r->st.first_error);
     if (lost)
         fprintf(stderr,
                 "mcdb-bench: %u connection%s lost; the figures are "
