@@ -728,8 +728,9 @@ check_segments(struct ck *c, const uint64_t *bases, size_t n)
 {
     /* An empty last file after another is the next segment of a roll-over
      * that a crash interrupted (recovery removes it) or, live, that is
-     * under way: the segment before it is the last. */
-    if (n >= 2 && file_size(c->dir, bases[n - 1]) == 0) {
+     * under way: the segment before it is the last. Appenders may have
+     * rolled over more than once ahead of the writer: several such. */
+    while (n >= 2 && file_size(c->dir, bases[n - 1]) == 0) {
         char path[4096];
         logdir_seg_path(c->dir, bases[n - 1], path, sizeof(path));
         report(c, CHECK_NOTE, c->o->live ? CHECK_LIVE : CHECK_STRAY,

@@ -291,28 +291,32 @@ scan_segment(struct scan *sc, char *err, size_t errlen)
 /*
  * A crash just after log_append() created the next segment file, before the
  * writer wrote the previous segment's footer, leaves an empty (or
- * header-less) last file after an unsealed one. Nothing in it was written,
- * let alone acknowledged: remove it, and the previous segment stays active.
+ * header-less) last file after an unsealed one; appenders may have rolled
+ * over more than once ahead of the writer, leaving several. Nothing in them
+ * was written, let alone acknowledged: remove them, and the last segment
+ * with bytes stays active.
  */
 static int
 drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
                     size_t errlen)
 {
-    if (*n < 2)
-        return 0;
-    char path[4096];
-    dir_seg_path(s, bases[*n - 1], path, sizeof(path));
-    struct stat st;
-    if (stat(path, &st) != 0 || st.st_size > 0)
-        return 0;
-    if (unlink(path) != 0) {
-        snprintf(err, errlen, "removing empty segment %s: %s", path,
-                 strerror(errno));
-        return -errno;
+    while (*n >= 2) {
+        char path[4096];
+        dir_seg_path(s, bases[*n - 1], path, sizeof(path));
+        struct stat st;
+        if (stat(path, &st) != 0 || st.st_size > 0)
+            return 0;
+        if (unlink(path) != 0) {
+            snprintf(err, errlen, "removing empty segment %s: %s", path,
+                     strerror(errno));
+            return -errno;
+        }
+        say(SAY_WARN,
+            "removed %s: an empty segment left by a crash while the "
+            "log rolled over",
+            path);
+        (*n)--;
     }
-    say(SAY_WARN, "removed %s: an empty segment left by a crash while the "
-        "log rolled over", path);
-    (*n)--;
     return 0;
 }
 
