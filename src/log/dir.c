@@ -271,8 +271,14 @@ meta_parse(struct logdir_meta *m, const char *path, char *text, char *err,
                  path);
         return STORE_CORRUPT;
     }
-    if (m->has_log_id && m->nepochs && m->epochs[0].id == 0)
-        m->epochs[0].id = logdir_first_epoch_id(m->log_id);
+    /* the old "epoch 1" names the first epoch by its log's id: without one
+     * (a replica before its first sync) there is no history yet */
+    if (m->nepochs && m->epochs[0].id == 0) {
+        if (m->has_log_id)
+            m->epochs[0].id = logdir_first_epoch_id(m->log_id);
+        else
+            m->nepochs = 0;
+    }
     if (m->has_log_id && m->nepochs == 0) {
         m->nepochs = 1;
         m->epochs[0] = (struct logdir_epoch){
