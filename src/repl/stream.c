@@ -49,7 +49,7 @@ rs_type_name(int type)
     switch (type) {
 #define X(name, value, what)                                                   \
     case name:                                                                 \
-        return #name + 3;
+        return &(#name)[3];
         RS_TYPES(X)
 #undef X
     }
