@@ -3,17 +3,20 @@
 #   ./test.sh                 all tests, normal and sanitizer builds
 #   ./test.sh --no-sanitize   skip the sanitizer build
 #   ./test.sh -R log/         only tests whose name matches (passed to ctest)
+#   ./test.sh --no-fuzz       skip the fuzz smoke (clang, libFuzzer; fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/deps.sh
 need_packages "${MCDB_BUILD_PACKAGES[@]}" "${MCDB_TEST_PACKAGES[@]}"
 
 sanitize=1
+fuzz=1
 ctest_args=()
 for a in "$@"; do
     case "$a" in
     --no-sanitize) sanitize=0 ;;
-    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
+    --no-fuzz) fuzz=0 ;;
+    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
     *) ctest_args+=("$a") ;;
     esac
 done
@@ -32,4 +35,15 @@ if [ "$sanitize" = 1 ]; then
     echo "== build and test (ASan+UBSan) =="
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DMCDB_SANITIZE=address,undefined
+fi
+if [ "$fuzz" = 1 ]; then
+    # Each libFuzzer target over its seeds and regressions, then a fixed
+    # number of inputs more (fuzz/CMakeLists.txt); fuzz/run builds build-fuzz.
+    echo "== fuzz smoke (clang libFuzzer, ASan+UBSan) =="
+    if fuzz/run --check; then
+        fuzz/run --build-only
+        ctest --test-dir build-fuzz --output-on-failure -j"$jobs" "${ctest_args[@]}"
+    else
+        echo "== fuzz smoke SKIPPED: clang's libFuzzer is not available (above) ==" >&2
+    fi
 fi
