@@ -594,16 +594,17 @@ Test(hostile, a_thousand_connections_opened_and_dropped_are_released)
         close(fds[i]);
     }
     free(fds);
-    /* The server lets go of them. */
+    /* The server lets go of them (and perhaps of a connection an earlier
+     * test closed just before the baseline was read). */
     long long curr = -1;
     for (int t = 0; t < 50; t++) {
         curr = tg_stat(ctl, NULL, "curr_connections");
-        if (curr == base)
+        if (curr <= base)
             break;
         usleep(100 * 1000);
     }
-    cr_assert_eq(curr, base, "curr_connections %lld, %lld before the storm",
-                 curr, base);
+    cr_assert(curr <= base, "curr_connections %lld, %lld before the storm",
+              curr, base);
     close(ctl);
     still_serving();
 }
