@@ -392,7 +392,7 @@ retouch_locked(struct store *s, struct keyed *k, uint32_t exptime, bool new_cas,
     if (rc)
         return rc;
     if (w->cas != k->e.cas)
-        won_set(s, k->h, 0); /* a new cas: a new win to hand out */
+        won_clear(s, k->h, w->cas); /* a new cas: a new win to hand out */
     k->e.exptime = exptime;
     k->e.cas = w->cas;
     k->e.stale = stale;
@@ -741,11 +741,14 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
     }
     res->hit_before = k.e.fetched;
     res->stale = k.e.stale;
-    res->token_out = !res->created && won_is(s, k.h, k.e.cas);
-    uint32_t now = store_now(s);
+    /* a token goes out for a stub, a stale item or a recache (R needs a
+     * TTL): an item that is none of these has none, and its read skips
+     * the table (a cache miss on most reads) */
+    res->token_out = !res->created && (k.e.stub || k.e.stale || k.e.exptime) &&
+                     won_is(s, k.h, k.e.cas);
     if (q->recache && !res->created && !res->token_out && k.e.exptime &&
         k.e.exptime < abs_exptime(s, q->recache_ttl > 0 ? q->recache_ttl : 1) &&
-        k.e.exptime > now)
+        k.e.exptime > store_now(s))
         res->won = true;
     /* a stale item, or a stub whose winner may be gone (its token went
      * with a restart): the next reader recaches it; a stub only one that

@@ -52,7 +52,8 @@ meta_reply(struct conn *c, const struct out_meta *m, uint64_t ack,
            enum out_policy policy)
 {
     char line[OUT_META_LINE_MAX(PROTO_MAX_KEY)];
-    size_t n = out_meta_line(line, m, store_now(c->w->net->store));
+    uint32_t now = out_meta_needs_clock(m) ? store_now(c->w->net->store) : 0;
+    size_t n = out_meta_line(line, m, now);
     cmd_hold(c, ack, line, n, policy);
 }
 
@@ -300,7 +301,8 @@ cmd_ma(struct conn *c, const struct proto_req *req)
     d.cas = res.cas;
     d.exptime = res.exptime;
     d.vlen = (uint32_t)digits;
-    size_t n = out_meta_line(text, &d, store_now(w->net->store));
+    size_t n = out_meta_line(
+        text, &d, out_meta_needs_clock(&d) ? store_now(w->net->store) : 0);
     if (code == OUT_VA) {
         memcpy(text + n, number, digits);
         memcpy(text + n + digits, "\r\n", 2);

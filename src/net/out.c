@@ -451,6 +451,28 @@ me_line(char *dst, const struct out_meta *m, uint32_t now)
 }
 
 size_t
+out_meta_line_max(const struct out_meta *m)
+{
+    /* "VA " and 10 digits, each flag " f" and 20 digits (O: its token; k:
+     * the key, maybe in base64, and " b"), " Z X W", "\r\n"; the ME line */
+    size_t n = 13 + 6 + 2 + 22 * (size_t)m->ret->n + m->ret->olen;
+    if (m->code == OUT_ME || memchr(m->ret->flags, 'k', m->ret->n))
+        n += 100 + 2 * m->klen;
+    return n;
+}
+
+bool
+out_meta_needs_clock(const struct out_meta *m)
+{
+    if (m->code == OUT_ME)
+        return true;
+    for (unsigned i = 0; i < m->ret->n; i++)
+        if (m->ret->flags[i] == 't' || m->ret->flags[i] == 'l')
+            return true;
+    return false;
+}
+
+size_t
 out_meta_line(char *dst, const struct out_meta *m, uint32_t now)
 {
     static const char words[][3] = {
@@ -549,7 +571,7 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
             it->meta->code = OUT_EN;
             it->meta->show = PROTO_MF('O') | PROTO_MF('k');
             it->meta->token_out = it->meta->stale = it->meta->won = false;
-            it->len = (uint32_t)out_meta_line(it->text, it->meta, store_now(s));
+            it->len = (uint32_t)out_meta_line(it->text, it->meta, 0);
         }
         read_fold_next(c, it);
         return;
@@ -559,7 +581,9 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         it->meta->flags = si.flags;
         it->meta->time_ms = si.time_ms;
         it->meta->size = it->loc.len;
-        len = out_meta_line(it->text, it->meta, store_now(s));
+        len = out_meta_line(
+            it->text, it->meta,
+            out_meta_needs_clock(it->meta) ? store_now(s) : 0);
         if (it->meta->code != OUT_VA) {
             it->len = (uint32_t)len;
             read_fold_next(c, it);
@@ -593,7 +617,7 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
 {
     struct worker *w = c->w;
     /* the VALUE line and room for "END\r\n", or a meta line */
-    size_t hdr = m ? OUT_META_LINE_MAX(klen) : klen + 64;
+    size_t hdr = m ? out_meta_line_max(m) : klen + 64;
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
     size_t at = loc->len + klen; /* the text, or the meta descriptor */
     size_t desc = 0;

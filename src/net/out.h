@@ -74,6 +74,11 @@ struct out_meta {
 /* The line (with "\r\n") into dst (OUT_META_LINE_MAX(m->klen) bytes); its
  * length. */
 size_t out_meta_line(char *dst, const struct out_meta *m, uint32_t now);
+/* The longest line out_meta_line may write for m (at most
+ * OUT_META_LINE_MAX(m->klen)). */
+size_t out_meta_line_max(const struct out_meta *m);
+/* Whether that line shows a time (t, l, me): else now may be 0. */
+bool out_meta_needs_clock(const struct out_meta *m);
 
 enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
 enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };

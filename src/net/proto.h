@@ -51,6 +51,9 @@
 #define PROTO_COMMANDS(X)                                                      \
     X(GET, "get", parse_get, cmd_get, PROTO_A_KEYS)                            \
     X(GETS, "gets", parse_get, cmd_gets, PROTO_A_KEYS)                         \
+    X(MG, "mg", meta_parse, cmd_mg, PROTO_A_META | PROTO_A_WRITE)              \
+    X(MS, "ms", meta_parse, cmd_ms,                                            \
+      PROTO_A_META | PROTO_A_WRITE | PROTO_A_DATA)                             \
     X(GAT, "gat", parse_get, cmd_gat, PROTO_A_KEYS | PROTO_A_WRITE)            \
     X(GATS, "gats", parse_get, cmd_gats, PROTO_A_KEYS | PROTO_A_WRITE)         \
     X(SET, "set", parse_storage, cmd_store, PROTO_A_WRITE | PROTO_A_DATA)      \
@@ -71,9 +74,6 @@
     X(VERBOSITY, "verbosity", parse_verbosity, cmd_verbosity, 0)               \
     X(QUIT, "quit", parse_bare, cmd_quit, 0)                                   \
     X(STATS, "stats", parse_stats, cmd_stats, 0)                               \
-    X(MG, "mg", meta_parse, cmd_mg, PROTO_A_META | PROTO_A_WRITE)              \
-    X(MS, "ms", meta_parse, cmd_ms,                                            \
-      PROTO_A_META | PROTO_A_WRITE | PROTO_A_DATA)                             \
     X(MD, "md", meta_parse, cmd_md, PROTO_A_META | PROTO_A_WRITE)              \
     X(MA, "ma", meta_parse, cmd_ma, PROTO_A_META | PROTO_A_WRITE)              \
     X(MN, "mn", parse_bare, cmd_mn, PROTO_A_META)                              \
