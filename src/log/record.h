@@ -72,12 +72,14 @@ struct rec_drop {
 };
 #define REC_DROP_VLEN 16
 
-/* Decoding results (negative; 0 is never returned). */
+/* Decoding results (negative; 0 is never returned), below every -errno so
+ * that a caller that also meets system errors cannot confuse the two (the
+ * log's other codes: hint.h -1101..., index.h -2001). */
 enum {
-    REC_E_SHORT = -1,   /* the header says the record runs past the data */
-    REC_E_ZERO = -2,    /* type 0: zero-filled or never written */
-    REC_E_HEADER = -3,  /* impossible lengths or unknown type */
-    REC_E_CHECKSUM = -4 /* checksum mismatch */
+    REC_E_SHORT = -1001,   /* the header says the record runs past the data */
+    REC_E_ZERO = -1002,    /* type 0: zero-filled or never written */
+    REC_E_HEADER = -1003,  /* impossible lengths or unknown type */
+    REC_E_CHECKSUM = -1004 /* checksum mismatch */
 };
 const char *rec_strerror(int err);
 
