@@ -37,6 +37,7 @@
  *   fetched    a bit in the index (meta h), RAM only.
  */
 #include "log/log_int.h"
+#include "util/panic.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -333,6 +334,8 @@ put_locked(struct store *s, struct keyed *k, const struct put *p,
     int rc = log_append(s, &r, p->cas == 0, &off);
     if (rc)
         return rc;
+    /* invariant 3: a key's records are in the log in its index's order */
+    MCDB_ASSERT(!k->found || off > k->e.off);
     w->cas = r.cas;
     w->ack = off + rec_size(k->klen, p->vlen);
     w->vlen = (uint32_t)p->vlen;
@@ -370,6 +373,7 @@ append_key_record(struct store *s, struct keyed *k, uint8_t type,
                     .key = k->key};
     uint64_t off;
     int rc = log_append(s, &r, type == REC_DELETE || cas == 0, &off);
+    MCDB_ASSERT(rc || !k->found || off > k->e.off); /* invariant 3 */
     if (rc == 0) {
         w->ack = off + rec_size(k->klen, 0);
         w->cas = r.cas;
