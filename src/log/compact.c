@@ -356,6 +356,7 @@ static void *
 compactor_main(void *arg)
 {
     struct store *s = arg;
+    pthread_setname_np(pthread_self(), "mcdb-compact");
     pthread_mutex_lock(&s->compact_mu);
     while (!s->compactor_stop) {
         struct timespec ts = clock_deadline_ms(1000);

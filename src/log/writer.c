@@ -480,6 +480,7 @@ writer_main(void *arg)
     struct store *s = arg;
     struct seg *wseg = NULL;
     int64_t last_sync = clock_mono_ms();
+    pthread_setname_np(pthread_self(), "mcdb-log");
     uint64_t unsynced_recs = 0;
     pthread_mutex_lock(&s->mu);
     for (;;) {
