@@ -21,6 +21,12 @@
  * A crash at any step leaves either the old segment (with copies that
  * replay after it, to the same result) or only the copies.
  *
+ * A failing disk: a copy that cannot be written fails the log (writer.c),
+ * so step 2 never completes and the segment stays. A deletion that cannot
+ * be made durable (step 4), or a hint file that cannot be written, makes
+ * the store read-only too (log_fail): the disk that failed them holds the
+ * log.
+ *
  * Oldest-first keeps the log one contiguous range, so rsync of a live data
  * dir copies a consistent prefix and replicas only ever lose their oldest
  * files. Write amplification is bounded by 1 / garbage fraction.
@@ -229,8 +235,11 @@ compact_one(struct store *s, struct seg *g)
         uint64_t off;
         rc = log_append(s, &d, false, &off);
     }
-    if (rc == 0)
+    if (rc == 0) {
         rc = compact_remove_oldest(s, g);
+        if (rc)
+            log_fail(s, rc, "deleting compacted segment %" PRIu64, g->seg_base);
+    }
     seg_unpin(g); /* victim()'s pin */
     atomic_fetch_add(&s->st_compact_runs, 1);
     atomic_store(&s->st_compact_last_ms, (uint64_t)(clock_mono_ms() - t0));
@@ -308,13 +317,21 @@ compact_write_hints(struct store *s)
             return;
         uint64_t size = g->seg_end - g->seg_base;
         void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
-        int rc = map == MAP_FAILED
-                     ? -errno
-                     : hint_write(s->dir, s->log_id, g->seg_base, map, size);
-        if (map != MAP_FAILED)
+        int rc = map == MAP_FAILED ? -errno : 0;
+        bool wrote = false;
+        if (rc == 0) {
+            rc = hint_write(s->dir, s->log_id, g->seg_base, map, size);
+            wrote = true;
             munmap(map, size);
-        /* on failure, say so and do not retry: start-up scans instead */
-        if (rc)
+        }
+        /* A hint is optional (start-up scans a segment without one), but
+         * a disk that fails to write it fails the log next: an I/O error
+         * in writing makes the store read-only now, as a failed log write
+         * does. Anything else: say so and do not retry. */
+        if (wrote && rc < 0 && rc > -1000 && rc != -ENOMEM)
+            log_fail(s, rc, "writing the hint of segment %" PRIu64,
+                     g->seg_base);
+        else if (rc)
             say(SAY_WARN, "writing the hint of segment %" PRIu64 ": %s",
                 g->seg_base, hint_strerror(rc));
         atomic_store(&g->seg_hint, true);
@@ -343,8 +360,14 @@ replica_drops(struct store *s)
         if (!g)
             return;
         uint64_t base = g->seg_base;
-        if (compact_remove_oldest(s, g) != 0)
+        int rc = compact_remove_oldest(s, g);
+        if (rc) {
+            log_fail(s, rc,
+                     "deleting segment %" PRIu64 " dropped by the "
+                     "primary",
+                     base);
             return;
+        }
         say(SAY_VERBOSE,
             "deleted segment %" PRIu64 ", dropped by the "
             "primary",
@@ -370,7 +393,7 @@ compactor_main(void *arg)
         int rc = store_compact(s, false, NULL, NULL);
         pthread_mutex_unlock(&s->maint_mu);
         pthread_mutex_lock(&s->compact_mu);
-        if (rc && rc != STORE_CLOSED && rc != STORE_READONLY) {
+        if (rc && rc != STORE_CLOSED && !atomic_load(&s->failed)) {
             say(SAY_ERROR, "compactor stopped: %s", store_strerror(rc));
             atomic_store(&s->st_compact_stopped, 1);
             break;
