@@ -22,6 +22,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -285,25 +286,29 @@ slurp_log(const struct th_server *s)
  * contain.
  */
 struct scenario {
-    struct fault f;
+    struct fault f; /* no calls: no shim (a real disk fails) */
     const char *const *args;
     int keys;
     bool (*arm_when)(int port);
     const char *want[3];
+    const char *data_dir;    /* NULL: a fresh one under $TMPDIR */
+    void (*disk_back)(void); /* between the stop and the restart */
+    int wait_ms;             /* for the failure once armed (default 10 s) */
 };
 
 static void
 run(const struct scenario *sc)
 {
-    char *dir = th_tmpdir();
+    char *dir = sc->data_dir ? strdup(sc->data_dir) : th_tmpdir();
     char arm[4200];
     snprintf(arm, sizeof(arm), "%s.arm", dir);
     unlink(arm);
-    shim_env(dir, arm, &sc->f);
+    if (sc->f.calls)
+        shim_env(dir, arm, &sc->f);
     struct th_server srv = {0};
     int rc = th_mcdbd_start(&srv, dir, sc->args);
     shim_env_clear();
-    cr_assert_eq(rc, 0, "mcdbd did not start under the shim");
+    cr_assert_eq(rc, 0, "mcdbd did not start");
 
     struct client cl[CLIENTS];
     atomic_store(&stop, false);
@@ -334,7 +339,7 @@ run(const struct scenario *sc)
     int armed_at = now_ms();
     /* the clients stop after 10 failures in a row each; give the failure
      * 10 s to come */
-    while (now_ms() - armed_at < 10000) {
+    while (now_ms() - armed_at < (sc->wait_ms ? sc->wait_ms : 10000)) {
         int done = 0;
         for (int c = 0; c < CLIENTS; c++)
             done += cl[c].errors >= 10;
@@ -357,7 +362,8 @@ run(const struct scenario *sc)
                 errors);
     char *log = slurp_log(&srv);
     cr_assert_gt(errors, 0, "no write failed; the server's log:\n%s", log);
-    cr_assert(strstr(log, "fault shim: "), "the shim injected nothing");
+    if (sc->f.calls)
+        cr_assert(strstr(log, "fault shim: "), "the shim injected nothing");
 
     /* read-only, and says why */
     int fd = th_connect(srv.port);
@@ -382,6 +388,8 @@ run(const struct scenario *sc)
 
     stop_server(&srv);
     /* the disk is back */
+    if (sc->disk_back)
+        sc->disk_back();
     cr_assert_eq(th_mcdbd_restart(&srv, sc->args), 0, "no restart");
     cr_expect_eq(check_keys(srv.port, cl, "after the restart"), 0);
     fd = th_connect(srv.port);
@@ -560,4 +568,74 @@ Test(
         .args = compacting_fast,
         .keys = 40,
         .want = {"deleting compacted segment", "Input/output error"}});
+}
+
+/* ---- a real full file system: ext4 on a loop device ---- */
+
+static char loop_img[4200], loop_mnt[4200], loop_data[4300], *loop_base;
+
+static int
+sh(const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The operator makes room: the file system grows to 32 MiB. */
+static void
+grow_disk(void)
+{
+    cr_assert_eq(sh("umount %s", loop_mnt), 0);
+    cr_assert_eq(sh("truncate -s 32M %s && e2fsck -fy %s >/dev/null 2>&1; "
+                    "resize2fs %s >/dev/null 2>&1 && mount -o loop %s %s",
+                    loop_img, loop_img, loop_img, loop_img, loop_mnt),
+                 0, "cannot grow the file system");
+}
+
+static void
+loop_teardown(void)
+{
+    if (!loop_base)
+        return;
+    sh("umount %s 2>/dev/null", loop_mnt);
+    th_rmrf(loop_base);
+    free(loop_base);
+    loop_base = NULL;
+}
+
+Test(
+    faults,
+    a_real_full_file_system_answers_SERVER_ERROR_and_after_it_grows_a_restart_recovers_every_acknowledged_write,
+    .fini = loop_teardown)
+{
+    if (geteuid() != 0 || !th_in_path("mkfs.ext4") || !th_in_path("mount") ||
+        !th_installed("resize2fs"))
+        cr_skip_test("needs root, mkfs.ext4, resize2fs and mount -o loop");
+    loop_base = th_tmpdir();
+    snprintf(loop_img, sizeof(loop_img), "%s/disk.img", loop_base);
+    snprintf(loop_mnt, sizeof(loop_mnt), "%s/mnt", loop_base);
+    snprintf(loop_data, sizeof(loop_data), "%s/data", loop_mnt);
+    if (mkdir(loop_mnt, 0755) != 0 ||
+        sh("truncate -s 6M %s && mkfs.ext4 -q -F -m 0 %s && "
+           "mount -o loop %s %s 2>/dev/null",
+           loop_img, loop_img, loop_img, loop_mnt) != 0)
+        cr_skip_test("cannot mount a loop device here");
+    cr_assert_eq(mkdir(loop_data, 0755), 0);
+    static const char *const args[] = {"--segment-size",
+                                       "256k",
+                                       "--max-item-size",
+                                       "16k",
+                                       "--threads",
+                                       "2",
+                                       NULL};
+    run(&(struct scenario){.args = args,
+                           .data_dir = loop_data,
+                           .disk_back = grow_disk,
+                           .wait_ms = 30000,
+                           .want = {"No space left on device"}});
 }
