@@ -18,6 +18,13 @@
  * NET_OUT_HIGH queued bytes the connection stops parsing and receiving
  * (backpressure); below NET_OUT_LOW it resumes. A get of many keys may stop
  * between two keys and resume later at conn->get_resume.
+ *
+ * Idle connections (--idle-timeout). Every tick (server.c) conn_tick counts
+ * how long a connection has been idle: reading, nothing received since the
+ * last tick, no reply queued, waiting or being sent. A request received
+ * only in part does not keep a connection open (memcached's idle_timeout
+ * does the same): a client silent that long in the middle of one is gone or
+ * hostile. Replication's sockets are src/repl's, never timed out here.
  */
 #include "net/net_int.h"
 
@@ -321,6 +328,7 @@ conn_on_recv(struct conn *c, struct io_uring_cqe *cqe)
     }
     if (res > 0) {
         CNT_ADD(w, bytes_read, (uint64_t)res);
+        c->heard = true;
         if (cqe->flags & IORING_CQE_F_BUFFER) {
             unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
             conn_input(c, w->bufs + (size_t)bid * NET_BUF_SIZE, (size_t)res);
@@ -394,6 +402,28 @@ conn_stop_reading(struct conn *c)
 }
 
 void
+conn_tick(struct conn *c, unsigned tick_ms)
+{
+    bool busy =
+        c->state != CONN_READING || c->handover || c->oq_head || c->send_busy;
+    if (busy || c->heard) {
+        /* Idle from some time in the next interval at the earliest: that
+         * one is not counted either. */
+        c->heard = busy;
+        c->idle_ms = 0;
+        return;
+    }
+    c->idle_ms += tick_ms;
+    unsigned timeout = c->w->net->cfg.idle_timeout;
+    if (c->idle_ms / 1000 < timeout)
+        return;
+    CNT_INC(c->w, idle_kicks);
+    say(SAY_VERBOSE, "%s: idle for %u s (--idle-timeout); closing", c->peer,
+        timeout);
+    conn_close(c);
+}
+
+void
 conn_open(struct worker *w, int fd)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -402,6 +432,7 @@ conn_open(struct worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->state = CONN_READING;
+    c->heard = true;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->next = w->conns;

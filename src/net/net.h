@@ -39,6 +39,9 @@
       "worker threads, one io_uring each (0: one per online CPU)")             \
     X(max_connections, "max-connections", 'c', COUNT, "4096", "maxconns",      \
       "most client connections open at once")                                  \
+    X(idle_timeout, "idle-timeout", 0, SECONDS, "0", "idle_timeout",           \
+      "close a client connection that has sent nothing and has nothing "       \
+      "left to receive for this many seconds (0: never)")                      \
     X(max_item_size, "max-item-size", 'I', SIZE, "1m", "item_size_max",        \
       "largest value accepted (k, m, g suffixes)")                             \
     X(data_dir, "data-dir", 0, PATH, "./data", "data_dir",                     \

@@ -40,6 +40,7 @@
 #define NET_COUNTERS(X)                                                        \
     X(total_connections)                                                       \
     X(rejected_connections)                                                    \
+    X(idle_kicks)                                                              \
     X(cmd_get)                                                                 \
     X(cmd_set)                                                                 \
     X(cmd_flush)                                                               \
@@ -94,6 +95,7 @@ enum ud_tag {
     UD_READ,       /* struct oitem: a value read from a segment file */
     UD_WAKE,       /* struct worker: its eventfd became readable */
     UD_TIMER,      /* struct listener: re-arm accept after a pause */
+    UD_TICK,       /* struct worker: --idle-timeout's periodic check */
 };
 #define UD_TAG_MASK 7ull
 
@@ -151,7 +153,9 @@ struct conn {
     bool dirty, waiting, eof;
     bool handover; /* a replica: the socket goes to src/repl once idle */
     bool recv_armed, send_busy;
-    unsigned refs; /* ring operations naming this conn */
+    bool heard;       /* --idle-timeout: active since the last tick */
+    uint32_t idle_ms; /* ... idle for this long, in whole ticks */
+    unsigned refs;    /* ring operations naming this conn */
     unsigned n_wait_ack;
 
     char *in; /* bytes received, not yet consumed */
@@ -202,6 +206,9 @@ struct worker {
     struct conn *waiters; /* connections with writes awaiting acks */
     struct conn *dirty;   /* connections with output to flush */
     _Atomic unsigned curr_conns;
+    struct __kernel_timespec tick; /* --idle-timeout */
+    unsigned tick_ms;
+    bool tick_armed;
     bool stopping;
     uint64_t stop_deadline_ms;
 
@@ -258,6 +265,8 @@ void conn_pause(struct conn *c);
 void conn_drain(struct conn *c);
 /* Finish what is queued, then hand the socket to src/repl. */
 void conn_handover(struct conn *c);
+/* --idle-timeout: called every tick_ms; closes c once idle that long. */
+void conn_tick(struct conn *c, unsigned tick_ms);
 
 /* cmd.c: the reply (with "\r\n") for a failed store call or ack. */
 size_t cmd_status_text(store_t *s, int rc, char *buf, size_t len);

@@ -525,6 +525,33 @@ worker_arm_wake(struct worker *w)
     w->wake_armed = true;
 }
 
+/* --idle-timeout: a timeout every tick_ms; each connection counts it. */
+static void
+worker_arm_tick(struct worker *w)
+{
+    if (w->tick_ms == 0 || w->tick_armed || w->stopping)
+        return;
+    struct io_uring_sqe *sqe = worker_sqe(w);
+    w->tick = (struct __kernel_timespec){
+        .tv_sec = w->tick_ms / 1000,
+        .tv_nsec = (long long)(w->tick_ms % 1000) * 1000 * 1000};
+    io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(w, UD_TICK));
+    w->tick_armed = true;
+}
+
+static void
+worker_on_tick(struct worker *w)
+{
+    w->tick_armed = false;
+    if (w->stopping)
+        return;
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (c->state != CONN_CLOSING)
+            conn_tick(c, w->tick_ms);
+    worker_arm_tick(w);
+}
+
 static void
 worker_dispatch(struct worker *w, struct io_uring_cqe *cqe)
 {
@@ -550,6 +577,9 @@ worker_dispatch(struct worker *w, struct io_uring_cqe *cqe)
         break;
     case UD_TIMER:
         listener_on_timer(p);
+        break;
+    case UD_TICK:
+        worker_on_tick(w);
         break;
     }
 }
@@ -596,6 +626,8 @@ worker_begin_stop(struct worker *w)
         }
         listener_close_if_idle(l);
     }
+    if (w->tick_armed)
+        worker_cancel(w, ud_make(w, UD_TICK));
     for (struct conn *c = w->conns; c; c = c->next)
         conn_stop_reading(c);
 }
@@ -709,6 +741,11 @@ worker_init(struct worker *w, char *err, size_t errlen)
         listener_arm(l);
     }
     worker_arm_wake(w);
+    /* Ticks of a quarter of the timeout, at most a second: a connection is
+     * closed after at least the timeout and at most one tick more. */
+    unsigned idle = net->cfg.idle_timeout;
+    w->tick_ms = idle == 0 ? 0 : idle < 4 ? 250 * idle : 1000;
+    worker_arm_tick(w);
     rc = io_uring_submit(&w->ring);
     if (rc < 0) {
         snprintf(err, errlen, "io_uring_submit: %s", strerror(-rc));

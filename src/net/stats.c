@@ -8,6 +8,8 @@
  *                   holds the data directory (mcdb's capacity is the disk,
  *                   not RAM); evictions is always 0; get_expired and
  *                   get_flushed are 0 (the engine reports both as misses).
+ *                   idle_kicks counts connections --idle-timeout closed
+ *                   (memcached's name).
  *   stats settings  every option (net.h's table) with its value
  *   stats reset     zeroes the counters: the current sums become a baseline
  *                   that later sums subtract, so no worker is written to
