@@ -378,11 +378,29 @@ run(const struct scenario *sc)
                   sc->want[i], et);
     cr_log_info("stats log: %.*s", (int)strcspn(et, "\r"), et);
     free(st);
-    char *r = th_ask(fd, "set after-failure 0 0 1\r\nx\r\n", "\r\n");
-    cr_expect(r && strncmp(r, "SERVER_ERROR ", 13) == 0,
-              "a write after the failure: %s", r ? r : "(no reply)");
-    free(r);
-    close(fd);
+    /* every write command is refused, whatever the key's state */
+    static const char *const writes[] = {"set k 0 0 1\r\nx\r\n",
+                                         "add k 0 0 1\r\nx\r\n",
+                                         "replace c0-k0 0 0 1\r\nx\r\n",
+                                         "append c0-k0 0 0 1\r\nx\r\n",
+                                         "prepend c0-k0 0 0 1\r\nx\r\n",
+                                         "cas c0-k0 0 0 1 1\r\nx\r\n",
+                                         "incr c0-k0 1\r\n",
+                                         "decr n 1\r\n",
+                                         "delete c0-k0\r\n",
+                                         "touch c0-k0 100\r\n",
+                                         "ms k 1 T0\r\nx\r\n",
+                                         "md c0-k0\r\n",
+                                         "ma n N0 J5\r\n",
+                                         "flush_all\r\n"};
+    for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+        char *r = th_ask(fd, writes[i], "\r\n");
+        cr_expect(r && strncmp(r, "SERVER_ERROR ", 13) == 0,
+                  "after the failure, %.*s answers %s",
+                  (int)strcspn(writes[i], "\r"), writes[i],
+                  r ? r : "(no reply)");
+        free(r);
+    }
     /* reads go on, with everything acknowledged */
     cr_expect_eq(check_keys(srv.port, cl, "read-only"), 0);
 
@@ -394,7 +412,7 @@ run(const struct scenario *sc)
     cr_expect_eq(check_keys(srv.port, cl, "after the restart"), 0);
     fd = th_connect(srv.port);
     cr_expect_eq(tg_stat(fd, "log", "error"), 0);
-    r = th_ask(fd, "set after-restart 0 0 1\r\nx\r\n", "\r\n");
+    char *r = th_ask(fd, "set after-restart 0 0 1\r\nx\r\n", "\r\n");
     cr_expect(r && strcmp(r, "STORED\r\n") == 0,
               "a write after the restart: %s", r ? r : "(no reply)");
     free(r);
