@@ -19,6 +19,21 @@
  * (backpressure); below NET_OUT_LOW it resumes. A get of many keys may stop
  * between two keys and resume later at conn->get_resume.
  *
+ * Memory of all connections (--conn-memory-limit). Backpressure bounds one
+ * connection (about NET_OUT_HIGH plus one request), not a thousand of them.
+ * What each holds, in_cap + out_bytes, is brought up to date after every
+ * receive and every flush, and while requests are parsed each time it grew
+ * by NET_MEM_LEASE (conn_account), never per request; the worker
+ * adds it up and reserves it from net->conn_mem in NET_MEM_LEASE steps, so
+ * the shared counter is written about once per 256 KiB of change rather
+ * than twice per request. When the total is past the limit, the connection
+ * that has just grown, if it holds more than NET_CONN_MEM_FLOOR, is closed
+ * (and counted in conn_memory_kicks): a small client is never the one cut
+ * off; one that pipelines without reading its replies is, as is one of many
+ * holding large values half sent. What all connections hold thus
+ * stays under the limit plus NET_CONN_MEM_FLOOR per connection plus one
+ * lease and one step of growth per worker.
+ *
  * Idle connections (--idle-timeout). Every tick (server.c) conn_tick counts
  * how long a connection has been idle: reading, nothing received since the
  * last tick, no reply queued, waiting or being sent. A request received
@@ -47,6 +62,52 @@ conn_mark_dirty(struct conn *c)
         c->dirty_next = c->w->dirty;
         c->w->dirty = c;
     }
+}
+
+/* ---- memory of all connections ---- */
+
+/* The worker's connections hold delta bytes more (or less). */
+static void
+worker_mem_add(struct worker *w, int64_t delta)
+{
+    size_t mem =
+        atomic_load_explicit(&w->mem, memory_order_relaxed) + (size_t)delta;
+    atomic_store_explicit(&w->mem, mem, memory_order_relaxed);
+    if (mem <= w->mem_lease && mem + 2 * NET_MEM_LEASE >= w->mem_lease)
+        return;
+    /* A new lease in (mem, mem + NET_MEM_LEASE]. */
+    size_t lease = (mem / NET_MEM_LEASE + 1) * NET_MEM_LEASE;
+    if (lease > w->mem_lease)
+        atomic_fetch_add_explicit(&w->net->conn_mem, lease - w->mem_lease,
+                                  memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&w->net->conn_mem, w->mem_lease - lease,
+                                  memory_order_relaxed);
+    w->mem_lease = lease;
+}
+
+/* Count what c holds now; false if that closed it (--conn-memory-limit). */
+static bool
+conn_account(struct conn *c)
+{
+    size_t held = c->in_cap + c->out_bytes;
+    if (held == c->mem_acct)
+        return true;
+    bool grew = held > c->mem_acct;
+    worker_mem_add(c->w, (int64_t)held - (int64_t)c->mem_acct);
+    c->mem_acct = held;
+    struct net *net = c->w->net;
+    if (!grew || held <= NET_CONN_MEM_FLOOR || c->handover ||
+        atomic_load_explicit(&net->conn_mem, memory_order_relaxed) <=
+            net->cfg.conn_memory_limit)
+        return true;
+    CNT_INC(c->w, conn_memory_kicks);
+    say(SAY_VERBOSE,
+        "%s: holds %zu bytes while connections together hold more than "
+        "--conn-memory-limit; closing",
+        c->peer, held);
+    conn_close(c);
+    return false;
 }
 
 /* ---- sending ---- */
@@ -86,6 +147,8 @@ conn_flush(struct conn *c)
             return;
         out_trim(c);
     }
+    if (!conn_account(c))
+        return;
     if (c->send_busy || conn_send(c))
         return;
     if (c->state == CONN_DRAINING && !c->oq_head)
@@ -180,6 +243,10 @@ conn_parse(struct conn *c, const char *buf, size_t len)
             conn_pause(c);
             break;
         }
+        /* Many connections may each grow this much in one batch. */
+        if (c->out_bytes + c->in_cap > c->mem_acct + NET_MEM_LEASE &&
+            !conn_account(c))
+            break;
         struct proto_req req;
         int r = proto_parse(buf + off, len - off, max_item, &req);
         if (r == PROTO_NEED_MORE)
@@ -342,6 +409,8 @@ conn_on_recv(struct conn *c, struct io_uring_cqe *cqe)
     } else if (c->state != CONN_CLOSING) {
         conn_recv_error(c, -res);
     }
+    if (c->state != CONN_CLOSING)
+        conn_account(c);
     if (c->state == CONN_CLOSING) {
         conn_mark_dirty(c); /* worker_flush frees it */
         return;
@@ -484,6 +553,7 @@ conn_maybe_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     out_clear(c);
+    worker_mem_add(w, -(int64_t)c->mem_acct);
     if (c->handover && w->net->repl)
         repl_adopt(w->net->repl, c->fd, c->in, c->in_len);
     else

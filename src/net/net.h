@@ -42,6 +42,12 @@
     X(idle_timeout, "idle-timeout", 0, SECONDS, "0", "idle_timeout",           \
       "close a client connection that has sent nothing and has nothing "       \
       "left to receive for this many seconds (0: never)")                      \
+    X(conn_memory_limit, "conn-memory-limit", 0, MEMORY, "auto",               \
+      "conn_memory_limit",                                                     \
+      "memory all client connections together may hold for requests not "     \
+      "yet received whole and replies not yet sent; past it a connection "     \
+      "that asks for more is closed (k, m, g suffixes; auto: an eighth of "    \
+      "physical memory, at least 64m)")                                        \
     X(max_item_size, "max-item-size", 'I', SIZE, "1m", "item_size_max",        \
       "largest value accepted (k, m, g suffixes)")                             \
     X(data_dir, "data-dir", 0, PATH, "./data", "data_dir",                     \
@@ -71,6 +77,7 @@
 #define NET_CTYPE_THREADS unsigned
 #define NET_CTYPE_COUNT unsigned
 #define NET_CTYPE_SIZE uint64_t
+#define NET_CTYPE_MEMORY uint64_t
 #define NET_CTYPE_PATH char *
 #define NET_CTYPE_FSYNC enum store_fsync
 #define NET_CTYPE_RATIO double
@@ -98,7 +105,8 @@ enum { NET_CONFIG_OK = 0, NET_CONFIG_EXIT = 1, NET_CONFIG_BAD = 2 };
  * Fill cfg from the defaults and argv. NET_CONFIG_OK: run the server.
  * NET_CONFIG_EXIT: --help or --version was printed to stdout, exit 0.
  * NET_CONFIG_BAD: the reason and the usage went to stderr, exit 2.
- * threads 0 is resolved to the number of online CPUs.
+ * threads 0 is resolved to the number of online CPUs, conn_memory_limit
+ * auto to its size in bytes.
  */
 int net_config_parse(struct net_config *cfg, int argc, char **argv);
 void net_config_free(struct net_config *cfg);

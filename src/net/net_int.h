@@ -26,6 +26,11 @@
 #define NET_BUF_GROUP 0
 #define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
 #define NET_STOP_GRACE_MS 10000 /* then connections are closed as they are */
+/* --conn-memory-limit (see conn.c): a worker reserves from the shared count
+ * in leases of this size; a connection holding no more than the floor is
+ * never closed for memory. */
+#define NET_MEM_LEASE (256u << 10)
+#define NET_CONN_MEM_FLOOR (64u << 10)
 
 /*
  * What "version" and "stats" say. Clients read it as memcached's version to
@@ -41,6 +46,7 @@
     X(total_connections)                                                       \
     X(rejected_connections)                                                    \
     X(idle_kicks)                                                              \
+    X(conn_memory_kicks)                                                       \
     X(cmd_get)                                                                 \
     X(cmd_set)                                                                 \
     X(cmd_flush)                                                               \
@@ -165,6 +171,7 @@ struct conn {
 
     struct oitem *oq_head, *oq_tail;
     size_t out_bytes;
+    size_t mem_acct; /* in_cap + out_bytes as last added to the worker's */
 
     struct msghdr msg; /* the send in flight */
     struct iovec iov[NET_IOV_MAX];
@@ -206,6 +213,10 @@ struct worker {
     struct conn *waiters; /* connections with writes awaiting acks */
     struct conn *dirty;   /* connections with output to flush */
     _Atomic unsigned curr_conns;
+    /* Bytes its connections hold (conn_account; read by "stats"), and the
+     * part of net->conn_mem reserved for them. */
+    _Atomic size_t mem;
+    size_t mem_lease;
     struct __kernel_timespec tick; /* --idle-timeout */
     unsigned tick_ms;
     bool tick_armed;
@@ -232,6 +243,9 @@ struct net {
     char (*addr_names)[64];
 
     _Atomic unsigned conns; /* open connections, all workers */
+    /* The workers' leases: what all connections hold, rounded up by at
+     * most NET_MEM_LEASE per worker (--conn-memory-limit). */
+    _Atomic uint64_t conn_mem;
     _Atomic bool stopping;
     _Atomic bool failed;
     int64_t started; /* unix seconds */

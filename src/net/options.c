@@ -24,12 +24,14 @@
 #define OPT_MIN_ITEM 1024u      /* memcached's -I lower bound */
 #define OPT_MAX_ITEM (1u << 30) /* memcached's -I upper bound */
 #define OPT_MAX_CONNECTIONS 1000000u
+#define OPT_MIN_CONN_MEMORY (1u << 20)
 
 #define OPT_HASARG_PORT required_argument
 #define OPT_HASARG_ADDRS required_argument
 #define OPT_HASARG_THREADS required_argument
 #define OPT_HASARG_COUNT required_argument
 #define OPT_HASARG_SIZE required_argument
+#define OPT_HASARG_MEMORY required_argument
 #define OPT_HASARG_PATH required_argument
 #define OPT_HASARG_FSYNC required_argument
 #define OPT_HASARG_RATIO required_argument
@@ -50,6 +52,7 @@
 #define OPT_METAVAR_THREADS "N"
 #define OPT_METAVAR_COUNT "N"
 #define OPT_METAVAR_SIZE "SIZE"
+#define OPT_METAVAR_MEMORY "SIZE"
 #define OPT_METAVAR_PATH "DIR"
 #define OPT_METAVAR_FSYNC "MODE"
 #define OPT_METAVAR_RATIO "RATIO"
@@ -72,6 +75,7 @@
 #define OPT_STRING_THREADS 0
 #define OPT_STRING_COUNT 0
 #define OPT_STRING_SIZE 0
+#define OPT_STRING_MEMORY 0
 #define OPT_STRING_PATH 1
 #define OPT_STRING_FSYNC 0
 #define OPT_STRING_RATIO 0
@@ -238,6 +242,17 @@ opt_parse_SIZE(const char *s, uint64_t *field, bool is_default)
         return "expected a size such as 1048576, 512k, 64m or 1g";
     *field = (uint64_t)v << shift;
     return NULL;
+}
+
+/* A size, or "auto" (0 here; opt_check sizes it from the machine). */
+static const char *
+opt_parse_MEMORY(const char *s, uint64_t *field, bool is_default)
+{
+    if (strcmp(s, "auto") == 0) {
+        *field = 0;
+        return NULL;
+    }
+    return opt_parse_SIZE(s, field, is_default);
 }
 
 /* A fraction strictly between 0 and 1. */
@@ -413,6 +428,7 @@ opt_format_RATIO(const double *f, char *buf, size_t len)
 }
 
 #define opt_format_RATE opt_format_SIZE
+#define opt_format_MEMORY opt_format_SIZE
 
 static void
 opt_format_FSYNC(const enum store_fsync *f, char *buf, size_t len)
@@ -510,6 +526,16 @@ opt_check(struct net_config *cfg, const char **name)
                        : n > (long)OPT_MAX_THREADS ? OPT_MAX_THREADS
                                                    : (unsigned)n;
     }
+    *name = "--conn-memory-limit";
+    if (cfg->conn_memory_limit == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        uint64_t phys = pages > 0 && psize > 0 ? (uint64_t)pages * psize : 0;
+        cfg->conn_memory_limit = phys / 8 > OPT_MIN_CONN_MEMORY * 64
+                                     ? phys / 8
+                                     : OPT_MIN_CONN_MEMORY * 64;
+    }
+    if (cfg->conn_memory_limit < OPT_MIN_CONN_MEMORY)
+        return "must be at least 1m";
     *name = "--promote";
     if (cfg->promote && cfg->replica_of[0])
         return "and --replica-of contradict each other: a server is "

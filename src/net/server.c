@@ -59,6 +59,10 @@
  *                  ▼
  *                freed, fd closed
  *
+ *   Also to CLOSING: a READING connection idle for --idle-timeout
+ *   (conn_tick), and one that grows while all connections together hold
+ *   more than --conn-memory-limit (conn_account).
+ *
  *   Invariants: at most one recv and one send in flight per connection; a
  *   connection is freed only when no ring operation, no list and no pending
  *   engine read (each holds a ref) can name it; replies leave in request

@@ -9,7 +9,11 @@
  *                   not RAM); evictions is always 0; get_expired and
  *                   get_flushed are 0 (the engine reports both as misses).
  *                   idle_kicks counts connections --idle-timeout closed
- *                   (memcached's name).
+ *                   (memcached's name); conn_memory_bytes is what client
+ *                   connections hold for requests and replies (as of
+ *                   their last receive or send), conn_memory_kicks the
+ *                   connections closed because all of them together held
+ *                   more than --conn-memory-limit.
  *   stats settings  every option (net.h's table) with its value
  *   stats reset     zeroes the counters: the current sums become a baseline
  *                   that later sums subtract, so no worker is written to
@@ -68,9 +72,13 @@ stats_general(struct conn *c)
     struct store_stats st;
     store_stats(net->store, &st);
     unsigned curr = 0;
-    for (unsigned i = 0; i < net->nworkers; i++)
+    uint64_t conn_mem = 0;
+    for (unsigned i = 0; i < net->nworkers; i++) {
         curr += atomic_load_explicit(&net->workers[i].curr_conns,
                                      memory_order_relaxed);
+        conn_mem +=
+            atomic_load_explicit(&net->workers[i].mem, memory_order_relaxed);
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     struct statvfs vfs;
@@ -91,6 +99,7 @@ stats_general(struct conn *c)
     stat_u64(c, "max_connections", net->cfg.max_connections);
     stat_u64(c, "curr_connections", curr);
     stat_u64(c, "connection_structures", curr);
+    stat_u64(c, "conn_memory_bytes", conn_mem);
 #define X(name) stat_u64(c, #name, v.name);
     NET_COUNTERS(X)
 #undef X

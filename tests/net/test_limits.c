@@ -1,6 +1,8 @@
 /*
  * Limits an operator relies on against careless and hostile clients:
- * --idle-timeout closes idle connections, and only those.
+ * --idle-timeout closes idle connections (and only those),
+ * --conn-memory-limit closes the clients that hold the memory of all
+ * connections past the cap while others are served.
  * Each test starts its own mcdbd.
  *
  *   build/tests/test_net_limits
@@ -165,5 +167,236 @@ Test(limits, idle_timeout_closes_idle_connections_only_and_counts_them)
     close(answered);
     close(partial);
     close(busy);
+    still_serving();
+}
+
+/* ---- --conn-memory-limit ---- */
+
+struct other {
+    int port;
+    int ok, failed;
+    long max_ms;
+    volatile int stop;
+};
+
+/* A well-behaved client, served while others misbehave. */
+static void *
+other_main(void *p)
+{
+    struct other *a = p;
+    int fd = tg_connect(a->port);
+    if (fd < 0) {
+        a->failed++;
+        return NULL;
+    }
+    while (!a->stop) {
+        uint64_t t0 = tg_now_ms();
+        static const char req[] = "set other 0 0 5\r\nhello\r\nget other\r\n";
+        static const char want[] =
+            "STORED\r\nVALUE other 0 5\r\nhello\r\nEND\r\n";
+        char *m = tg_exchange(fd, req, sizeof(req) - 1, want, sizeof(want) - 1);
+        long ms = (long)(tg_now_ms() - t0);
+        if (m) {
+            fprintf(stderr, "other client: %s\n", m);
+            free(m);
+            a->failed++;
+            break;
+        }
+        a->ok++;
+        if (ms > a->max_ms)
+            a->max_ms = ms;
+        usleep(20 * 1000);
+    }
+    close(fd);
+    return NULL;
+}
+
+#define HOGS 40
+#define VALUE_HOGS 80
+#define HOG_BYTES ((1ull << 30) / HOGS) /* a gigabyte together */
+
+/*
+ * HOGS clients each send req over and over (HOG_BYTES at most) for ms
+ * without reading a byte,
+ * watching the server's RSS; returns how many of them the server closed
+ * (a send fails or a hang-up shows) and the largest RSS in *rss_max.
+ */
+static int
+hogs_run(int *fds, const char *req, size_t reqlen, int ms, long *rss_max,
+         size_t *sent_total)
+{
+    int closed[HOGS] = {0}, nclosed = 0;
+    size_t sent[HOGS] = {0}, budget = (size_t)HOG_BYTES;
+    uint64_t end = tg_now_ms() + (uint64_t)ms;
+    while (tg_now_ms() < end && nclosed < HOGS) {
+        struct pollfd pf[HOGS];
+        for (int i = 0; i < HOGS; i++)
+            pf[i] = (struct pollfd){.fd = closed[i] ? -1 : fds[i],
+                                    .events = POLLOUT | POLLRDHUP};
+        poll(pf, HOGS, 50);
+        for (int i = 0; i < HOGS; i++) {
+            if (closed[i] || !pf[i].revents || sent[i] >= budget)
+                continue;
+            ssize_t n = -1;
+            if (!(pf[i].revents & (POLLHUP | POLLERR | POLLRDHUP)))
+                n = send(fds[i], req, reqlen, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0) {
+                *sent_total += (size_t)n;
+                sent[i] += (size_t)n;
+            } else if (n == 0 || errno != EAGAIN) {
+                closed[i] = 1;
+                nclosed++;
+            }
+        }
+        long rss = tg_rss_kb(srv.pid);
+        if (rss > *rss_max)
+            *rss_max = rss;
+    }
+    return nclosed;
+}
+
+static void
+hogs_reset(int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fds[i]);
+    }
+}
+
+/*
+ * The bound on the growth of mcdbd's RSS: the limit, plus what it allows
+ * past itself (NET_CONN_MEM_FLOOR, 64 KiB, per connection; one lease and
+ * one request's growth per worker; closed connections' buffers until their
+ * reads complete), plus malloc's slack. Measured here with a 16 MiB limit:
+ * +34 MB (pipelined gets) and +23 MB (unfinished values); without the
+ * limit +193 MB and +71 MB.
+ */
+#define LIMIT_MB 16
+#define RSS_BOUND_MB (LIMIT_MB + 40)
+/* Under ASan freed memory waits in a 256 MB quarantine: RSS says nothing
+ * about what mcdbd holds, and is only reported. */
+#ifdef MCDB_SANITIZED
+#define RSS_CHECKED 0
+#else
+#define RSS_CHECKED 1
+#endif
+
+/*
+ * Forty clients pipeline gets of a 64 KiB value without reading a reply,
+ * each trying for 3 s to send 25 MiB of them (a gigabyte together, asking
+ * for 6,500 times that in replies). Backpressure stops each at
+ * about 4 MiB of queued replies; the limit (16 MiB) stops all of them
+ * together: the clients that grow past it are closed and counted in
+ * conn_memory_kicks, mcdbd's RSS stays within RSS_BOUND_MB of where it
+ * started, and another client is served throughout.
+ */
+Test(limits, clients_not_reading_replies_past_the_memory_limit_are_closed)
+{
+    const char *extra[] = {"--conn-memory-limit", "16m", NULL};
+    cr_assert_eq(th_mcdbd_start(&srv, NULL, extra), 0);
+    int ctl = conn();
+    set_value(ctl, "v64k", 64 * 1024);
+    static char gets[4096 * 10];
+    for (int i = 0; i < 4096; i++)
+        memcpy(gets + i * 10, "get v64k\r\n", 10);
+    struct other other = {.port = srv.port};
+    pthread_t th;
+    pthread_create(&th, NULL, other_main, &other);
+
+    long rss0 = tg_rss_kb(srv.pid), rss_max = rss0;
+    int fds[HOGS];
+    for (int i = 0; i < HOGS; i++)
+        fds[i] = conn();
+    size_t sent = 0;
+    int closed = hogs_run(fds, gets, sizeof(gets), 3000, &rss_max, &sent);
+    long long kicks = tg_stat(ctl, NULL, "conn_memory_kicks");
+    long long held = tg_stat(ctl, NULL, "conn_memory_bytes");
+    other.stop = 1;
+    pthread_join(th, NULL);
+    fprintf(stderr,
+            "%d clients pipelining gets unread, --conn-memory-limit %dm: %zu "
+            "bytes of requests sent, %d closed (conn_memory_kicks %lld), "
+            "%lld bytes held; RSS %ld kB -> max %ld kB; other client: %d "
+            "round trips, slowest %ld ms\n",
+            HOGS, LIMIT_MB, sent, closed, kicks, held, rss0, rss_max, other.ok,
+            other.max_ms);
+    cr_assert_gt(closed, 0, "no client was closed");
+    cr_assert_geq(kicks, closed, "%d closed, conn_memory_kicks %lld", closed,
+                  kicks);
+    cr_assert_lt(closed, HOGS, "every client was closed, not just the excess");
+    cr_assert_leq(held, (LIMIT_MB + 8) << 20, "conn_memory_bytes %lld", held);
+    if (RSS_CHECKED)
+        cr_assert_lt(rss_max - rss0, RSS_BOUND_MB * 1024,
+                     "RSS grew from %ld kB to %ld kB", rss0, rss_max);
+    cr_assert_eq(other.failed, 0, "the other client was not served");
+    cr_assert_geq(other.ok, 10, "the other client got %d round trips",
+                  other.ok);
+    cr_assert_lt(other.max_ms, 2000, "the other client waited %ld ms",
+                 other.max_ms);
+    hogs_reset(fds, HOGS);
+    close(ctl);
+    still_serving();
+}
+
+/*
+ * Eighty clients each send most of a 1 MB value and stop (memcached's
+ * read_buf_mem_limit case): each holds its unfinished request, 80 MB
+ * together. Past the limit the ones that grow are closed and counted;
+ * another client is served.
+ */
+Test(limits, clients_holding_unfinished_values_past_the_memory_limit_are_closed)
+{
+    const char *extra[] = {"--conn-memory-limit", "16m", NULL};
+    cr_assert_eq(th_mcdbd_start(&srv, NULL, extra), 0);
+    int ctl = conn();
+    size_t vlen = 1000 * 1000;
+    char *req = malloc(vlen);
+    int hl = sprintf(req, "set half 0 0 %zu\r\n", vlen);
+    memset(req + hl, 'h', vlen - (size_t)hl);
+    struct other other = {.port = srv.port};
+    pthread_t th;
+    pthread_create(&th, NULL, other_main, &other);
+
+    long rss0 = tg_rss_kb(srv.pid), rss_max = rss0;
+    int fds[VALUE_HOGS], cut[VALUE_HOGS], closed = 0;
+    for (int i = 0; i < VALUE_HOGS; i++) {
+        fds[i] = conn();
+        /* 900 KB of the value, then nothing more. */
+        cut[i] = th_send(fds[i], req, 900 * 1000) != 0;
+        long rss = tg_rss_kb(srv.pid);
+        if (rss > rss_max)
+            rss_max = rss;
+    }
+    for (int t = 0; t < 6; t++) { /* the server takes in what was sent */
+        usleep(50 * 1000);
+        long rss = tg_rss_kb(srv.pid);
+        if (rss > rss_max)
+            rss_max = rss;
+    }
+    for (int i = 0; i < VALUE_HOGS; i++)
+        closed += cut[i] || tg_wait_closed(fds[i], 10, NULL, NULL);
+    long long kicks = tg_stat(ctl, NULL, "conn_memory_kicks");
+    other.stop = 1;
+    pthread_join(th, NULL);
+    fprintf(stderr,
+            "%d clients 900 KB into a 1 MB value, --conn-memory-limit %dm: %d "
+            "closed (conn_memory_kicks %lld); RSS %ld kB -> max %ld kB; other "
+            "client: %d round trips, slowest %ld ms\n",
+            VALUE_HOGS, LIMIT_MB, closed, kicks, rss0, rss_max, other.ok,
+            other.max_ms);
+    cr_assert_gt(closed, 0, "no client was closed");
+    cr_assert_eq(kicks, closed, "%d closed, conn_memory_kicks %lld", closed,
+                 kicks);
+    if (RSS_CHECKED)
+        cr_assert_lt(rss_max - rss0, RSS_BOUND_MB * 1024,
+                     "RSS grew from %ld kB to %ld kB", rss0, rss_max);
+    cr_assert_eq(other.failed, 0, "the other client was not served");
+    cr_assert_lt(other.max_ms, 2000, "the other client waited %ld ms",
+                 other.max_ms);
+    hogs_reset(fds, VALUE_HOGS);
+    free(req);
+    close(ctl);
     still_serving();
 }
