@@ -125,6 +125,12 @@ typedef struct net net_t;
  * the workers and return once all of them accept connections (repl may be
  * NULL: no replication; connections that ask for it get an error). On failure
  * returns -1 with a message in err and nothing left running.
+ *
+ * Call it with the store open: holding the data directory's lock proves
+ * that the server that used it last is gone, so a port that is still in use
+ * is most likely that dead server's (a killed process's io_uring releases
+ * its sockets a moment after it exits), and the bind is retried for a few
+ * seconds before it fails.
  */
 int net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
               net_t **out, char *err, size_t errlen);

@@ -278,16 +278,24 @@ net_bind_addr(struct net *net, const struct addrinfo *ai, char *err,
      * LOCK, so it is gone) may still hold the port while the kernel tears
      * its io_uring down: wait for it a few seconds rather than fail a
      * restart. */
-    for (int i = 0; probe < 0 && errno == EADDRINUSE && i < NET_BIND_RETRIES;
-         i++) {
-        if (i == 0)
-            say(SAY_INFO, "%s is still held (a server that just stopped?); "
-                "waiting for it", name);
+    int waited = 0;
+    for (; probe < 0 && errno == EADDRINUSE && waited < NET_BIND_RETRIES;
+         waited++) {
+        if (waited == 0)
+            say(SAY_INFO,
+                "%s is still held (a server that just stopped?); "
+                "waiting for it",
+                name);
         usleep(NET_BIND_WAIT_MS * 1000);
         probe = listen_socket(ai, false);
     }
     if (probe < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", name, strerror(errno));
+        char after[32] = "";
+        if (waited)
+            snprintf(after, sizeof(after), " (after waiting %.1f s)",
+                     waited * NET_BIND_WAIT_MS / 1000.0);
+        snprintf(err, errlen, "cannot listen on %s: %s%s", name,
+                 strerror(errno), after);
         return -1;
     }
     close(probe);
