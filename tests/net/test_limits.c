@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helpers/repl_util.h"
 #include "helpers/server.h"
 #include "helpers/target.h"
 
@@ -268,6 +269,38 @@ Test(limits, idle_timeout_closes_idle_connections_only_and_counts_them)
     close(partial);
     close(busy);
     still_serving();
+}
+
+/*
+ * A replica's link to its primary is replication's (src/repl), not a
+ * client connection: with --idle-timeout 1 on both sides it outlives 2.5 s
+ * without a write, and the next write still reaches the replica over the
+ * same link (no second sync).
+ */
+Test(limits, idle_timeout_leaves_a_quiet_replication_link_open)
+{
+    const char *extra[] = {"--idle-timeout", "1", NULL};
+    tr_start(&srv, extra);
+    struct th_server replica = {0};
+    tr_start_replica(&replica, srv.port, extra);
+    int fd = conn();
+    tg_expect(fd, "set before 0 0 1\r\nx\r\n", "STORED\r\n");
+    close(fd);
+    tr_wait_caught_up(srv.port, replica.port, 5000);
+    usleep(2500 * 1000);
+    fd = conn();
+    tg_expect(fd, "set after 0 0 1\r\ny\r\n", "STORED\r\n");
+    close(fd);
+    tr_wait_caught_up(srv.port, replica.port, 5000);
+    long long syncs = tr_stat_num(srv.port, "repl", "full_resyncs") +
+                      tr_stat_num(srv.port, "repl", "partial_resyncs");
+    long long kicks = tr_stat_num(srv.port, NULL, "idle_kicks");
+    long long replica_kicks = tr_stat_num(replica.port, NULL, "idle_kicks");
+    th_server_cleanup(&replica);
+    cr_assert_eq(syncs, 1, "the replica synced %lld times", syncs);
+    cr_assert_eq(kicks, 0, "the primary's idle_kicks is %lld", kicks);
+    cr_assert_eq(replica_kicks, 0, "the replica's idle_kicks is %lld",
+                 replica_kicks);
 }
 
 /* ---- --conn-memory-limit ---- */
