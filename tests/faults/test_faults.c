@@ -573,6 +573,21 @@ Test(
         .want = {"writing", ".seg", "Input/output error"}});
 }
 
+Test(
+    faults,
+    a_disk_filling_while_compaction_copies_answers_SERVER_ERROR_and_recovers_every_acknowledged_write)
+{
+    run(&(struct scenario){
+        .f = {.calls = "write",
+              .path = "*.seg",
+              .err = "ENOSPC",
+              .short_write = true},
+        .args = compacting,
+        .keys = 400,
+        .arm_when = compacting_now,
+        .want = {"writing", ".seg", "No space left on device"}});
+}
+
 /* The compactor deleted a segment: the directory's fsync fails. */
 Test(
     faults,
