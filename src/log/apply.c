@@ -32,6 +32,7 @@
  * point, and the DROP that its background thread acts on once durable.
  */
 #include "log/log_int.h"
+#include "util/panic.h"
 
 #include <stdlib.h>
 
@@ -42,7 +43,9 @@ ap_put(struct apply *a, uint64_t h, const struct rec *r,
     if (a->s) {
         store_index_put(a->s, h, r->key, r->klen, e);
     } else if (index_put(a->ix, h, r->key, r->klen, e, NULL) < 0) {
-        abort(); /* a bare index out of memory: its figures would lie */
+        /* a bare index out of memory: its figures would lie */
+        MCDB_PANIC("out of memory for the index of key '%.*s'", (int)r->klen,
+                   (const char *)r->key);
     }
 }
 

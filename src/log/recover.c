@@ -22,6 +22,7 @@
  */
 #include "log/hint.h"
 #include "log/log_int.h"
+#include "util/panic.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -259,8 +260,7 @@ replay_hint(struct scan *sc)
     if (sc->records) {
         /* cannot happen (hints are checked whole before use), but never
          * replay a segment twice */
-        say(SAY_ERROR, "%s: hint failed half-way", sc->path);
-        abort();
+        MCDB_PANIC_AT(sc->path, sc->g->seg_base, "a hint failed half-way");
     }
     return false;
 }
@@ -457,8 +457,7 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n,
             replay_job_main(&jobs[t]); /* no thread: do its share here */
         apply_merge(&sc->ap, &jobs[t].sc.ap);
         if (jobs[t].done != done && t > 0) {
-            say(SAY_ERROR, "recovery threads disagree on the hints");
-            abort();
+            MCDB_PANIC("recovery threads disagree on the hints");
         }
         done = jobs[t].done;
     }

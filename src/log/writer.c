@@ -25,6 +25,7 @@
  * made safe fail.
  */
 #include "log/log_int.h"
+#include "util/panic.h"
 #include "util/clock.h"
 #include "util/say.h"
 
@@ -99,8 +100,8 @@ log_add_segment(struct store *s, struct seg *g)
     if (s->nsegs == s->segs_cap) {
         size_t cap = s->segs_cap ? s->segs_cap * 2 : 16;
         struct seg **v = realloc(s->segs, cap * sizeof(*v));
-        if (!v)
-            abort(); /* a few pointers: not worth a recovery path */
+        if (!v) /* a few pointers: not worth a recovery path */
+            MCDB_PANIC("out of memory for the list of %zu segments", cap);
         s->segs = v;
         s->segs_cap = cap;
     }
@@ -471,6 +472,9 @@ sync_now(struct store *s, struct seg *wseg, uint64_t upto, uint64_t recs)
     atomic_fetch_add(&s->st_synced_recs, recs);
     if (recs > atomic_load(&s->st_batch_max))
         atomic_store(&s->st_batch_max, recs);
+    /* invariant 4: durable <= written, and durable never moves back */
+    MCDB_ASSERT(upto <= atomic_load(&s->written) &&
+                upto >= atomic_load(&s->durable));
     atomic_store(&s->durable, upto);
 }
 
