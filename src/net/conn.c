@@ -52,6 +52,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/panic.h"
 #include "util/say.h"
 
 void
@@ -203,7 +204,7 @@ conn_arm_recv(struct conn *c)
                 cap = c->in_len + NET_BUF_SIZE;
             c->in = realloc(c->in, cap);
             if (!c->in)
-                abort();
+                MCDB_PANIC("out of memory for a %zu-byte request buffer", cap);
             c->in_cap = cap;
         }
         io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len,
@@ -293,7 +294,7 @@ conn_keep(struct conn *c, const char *data, size_t n)
             cap *= 2;
         c->in = realloc(c->in, cap);
         if (!c->in)
-            abort();
+            MCDB_PANIC("out of memory for a %zu-byte request buffer", cap);
         c->in_cap = cap;
     }
     memcpy(c->in + c->in_len, data, n);
@@ -497,7 +498,7 @@ conn_open(struct worker *w, int fd)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
-        abort();
+        MCDB_PANIC("out of memory for a connection");
     c->w = w;
     c->fd = fd;
     c->state = CONN_READING;

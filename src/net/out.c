@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/panic.h"
 #include "util/say.h"
 
 #include <sodium.h>
@@ -36,7 +37,7 @@ item_alloc(struct worker *w)
     } else {
         it = malloc(sizeof(*it));
         if (!it)
-            abort();
+            MCDB_PANIC("out of memory for a reply item");
     }
     memset(it, 0, offsetof(struct oitem, inl));
     it->text = it->inl;
@@ -65,7 +66,7 @@ item_own(struct worker *w, struct oitem *it, size_t size)
     if (cls == NET_CACHE_CLASSES) {
         it->owned = malloc(size);
         if (!it->owned)
-            abort();
+            MCDB_PANIC("out of memory for a %zu-byte reply", size);
         it->own = OWN_MALLOC;
         return size;
     }
@@ -75,7 +76,7 @@ item_own(struct worker *w, struct oitem *it, size_t size)
         k->head = *(void **)p;
         k->n--;
     } else if (!(p = malloc(class_size(cls)))) {
-        abort();
+        MCDB_PANIC("out of memory for a %zu-byte reply", class_size(cls));
     }
     it->owned = p;
     it->own = OWN_CACHED;
@@ -237,11 +238,10 @@ void
 out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n)
 {
     if (n > it->cap) {
-        if (it->own != OWN_NONE)
-            abort(); /* only inline texts are replaced */
+        MCDB_ASSERT(it->own == OWN_NONE); /* only inline texts are replaced */
         it->owned = malloc(n);
         if (!it->owned)
-            abort();
+            MCDB_PANIC("out of memory for a %zu-byte reply", n);
         it->own = OWN_MALLOC;
         it->text = it->owned;
         it->cap = (uint32_t)n;

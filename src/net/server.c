@@ -94,6 +94,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/panic.h"
 #include "util/say.h"
 
 #define NET_BACKLOG 1024
@@ -383,8 +384,7 @@ worker_sqe(struct worker *w)
         sqe = io_uring_get_sqe(&w->ring);
     }
     if (!sqe) {
-        say(SAY_ERROR, "worker %u: io_uring submission queue stuck", w->id);
-        abort();
+        MCDB_PANIC("worker %u: io_uring submission queue stuck", w->id);
     }
     return sqe;
 }
