@@ -67,6 +67,17 @@ cmd_status_text(store_t *s, int rc, char *buf, size_t len)
     return (size_t)n;
 }
 
+void
+cmd_count_cas(struct worker *w, int rc)
+{
+    if (rc == 0)
+        CNT_INC(w, cas_hits);
+    else if (rc == STORE_EXISTS)
+        CNT_INC(w, cas_badval);
+    else if (rc == STORE_NOT_FOUND)
+        CNT_INC(w, cas_misses);
+}
+
 /* Queue text as the reply to a write with this ack, sent as policy says
  * (OUT_ON_FAILURE: only if the write fails to become durable). */
 void
@@ -226,14 +237,8 @@ cmd_store(struct conn *c, const struct proto_req *req)
     CNT_INC(w, cmd_set);
     if (rc == 0)
         CNT_INC(w, total_items);
-    if (req->cmd == PROTO_CAS) {
-        if (rc == 0)
-            CNT_INC(w, cas_hits);
-        else if (rc == STORE_EXISTS)
-            CNT_INC(w, cas_badval);
-        else if (rc == STORE_NOT_FOUND)
-            CNT_INC(w, cas_misses);
-    }
+    if (req->cmd == PROTO_CAS)
+        cmd_count_cas(w, rc);
     cmd_reply(c, req, rc, &wr, "STORED\r\n");
     return true;
 }

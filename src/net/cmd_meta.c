@@ -190,14 +190,8 @@ cmd_ms(struct conn *c, const struct proto_req *req)
         meta_failure(c, rc);
         return true;
     }
-    if (mode == STORE_CAS) {
-        if (rc == 0)
-            CNT_INC(w, cas_hits);
-        else if (rc == STORE_EXISTS)
-            CNT_INC(w, cas_badval);
-        else if (rc == STORE_NOT_FOUND)
-            CNT_INC(w, cas_misses);
-    }
+    if (mode == STORE_CAS)
+        cmd_count_cas(w, rc);
     struct out_meta d =
         describe(req, code, KEY_SHOWS | PROTO_MF('c') | PROTO_MF('s'));
     d.cas = wr.cas;

@@ -291,6 +291,8 @@ void cmd_parse_error(struct conn *c, const struct proto_req *req);
 /* cmd.c: queue text as the reply to a write with this ack (0: none). */
 void cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
               enum out_policy policy);
+/* cmd.c: count a compare-and-swap's outcome (cas_hits, _badval, _misses). */
+void cmd_count_cas(struct worker *w, int rc);
 
 /* cmd_meta.c: the meta commands' handlers (the table's handler column). */
 bool cmd_mg(struct conn *c, const struct proto_req *req);
