@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build mcdb and run every test, then again under ASan+UBSan:
+# Check the formatting, build mcdb and run every test, then again under ASan+UBSan:
 #   ./test.sh                 all tests, normal and sanitizer builds
 #   ./test.sh --no-sanitize   skip the sanitizer build
 #   ./test.sh -R log/         only tests whose name matches (passed to ctest)
@@ -29,6 +29,8 @@ run_suite() { # build-dir, cmake args...
     ctest --test-dir "$dir" --output-on-failure -j"$jobs" "${ctest_args[@]}"
 }
 
+echo "== format (scripts/format-check: .clang-format on every C file) =="
+scripts/format-check
 echo "== build and test (RelWithDebInfo, -Werror) =="
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "$sanitize" = 1 ]; then

@@ -81,7 +81,8 @@ main(int argc, char **argv)
         else if (c == 'd')
             base = optarg;
         else {
-            printf("usage: bench_restart [KEYS] [--value-size N] [--dir DIR]\n");
+            printf(
+                "usage: bench_restart [KEYS] [--value-size N] [--dir DIR]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -101,7 +102,13 @@ main(int argc, char **argv)
     double t0 = now_s();
     for (long k = 0; k < keys; k++) {
         int klen = snprintf(key, sizeof(key), "key:%ld", k);
-        if (store_set(s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)vsize}, &w)) {
+        if (store_set(s,
+                      &(struct store_req){.key = key,
+                                          .klen = (size_t)klen,
+                                          .mode = STORE_SET,
+                                          .val = val,
+                                          .vlen = (size_t)vsize},
+                      &w)) {
             fprintf(stderr, "bench_restart: write failed\n");
             return 1;
         }

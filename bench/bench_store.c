@@ -1,9 +1,9 @@
 /*
  * bench_store: engine-level throughput of set and get, without the network.
  *
- *   build-release/bench/bench_store                  # every mode, 1/4/16 threads
- *   build-release/bench/bench_store --fsync always --threads 16 --seconds 3
- *   build-release/bench/bench_store --dir /path/on/the/disk/to/measure
+ *   build-release/bench/bench_store                  # every mode, 1/4/16
+ * threads build-release/bench/bench_store --fsync always --threads 16 --seconds
+ * 3 build-release/bench/bench_store --dir /path/on/the/disk/to/measure
  *
  * Each writer thread sets random keys (of --keys) with --value-size byte
  * values and waits for each write to be acknowledged (as a server holding a
@@ -28,8 +28,8 @@ struct opts {
     double seconds;
     int keys;
     int vsize;
-    int threads;       /* 0: 1, 4 and 16 */
-    int fsync;         /* -1: every mode */
+    int threads; /* 0: 1, 4 and 16 */
+    int fsync;   /* -1: every mode */
 };
 
 struct run {
@@ -61,7 +61,13 @@ worker(void *arg)
         int klen = snprintf(key, sizeof(key), "key:%d", k);
         if (r->writes) {
             struct store_write w;
-            if (store_set(r->s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)r->o->vsize}, &w) ||
+            if (store_set(r->s,
+                          &(struct store_req){.key = key,
+                                              .klen = (size_t)klen,
+                                              .mode = STORE_SET,
+                                              .val = val,
+                                              .vlen = (size_t)r->o->vsize},
+                          &w) ||
                 store_wait(r->s, w.ack)) {
                 fprintf(stderr, "write failed\n");
                 exit(1);
@@ -104,7 +110,13 @@ preload(store_t *s, const struct opts *o)
     struct store_write w = {0};
     for (int k = 0; k < o->keys; k++) {
         int klen = snprintf(key, sizeof(key), "key:%d", k);
-        store_set(s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)o->vsize}, &w);
+        store_set(s,
+                  &(struct store_req){.key = key,
+                                      .klen = (size_t)klen,
+                                      .mode = STORE_SET,
+                                      .val = val,
+                                      .vlen = (size_t)o->vsize},
+                  &w);
     }
     store_wait(s, w.ack);
     free(val);
@@ -138,8 +150,8 @@ bench_mode(const struct opts *o, enum store_fsync mode, int threads)
     double gets = measure(s, o, threads, 0);
     uint64_t writes = b.records_written - a.records_written;
     uint64_t fsyncs = b.fsyncs - a.fsyncs;
-    printf("%-8s %7d %12.0f %12.0f %14.3f %9.1f\n", names[mode], threads,
-           sets, gets, writes ? (double)fsyncs / (double)writes : 0,
+    printf("%-8s %7d %12.0f %12.0f %14.3f %9.1f\n", names[mode], threads, sets,
+           gets, writes ? (double)fsyncs / (double)writes : 0,
            fsyncs ? (double)writes / (double)fsyncs : 0);
     store_close(s);
     if (system(cmd) != 0)
@@ -163,8 +175,8 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
-    struct opts o = {.dir = "/tmp", .seconds = 2, .keys = 100000, .vsize = 100,
-                     .fsync = -1};
+    struct opts o = {
+        .dir = "/tmp", .seconds = 2, .keys = 100000, .vsize = 100, .fsync = -1};
     static const struct option lo[] = {
         {"dir", 1, 0, 'd'},     {"fsync", 1, 0, 'f'}, {"threads", 1, 0, 't'},
         {"seconds", 1, 0, 's'}, {"keys", 1, 0, 'k'},  {"value-size", 1, 0, 'v'},
@@ -172,7 +184,9 @@ main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 'd': o.dir = optarg; break;
+        case 'd':
+            o.dir = optarg;
+            break;
         case 'f':
             o.fsync = !strcmp(optarg, "always")     ? STORE_FSYNC_ALWAYS
                       : !strcmp(optarg, "everysec") ? STORE_FSYNC_EVERYSEC
@@ -184,12 +198,24 @@ main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 't': o.threads = atoi(optarg); break;
-        case 's': o.seconds = atof(optarg); break;
-        case 'k': o.keys = atoi(optarg); break;
-        case 'v': o.vsize = atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 't':
+            o.threads = atoi(optarg);
+            break;
+        case 's':
+            o.seconds = atof(optarg);
+            break;
+        case 'k':
+            o.keys = atoi(optarg);
+            break;
+        case 'v':
+            o.vsize = atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (o.threads < 0 || o.threads > 64 || o.keys < 1 || o.vsize < 0 ||

@@ -66,7 +66,7 @@ struct ck {
     struct check_totals *t;
     uint8_t log_id[16];
     uint64_t seed;
-    struct apply ap; /* the replay into a bare index (ap.ix) */
+    struct apply ap;      /* the replay into a bare index (ap.ix) */
     uint64_t done, total; /* progress */
     uint64_t shown;
 };
@@ -655,8 +655,7 @@ note_file(struct ck *c, const char *name, const uint64_t *bases, size_t n)
                "mcdb-fsck %s/%s checks them)",
                c->dir, name);
     } else if (!strncmp(name, "resync.", 7)) {
-        report(c, CHECK_NOTE, CHECK_STRAY, name, false, 0, 0,
-               "%s",
+        report(c, CHECK_NOTE, CHECK_STRAY, name, false, 0, 0, "%s",
                !strcmp(name, "resync.partial")
                    ? "a replica's full copy under way, or cut short (the "
                      "next start throws it away)"

@@ -21,8 +21,8 @@
  *         histories part (repl/fork.c finds it). META files written before
  *         the history existed say "epoch 1": the first epoch, from 0.
  */
-#include "log/logdir.h"
 #include "log/log_int.h"
+#include "log/logdir.h"
 #include "util/say.h"
 
 #include <dirent.h>
@@ -230,8 +230,7 @@ meta_parse(struct logdir_meta *m, const char *path, char *text, char *err,
         char key[32];
         int used = 0;
         if (sscanf(l, "%31s %n", key, &used) != 1 || !l[used])
-            return meta_bad(err, errlen, path, line,
-                            "expected \"key value\"");
+            return meta_bad(err, errlen, path, line, "expected \"key value\"");
         const char *val = l + used;
         if (line == 1 && strcmp(key, "mcdb-meta") != 0) {
             snprintf(err, errlen, "%s: not an mcdb META file", path);
@@ -310,8 +309,7 @@ logdir_meta_load(const char *dir, struct logdir_meta *m, char *err,
 }
 
 int
-logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
-                 size_t errlen)
+logdir_meta_read(const char *dir, uint8_t log_id[16], char *err, size_t errlen)
 {
     struct logdir_meta m;
     int rc = logdir_meta_load(dir, &m, err, errlen);

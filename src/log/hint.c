@@ -195,7 +195,8 @@ hint_entries(const char *dir, uint64_t base)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     uint64_t n = 0;
     struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= HINT_HDR + HINT_TRAILER &&
+    if (fd >= 0 && fstat(fd, &st) == 0 &&
+        st.st_size >= HINT_HDR + HINT_TRAILER &&
         pread(fd, &n, 8, st.st_size - HINT_TRAILER) != 8)
         n = 0;
     if (fd >= 0)

@@ -51,25 +51,25 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 struct store;
 
 /* apply.c: the replay rules (written there), one record at a time. */
 struct apply {
     index_t *ix;
-    struct store *s; /* NULL: a bare index (mcdb-fsck), no live bytes */
-    bool live;       /* a replica's stream: the store's state moves too */
+    struct store *s;       /* NULL: a bare index (mcdb-fsck), no live bytes */
+    bool live;             /* a replica's stream: the store's state moves too */
     unsigned part, nparts; /* apply only the keys of this partition */
-    uint64_t next_cas;       /* above every cas the store generated */
-    uint64_t flush_before;   /* the last immediate FLUSH's offset */
+    uint64_t next_cas;     /* above every cas the store generated */
+    uint64_t flush_before; /* the last immediate FLUSH's offset */
     uint32_t flush_deadline; /* the last delayed FLUSH's time, if pending */
-    uint64_t dropped_end; /* highest end of a segment a DROP names */
-    uint64_t drop_off;    /* ... and that DROP's offset */
-    uint64_t max_rec;     /* largest PUT record */
-    uint64_t last_off;    /* the offset of the last record applied */
+    uint64_t dropped_end;    /* highest end of a segment a DROP names */
+    uint64_t drop_off;       /* ... and that DROP's offset */
+    uint64_t max_rec;        /* largest PUT record */
+    uint64_t last_off;       /* the offset of the last record applied */
 };
 
 /*
@@ -83,14 +83,14 @@ struct apply {
  * The table of segments holds one reference; every reader's pin another.
  */
 struct seg {
-    uint64_t seg_base;          /* log offset of the first byte */
-    uint64_t seg_end;           /* past the footer once sealed, else 0 */
+    uint64_t seg_base; /* log offset of the first byte */
+    uint64_t seg_end;  /* past the footer once sealed, else 0 */
     int seg_fd;
     atomic_int seg_refs;
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
-    uint64_t seg_records;       /* records appended (by log_append) */
-    atomic_bool seg_hint;       /* its hint file is written and valid */
-    bool seg_new;               /* created; its name not yet fsynced */
+    uint64_t seg_records;          /* records appended (by log_append) */
+    atomic_bool seg_hint;          /* its hint file is written and valid */
+    bool seg_new;                  /* created; its name not yet fsynced */
 };
 
 #define STORE_MAX_SUBS 256
@@ -104,7 +104,7 @@ struct store {
     int lockfd;
     struct logdir_meta meta; /* as in META; changed under meta_mu */
     pthread_mutex_t meta_mu;
-    uint8_t log_id[16];      /* meta's, for the hot paths */
+    uint8_t log_id[16]; /* meta's, for the hot paths */
     uint64_t log_seed;
     index_t *ix;
 
@@ -127,17 +127,17 @@ struct store {
     pthread_cond_t cv_space; /* wakes appenders waiting for buffer space */
     pthread_cond_t cv_ack;   /* wakes store_wait() */
     char *buf[2];
-    size_t buf_cap;      /* room for the largest record twice over */
-    uint64_t max_rec;    /* largest PUT record seen by recovery */
+    size_t buf_cap;   /* room for the largest record twice over */
+    uint64_t max_rec; /* largest PUT record seen by recovery */
     int fill;
     size_t fill_len;
     uint64_t fill_start; /* log offset of buf[fill][0] */
     uint64_t fill_recs;
-    const char *wbuf;    /* being written: [wstart, wstart + wlen) */
+    const char *wbuf; /* being written: [wstart, wstart + wlen) */
     uint64_t wstart;
     size_t wlen;
-    uint64_t end;        /* log end: fill_start + fill_len */
-    uint64_t last_rec;   /* offset of the log's last record */
+    uint64_t end;      /* log end: fill_start + fill_len */
+    uint64_t last_rec; /* offset of the log's last record */
     struct seg *active;
     uint64_t next_cas;
     bool stop;
@@ -148,7 +148,7 @@ struct store {
     pthread_t writer;
     bool writer_running;
 
-    uint64_t sync_req;   /* log_sync(): fdatasync up to here whatever --fsync */
+    uint64_t sync_req; /* log_sync(): fdatasync up to here whatever --fsync */
     atomic_uint_fast64_t written; /* bytes [.., written) are in the files */
     atomic_uint_fast64_t durable; /* ... and covered by fdatasync */
     atomic_int failed;            /* 0 or the -errno that made us read-only */
@@ -164,10 +164,10 @@ struct store {
      * STORE_REPLICA; its read gate STORE_SYNCING until it holds a log. */
     atomic_bool replica;
     atomic_int read_gate, write_gate;
-    char gate_text[256];  /* write_gate's message, under meta_mu */
-    struct apply live;    /* a replica's apply of what it receives */
-    _Atomic uint64_t *won; /* win tokens out (item.c): one tag a slot */
-    atomic_bool repl_required;           /* --sync-replicas */
+    char gate_text[256];       /* write_gate's message, under meta_mu */
+    struct apply live;         /* a replica's apply of what it receives */
+    _Atomic uint64_t *won;     /* win tokens out (item.c): one tag a slot */
+    atomic_bool repl_required; /* --sync-replicas */
     atomic_uint_fast64_t replicated;     /* acked by enough replicas */
     atomic_uint_fast64_t repl_timed_out; /* writes up to here failed */
     uint64_t holds[STORE_MAX_HOLDS];     /* under seg_mu; UINT64_MAX: free */
@@ -176,9 +176,9 @@ struct store {
     pthread_t compactor;
     bool compactor_running;
     atomic_bool compactor_stop; /* read unlocked by throttle() */
-    pthread_mutex_t compact_mu;  /* one compaction at a time; guards stop */
-    pthread_mutex_t maint_mu;    /* the background thread's work, or a
-                                    reload (resync.c): one at a time */
+    pthread_mutex_t compact_mu; /* one compaction at a time; guards stop */
+    pthread_mutex_t maint_mu;   /* the background thread's work, or a
+                                   reload (resync.c): one at a time */
     pthread_cond_t compact_cv;
 
     /* statistics */
@@ -310,8 +310,8 @@ struct log_tail {
 int log_cut_tail(struct log_tail *t, char *err, size_t errlen);
 /* The first position after pos in map[0, size) where a record of this log
  * (seed; map[0] at log offset base) decodes; size if none. */
-uint64_t log_resync(const char *map, uint64_t size, uint64_t pos,
-                    uint64_t seed, uint64_t base);
+uint64_t log_resync(const char *map, uint64_t size, uint64_t pos, uint64_t seed,
+                    uint64_t base);
 /* Recovery rule 3's test for bytes [pos, next) of the last segment that do
  * not decode, next being log_resync's answer: a torn write when nothing
  * valid follows, or when a whole page of zeros lies between (a page the

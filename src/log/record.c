@@ -150,7 +150,8 @@ rec_log_seed(const uint8_t log_id[16])
 static uint64_t
 rec_checksum(const char *rec, size_t size, uint64_t log_seed, uint64_t off)
 {
-    return XXH3_64bits_withSeed(rec + 8, size - 8, log_seed ^ (off * SEED_MULT));
+    return XXH3_64bits_withSeed(rec + 8, size - 8,
+                                log_seed ^ (off * SEED_MULT));
 }
 
 size_t
@@ -177,8 +178,7 @@ rec_encode(void *dst, const struct rec *r, uint64_t log_seed, uint64_t off)
 static int
 rec_type_known(uint8_t type)
 {
-    return (type >= REC_PUT && type <= REC_DROP) ||
-           (type & REC_TYPE_SKIPPABLE);
+    return (type >= REC_PUT && type <= REC_DROP) || (type & REC_TYPE_SKIPPABLE);
 }
 
 static int

@@ -25,8 +25,9 @@ enum rec_type {
     REC_SEG_FOOTER = 6, /* last record of a sealed segment */
     REC_DROP = 7,       /* compaction removed the segment named in it */
 };
-#define REC_TYPE_SKIPPABLE 0x80 /* readers that do not know the type skip it   \
-                                 */
+#define REC_TYPE_SKIPPABLE                                                     \
+    0x80 /* readers that do not know the type skip it                          \
+          */
 
 /* rflags */
 #define REC_F_STALE 0x01 /* PUT, TOUCH: the item is stale (meta I) */

@@ -28,11 +28,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +40,7 @@ struct scan {
     struct store *s;
     struct seg *g;
     const char *map;
-    uint64_t size;  /* file size */
+    uint64_t size; /* file size */
     bool last;
     bool sealed;
     bool no_hint;   /* its hint was already found unusable */
@@ -61,8 +61,7 @@ check_header(struct scan *sc, const struct rec *r, char *err, size_t errlen)
                  sc->path, sc->g->seg_base);
         return STORE_CORRUPT;
     }
-    if (memcmp(h.log_id, sc->s->log_id, 16) != 0 ||
-        h.base != sc->g->seg_base) {
+    if (memcmp(h.log_id, sc->s->log_id, 16) != 0 || h.base != sc->g->seg_base) {
         snprintf(err, errlen,
                  "%s: segment header names another log or base offset "
                  "%" PRIu64 " (this log's META disagrees)",
@@ -115,9 +114,13 @@ log_cut_tail(struct log_tail *t, char *err, size_t errlen)
 static int
 cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
 {
-    struct log_tail t = {.path = sc->path, .fd = sc->g->seg_fd,
-                         .map = sc->map, .base = sc->g->seg_base,
-                         .from = sc->valid, .size = sc->size, .why = why};
+    struct log_tail t = {.path = sc->path,
+                         .fd = sc->g->seg_fd,
+                         .map = sc->map,
+                         .base = sc->g->seg_base,
+                         .from = sc->valid,
+                         .size = sc->size,
+                         .why = why};
     int rc = log_cut_tail(&t, err, errlen);
     if (rc == 0)
         sc->size = sc->valid;
@@ -177,7 +180,8 @@ scan_records(struct scan *sc, char *err, size_t errlen)
     while (pos < sc->size) {
         struct rec r;
         uint64_t off = sc->g->seg_base + pos;
-        long n = rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
+        long n =
+            rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
         if (n < 0 && sc->last) {
             uint64_t next = log_resync(sc->map, sc->size, pos, s->log_seed,
                                        sc->g->seg_base);
@@ -204,8 +208,10 @@ scan_records(struct scan *sc, char *err, size_t errlen)
             if (rc)
                 return rc;
         } else if (r.type == REC_SEG_HEADER) {
-            snprintf(err, errlen, "%s: offset %" PRIu64 ": stray segment "
-                     "header; run mcdb-fsck", sc->path, off);
+            snprintf(err, errlen,
+                     "%s: offset %" PRIu64 ": stray segment "
+                     "header; run mcdb-fsck",
+                     sc->path, off);
             return STORE_CORRUPT;
         }
         apply_record(&sc->ap, &r, off);
@@ -217,7 +223,8 @@ scan_records(struct scan *sc, char *err, size_t errlen)
             if (pos != sc->size) {
                 if (sc->last)
                     return cut_tail(sc, "bytes after the footer", err, errlen);
-                snprintf(err, errlen, "%s: %" PRIu64 " bytes after the footer "
+                snprintf(err, errlen,
+                         "%s: %" PRIu64 " bytes after the footer "
                          "at offset %" PRIu64 "; run mcdb-fsck",
                          sc->path, sc->size - pos, off);
                 return STORE_CORRUPT;
@@ -255,8 +262,10 @@ replay_hint(struct scan *sc)
         return true;
     }
     if (rc != HINT_E_MISSING)
-        say(SAY_WARN, "%s: %s; scanning the segment instead (the hint will "
-            "be rewritten)", sc->path, hint_strerror(rc));
+        say(SAY_WARN,
+            "%s: %s; scanning the segment instead (the hint will "
+            "be rewritten)",
+            sc->path, hint_strerror(rc));
     if (sc->records) {
         /* cannot happen (hints are checked whole before use), but never
          * replay a segment twice */
@@ -338,8 +347,7 @@ load_meta(struct store *s, bool fresh, char *err, size_t errlen)
                  s->cfg.replica_of);
         rc = logdir_meta_save(s->dir, &s->meta, err, errlen);
         if (rc == 0)
-            say(SAY_INFO, "%s: a new replica of %s", s->dir,
-                s->cfg.replica_of);
+            say(SAY_INFO, "%s: a new replica of %s", s->dir, s->cfg.replica_of);
     } else if (rc == -ENOENT) {
         rc = logdir_meta_new(&s->meta, err, errlen);
         if (rc == 0)
@@ -362,8 +370,8 @@ load_meta(struct store *s, bool fresh, char *err, size_t errlen)
 /* Open every segment file in order, checking that each starts where the
  * previous one ends; sizes[i] gets each file's size. */
 static int
-open_segments(struct store *s, const uint64_t *bases, size_t n,
-              uint64_t *sizes, char *err, size_t errlen)
+open_segments(struct store *s, const uint64_t *bases, size_t n, uint64_t *sizes,
+              char *err, size_t errlen)
 {
     uint64_t expect = n ? bases[0] : 0;
     for (size_t i = 0; i < n; i++) {
@@ -429,8 +437,7 @@ replay_job_main(void *arg)
  * replayed.
  */
 static size_t
-replay_hints(struct store *s, const uint64_t *sizes, size_t n,
-             struct scan *sc)
+replay_hints(struct store *s, const uint64_t *sizes, size_t n, struct scan *sc)
 {
     struct hint *hints = calloc(n ? n : 1, sizeof(*hints));
     size_t k = 0;
@@ -527,8 +534,10 @@ log_recover(struct store *s, char *err, size_t errlen)
             break;
         sc.g->seg_records = sc.records;
         if (!sc.last && !sc.sealed) {
-            snprintf(err, errlen, "%s: not sealed (no footer) but not the last "
-                     "segment; run mcdb-fsck", sc.path);
+            snprintf(err, errlen,
+                     "%s: not sealed (no footer) but not the last "
+                     "segment; run mcdb-fsck",
+                     sc.path);
             rc = STORE_CORRUPT;
         }
         expect = bases[i] + sc.size;
@@ -560,8 +569,10 @@ log_recover(struct store *s, char *err, size_t errlen)
      * records were copied (and replayed after them), so they go now. */
     while (s->nsegs > 1 && s->segs[0]->seg_end &&
            s->segs[0]->seg_end <= sc.ap.dropped_end) {
-        say(SAY_INFO, "deleting segment %" PRIu64 " that compaction had "
-            "dropped", s->segs[0]->seg_base);
+        say(SAY_INFO,
+            "deleting segment %" PRIu64 " that compaction had "
+            "dropped",
+            s->segs[0]->seg_base);
         rc = compact_remove_oldest(s, s->segs[0]);
         if (rc) {
             snprintf(err, errlen, "deleting a dropped segment: %s",
@@ -574,7 +585,9 @@ log_recover(struct store *s, char *err, size_t errlen)
     s->fill_start = s->end;
     atomic_store(&s->written, s->end);
     atomic_store(&s->durable, s->end);
-    say(SAY_INFO, "recovered %" PRIu64 " keys from %zu segment(s) in %s, log "
-        "end %" PRIu64, index_count(s->ix), s->nsegs, s->dir, s->end);
+    say(SAY_INFO,
+        "recovered %" PRIu64 " keys from %zu segment(s) in %s, log "
+        "end %" PRIu64,
+        index_count(s->ix), s->nsegs, s->dir, s->end);
     return 0;
 }

@@ -30,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 const char *
 store_strerror(int err)
 {
@@ -315,8 +314,7 @@ open_dir(struct store *s, char *err, size_t errlen)
     }
     s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0) {
-        snprintf(err, errlen, "data directory %s: %s", s->dir,
-                 strerror(errno));
+        snprintf(err, errlen, "data directory %s: %s", s->dir, strerror(errno));
         return -errno;
     }
     return logdir_lock(s->dir, &s->lockfd, err, errlen);

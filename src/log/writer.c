@@ -25,8 +25,8 @@
  * made safe fail.
  */
 #include "log/log_int.h"
-#include "util/panic.h"
 #include "util/clock.h"
+#include "util/panic.h"
 #include "util/say.h"
 
 #include <errno.h>
@@ -64,7 +64,7 @@ uint64_t
 log_acked(struct store *s)
 {
     return s->cfg.fsync == STORE_FSYNC_ALWAYS ? atomic_load(&s->durable)
-                                               : atomic_load(&s->written);
+                                              : atomic_load(&s->written);
 }
 
 int
@@ -136,7 +136,9 @@ seal_locked(struct store *s, int64_t now_ms)
     struct rec_seg_footer f = {.records = old->seg_records + 1,
                                .end = s->end + REC_SEG_FOOTER_SIZE};
     rec_seg_footer_encode(fv, &f);
-    struct rec fr = {.type = REC_SEG_FOOTER, .vlen = sizeof(fv), .val = fv,
+    struct rec fr = {.type = REC_SEG_FOOTER,
+                     .vlen = sizeof(fv),
+                     .val = fv,
                      .time_ms = (uint64_t)now_ms};
     append_locked(s, &fr);
     old->seg_end = s->end;
@@ -172,11 +174,15 @@ header_locked(struct store *s, int64_t now_ms)
 {
     char hv[REC_SEG_HEADER_VLEN];
     struct rec_seg_header h = {.version = REC_FORMAT_VERSION,
-                               .base = s->end, .cas_floor = s->next_cas};
+                               .base = s->end,
+                               .cas_floor = s->next_cas};
     memcpy(h.log_id, s->log_id, 16);
     rec_seg_header_encode(hv, &h);
-    struct rec hr = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv,
-                     .cas = s->end, .time_ms = (uint64_t)now_ms};
+    struct rec hr = {.type = REC_SEG_HEADER,
+                     .vlen = sizeof(hv),
+                     .val = hv,
+                     .cas = s->end,
+                     .time_ms = (uint64_t)now_ms};
     append_locked(s, &hr);
 }
 
@@ -225,8 +231,7 @@ log_wait_room_locked(struct store *s, size_t n)
 }
 
 void
-log_append_bytes_locked(struct store *s, const void *p, size_t n,
-                        uint64_t recs)
+log_append_bytes_locked(struct store *s, const void *p, size_t n, uint64_t recs)
 {
     memcpy(s->buf[s->fill] + s->fill_len, p, n);
     s->fill_len += n;
@@ -537,9 +542,9 @@ writer_main(void *arg)
         }
         /* step 4: with --sync-replicas acks wait for the replicas, who
          * move them (store_set_replicated); only they need this wake */
-        log_notify(s, STORE_WAKE_DURABLE |
-                          (atomic_load(&s->repl_required) ? 0
-                                                          : STORE_WAKE_ACKS));
+        log_notify(s,
+                   STORE_WAKE_DURABLE |
+                       (atomic_load(&s->repl_required) ? 0 : STORE_WAKE_ACKS));
         pthread_mutex_lock(&s->mu);
         if (atomic_load(&s->failed) || (stopping && s->fill_len == 0))
             break;

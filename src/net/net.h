@@ -44,7 +44,7 @@
       "left to receive for this many seconds (0: never)")                      \
     X(conn_memory_limit, "conn-memory-limit", 0, MEMORY, "auto",               \
       "conn_memory_limit",                                                     \
-      "memory all client connections together may hold for requests not "     \
+      "memory all client connections together may hold for requests not "      \
       "yet received whole and replies not yet sent; past it a connection "     \
       "that asks for more is closed (k, m, g suffixes; auto: an eighth of "    \
       "physical memory, at least 64m)")                                        \
@@ -58,11 +58,11 @@
     X(segment_size, "segment-size", 0, SIZE, "64m", "segment_size",            \
       "size at which a log segment is sealed (k, m, g suffixes)")              \
     X(compact_garbage, "compact-garbage", 0, RATIO, "0.5", "compact_garbage",  \
-      "compact the oldest segments while more than this fraction of the "     \
+      "compact the oldest segments while more than this fraction of the "      \
       "log is garbage (between 0 and 1)")                                      \
     X(compact_rate, "compact-rate", 0, RATE, "64m", "compact_rate",            \
       "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
-      "limit); lifted while garbage is past halfway from --compact-garbage "  \
+      "limit); lifted while garbage is past halfway from --compact-garbage "   \
       "to 1")                                                                  \
     X(verbose, "verbose", 'v', LEVEL, "0", "verbosity",                        \
       "-v: connection events and io_uring features, -vv: debug")               \

@@ -333,8 +333,7 @@ opt_parse_HOSTPORT(const char *s, char **field, bool is_default)
     if (!is_default) {
         const char *colon = strrchr(s, ':');
         uint64_t port;
-        if (!colon || colon == s ||
-            opt_parse_uint(colon + 1, 1, 65535, &port))
+        if (!colon || colon == s || opt_parse_uint(colon + 1, 1, 65535, &port))
             return "expected HOST:PORT, such as 10.0.0.5:11211 or "
                    "[::1]:11211";
     }

@@ -581,9 +581,8 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
         it->meta->flags = si.flags;
         it->meta->time_ms = si.time_ms;
         it->meta->size = it->loc.len;
-        len = out_meta_line(
-            it->text, it->meta,
-            out_meta_needs_clock(it->meta) ? store_now(s) : 0);
+        len = out_meta_line(it->text, it->meta,
+                            out_meta_needs_clock(it->meta) ? store_now(s) : 0);
         if (it->meta->code != OUT_VA) {
             it->len = (uint32_t)len;
             read_fold_next(c, it);

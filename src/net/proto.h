@@ -29,8 +29,9 @@
 #include <stdint.h>
 
 #define PROTO_MAX_KEY 250
-#define PROTO_MAX_BYTES (INT32_MAX - 2) /* a data length beyond is malformed   \
-                                         */
+#define PROTO_MAX_BYTES                                                        \
+    (INT32_MAX - 2) /* a data length beyond is malformed                       \
+                     */
 #define PROTO_MAX_LINE                                                         \
     8192 /* longest command line accepted, "\r\n" included;                    \
            get/gets/gat/gats lines may be max_item longer */

@@ -1,7 +1,8 @@
 /*
  * say: one line per event on stderr, with a time and a level, shared by the
  * server, the engine and the tools.
- *   2026-11-24T13:40:00.123Z info  recovered 1042 records from 00000000000000000000.seg
+ *   2026-11-24T13:40:00.123Z info  recovered 1042 records from
+ * 00000000000000000000.seg
  */
 #ifndef MCDB_SAY_H
 #define MCDB_SAY_H

@@ -192,8 +192,8 @@ mcdbd_exec(struct th_server *s, const char *const *extra)
         fprintf(stderr, "SKIP: mcdbd is not built\n");
         exit(77);
     }
-    const char *argv[64] = {bin, "--port", "{port}", "--listen", "127.0.0.1",
-                            "--data-dir", s->dir};
+    const char *argv[64] = {bin,         "--port",     "{port}", "--listen",
+                            "127.0.0.1", "--data-dir", s->dir};
     size_t n = 7;
     for (size_t i = 0; extra && extra[i] && n < 63; i++)
         argv[n++] = extra[i];

@@ -26,8 +26,8 @@ int th_installed(const char *prog);
 struct th_server {
     pid_t pid;
     int port;
-    char *dir;      /* data dir (owned; removed by th_server_cleanup) */
-    char log[512];  /* the server's stderr goes to this file */
+    char *dir;     /* data dir (owned; removed by th_server_cleanup) */
+    char log[512]; /* the server's stderr goes to this file */
 };
 
 /*

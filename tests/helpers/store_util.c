@@ -68,7 +68,15 @@ ts_set(struct tstore *t, const char *key, const char *val, uint32_t flags,
        int64_t exptime)
 {
     struct store_write w;
-    int rc = store_set(t->s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = val, .vlen = strlen(val), .flags = flags, .exptime = exptime}, &w);
+    int rc = store_set(t->s,
+                       &(struct store_req){.key = key,
+                                           .klen = strlen(key),
+                                           .mode = STORE_SET,
+                                           .val = val,
+                                           .vlen = strlen(val),
+                                           .flags = flags,
+                                           .exptime = exptime},
+                       &w);
     return rc ? rc : store_wait(t->s, w.ack);
 }
 

@@ -56,8 +56,8 @@ tg_start(struct th_server *s, const char *const *mcdbd_extra)
 {
     if (!tg_is_memcached())
         return th_mcdbd_start(s, s->dir, mcdbd_extra);
-    const char *argv[] = {"memcached", "-p", "{port}", "-l", "127.0.0.1",
-                          "-U", "0", "-t", "1", "-B", "ascii", "-c", "4096",
+    const char *argv[] = {"memcached", "-p", "{port}", "-l", "127.0.0.1", "-U",
+                          "0", "-t", "1", "-B", "ascii", "-c", "4096",
                           /* memcached refuses to run as root without -u */
                           geteuid() == 0 ? "-u" : NULL, "root", NULL};
     s->port = 0;
@@ -237,8 +237,10 @@ tg_check_quiet(int fd)
     char *esc = line ? tg_escape(line, strlen(line), 300) : NULL;
     FILE *f = open_memstream(&msg, &mlen);
     if (esc)
-        fprintf(f, "expected nothing but \"VERSION ...\\r\\n\", got a line "
-                   "\"%s\\r\\n\" first", esc);
+        fprintf(f,
+                "expected nothing but \"VERSION ...\\r\\n\", got a line "
+                "\"%s\\r\\n\" first",
+                esc);
     else
         fprintf(f, "expected \"VERSION ...\\r\\n\", got EOF or timeout");
     fclose(f);

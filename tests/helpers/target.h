@@ -35,7 +35,7 @@ const char *tg_name(void);
  */
 void tg_require(int mcdbd_only);
 #define TG_SUITE_NEEDS(mcdbd_only)                                             \
-    ReportHook(PRE_ALL)(struct criterion_test_set *tg_set_)                    \
+    ReportHook(PRE_ALL)(struct criterion_test_set * tg_set_)                   \
     {                                                                          \
         (void)tg_set_;                                                         \
         tg_require(mcdbd_only);                                                \

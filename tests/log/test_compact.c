@@ -126,7 +126,10 @@ Test(compact, compaction_reclaims_garbage_and_keeps_every_live_item)
         char key[32];
         snprintf(key, sizeof(key), "gone%d", i);
         struct store_write w;
-        cr_assert_eq(store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w), 0);
+        cr_assert_eq(
+            store_delete(
+                t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w),
+            0);
         store_wait(t.s, w.ack);
     }
     struct store_stats before = stats();
@@ -203,7 +206,14 @@ Test(compact, cas_values_are_kept_by_copies)
     free(ts_get(&t, "k5", NULL, &cas_after));
     cr_assert_eq(cas_after, cas_before);
     struct store_write w;
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "k5", .klen = 2, .mode = STORE_CAS, .val = "x", .vlen = 1, .cas_in = cas_before}, &w),
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = "k5",
+                                               .klen = 2,
+                                               .mode = STORE_CAS,
+                                               .val = "x",
+                                               .vlen = 1,
+                                               .cas_in = cas_before},
+                           &w),
                  0, "a client's cas failed because compaction moved the item");
 }
 
@@ -274,13 +284,20 @@ crash_child(int fd)
         struct store_write w;
         int rc;
         if (i % 7 == 3) {
-            rc = store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w);
+            rc = store_delete(
+                t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w);
             if (rc == STORE_NOT_FOUND)
                 rc = 0, w.ack = 0;
         } else {
             int n = snprintf(val, sizeof(val), "%d:", i);
             memset(val + n, 'x', 500);
-            rc = store_set(t.s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = val, .vlen = (size_t)n + 500}, &w);
+            rc = store_set(t.s,
+                           &(struct store_req){.key = key,
+                                               .klen = strlen(key),
+                                               .mode = STORE_SET,
+                                               .val = val,
+                                               .vlen = (size_t)n + 500},
+                           &w);
         }
         if (rc || store_wait(t.s, w.ack))
             _exit(3);
@@ -290,7 +307,8 @@ crash_child(int fd)
     }
 }
 
-Test(compact, after_kill_9_during_compaction_no_write_is_lost_and_no_delete_undone)
+Test(compact,
+     after_kill_9_during_compaction_no_write_is_lost_and_no_delete_undone)
 {
     ts_close(&t);
     srand((unsigned)time(NULL));
@@ -338,13 +356,13 @@ Test(compact, after_kill_9_during_compaction_no_write_is_lost_and_no_delete_undo
                 /* the op after the delete may have been written, not acked */
                 if (v)
                     cr_assert_geq(atoi(v), last_op[k] + 1,
-                                  "round %d: deleted %s came back as %s",
-                                  round, key, v);
+                                  "round %d: deleted %s came back as %s", round,
+                                  key, v);
             } else if (!v) {
                 /* only the unacknowledged next op on this key may have
                  * removed it: it must be a delete */
-                cr_assert_eq((last_op[k] + 300) % 7, 3,
-                             "round %d: %s lost", round, key);
+                cr_assert_eq((last_op[k] + 300) % 7, 3, "round %d: %s lost",
+                             round, key);
             } else {
                 cr_assert_geq(atoi(v), last_op[k],
                               "round %d: %s went back in time", round, key);
@@ -368,7 +386,14 @@ Test(compact, a_value_larger_than_todays_item_limit_is_still_compacted)
     char *val = malloc(big);
     memset(val, 'B', big);
     struct store_write w;
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "big", .klen = 3, .mode = STORE_SET, .val = val, .vlen = big}, &w), 0);
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = "big",
+                                               .klen = 3,
+                                               .mode = STORE_SET,
+                                               .val = val,
+                                               .vlen = big},
+                           &w),
+                 0);
     store_wait(t.s, w.ack);
     ts_close(&t);
     t.cfg.max_item_size = 1 << 20;

@@ -47,9 +47,19 @@ writer(void *arg)
         int klen = sprintf(key, "key%d", k);
         int vlen = make_value(val, k, id, i);
         struct store_write w;
-        int rc = (i % 10 == 9)
-                     ? store_delete(t.s, &(struct store_del){.key = key, .klen = (size_t)klen}, &w)
-                     : store_set(t.s, &(struct store_req){.key = key, .klen = (size_t)klen, .mode = STORE_SET, .val = val, .vlen = (size_t)vlen, .flags = (uint32_t)k}, &w);
+        int rc =
+            (i % 10 == 9)
+                ? store_delete(
+                      t.s,
+                      &(struct store_del){.key = key, .klen = (size_t)klen}, &w)
+                : store_set(t.s,
+                            &(struct store_req){.key = key,
+                                                .klen = (size_t)klen,
+                                                .mode = STORE_SET,
+                                                .val = val,
+                                                .vlen = (size_t)vlen,
+                                                .flags = (uint32_t)k},
+                            &w);
         if (rc && rc != STORE_NOT_FOUND)
             return (void *)1;
         if (i % 16 == 0 && rc == 0 && store_wait(t.s, w.ack))
@@ -79,8 +89,8 @@ reader(void *arg)
             continue;
         }
         int plen = sprintf(prefix, "key%d|", k);
-        if (it.vlen < (uint32_t)plen || memcmp(it.value, prefix, (size_t)plen) ||
-            it.flags != (uint32_t)k)
+        if (it.vlen < (uint32_t)plen ||
+            memcmp(it.value, prefix, (size_t)plen) || it.flags != (uint32_t)k)
             atomic_fetch_add(&bad_reads, 1);
         free(buf);
     }

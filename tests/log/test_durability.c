@@ -60,8 +60,7 @@ crash_and_check(enum store_fsync mode, int rounds)
         int i, last = -1;
         /* crash at a random moment once writing is under way */
         cr_assert_eq(read(p[0], &last, sizeof(last)), sizeof(last),
-                     "round %d: the writer died before its first write",
-                     round);
+                     "round %d: the writer died before its first write", round);
         usleep((useconds_t)(rand() % 300000));
         kill(pid, SIGKILL);
         int st;
@@ -87,7 +86,8 @@ crash_and_check(enum store_fsync mode, int rounds)
         total += last + 1;
         ts_close(&t);
     }
-    cr_log_info("%d acknowledged writes checked over %d crashes", total, rounds);
+    cr_log_info("%d acknowledged writes checked over %d crashes", total,
+                rounds);
 }
 
 Test(durability, fsync_always_writes_reported_durable_survive_sigkill)
@@ -116,7 +116,13 @@ gc_thread(void *arg)
     for (int i = 0; i < GC_WRITES; i++) {
         snprintf(key, sizeof(key), "t%d-%d", id, i);
         struct store_write w;
-        if (store_set(t.s, &(struct store_req){.key = key, .klen = strlen(key), .mode = STORE_SET, .val = "v", .vlen = 1}, &w) ||
+        if (store_set(t.s,
+                      &(struct store_req){.key = key,
+                                          .klen = strlen(key),
+                                          .mode = STORE_SET,
+                                          .val = "v",
+                                          .vlen = 1},
+                      &w) ||
             store_wait(t.s, w.ack))
             return (void *)1;
     }
@@ -154,8 +160,8 @@ Test(durability, group_commit_shares_fdatasyncs_among_concurrent_writers)
 /* ---- failing disks ---- */
 
 struct faults {
-    const char *op;     /* which call fails */
-    int after;          /* calls that succeed first */
+    const char *op; /* which call fails */
+    int after;      /* calls that succeed first */
     int err;
     atomic_int calls;
 };
@@ -222,12 +228,15 @@ failing_disk(const char *op, int err)
     cr_assert_eq(ts_set(&t, "again", "v", 0, 0), 0);
 }
 
-Test(durability, a_failed_fdatasync_makes_the_store_read_only_and_loses_nothing_acknowledged)
+Test(
+    durability,
+    a_failed_fdatasync_makes_the_store_read_only_and_loses_nothing_acknowledged)
 {
     failing_disk("fdatasync", EIO);
 }
 
-Test(durability, a_full_disk_makes_the_store_read_only_and_loses_nothing_acknowledged)
+Test(durability,
+     a_full_disk_makes_the_store_read_only_and_loses_nothing_acknowledged)
 {
     failing_disk("pwrite", ENOSPC);
 }

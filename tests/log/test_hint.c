@@ -59,7 +59,11 @@ make_segment(char *seg, uint64_t base)
     rec_seg_header_encode(hv, &h);
     struct rec recs[] = {
         {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv},
-        {.type = REC_PUT, .klen = 3, .key = "one", .vlen = 5, .val = "11111",
+        {.type = REC_PUT,
+         .klen = 3,
+         .key = "one",
+         .vlen = 5,
+         .val = "11111",
          .cas = 7},
         {.type = REC_DELETE, .klen = 3, .key = "two", .cas = 8},
         {.type = REC_TOUCH, .klen = 3, .key = "one", .exptime = 99, .cas = 7},
@@ -68,8 +72,8 @@ make_segment(char *seg, uint64_t base)
     for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++)
         pos += rec_encode(seg + pos, &recs[i], seed, base + pos);
     char fv[REC_SEG_FOOTER_VLEN];
-    struct rec_seg_footer f = {.records = 6, .end = base + pos +
-                                                   REC_SEG_FOOTER_SIZE};
+    struct rec_seg_footer f = {.records = 6,
+                               .end = base + pos + REC_SEG_FOOTER_SIZE};
     rec_seg_footer_encode(fv, &f);
     struct rec fr = {.type = REC_SEG_FOOTER, .vlen = sizeof(fv), .val = fv};
     pos += rec_encode(seg + pos, &fr, seed, base + pos);
@@ -84,8 +88,8 @@ Test(hint, a_hint_lists_every_record_of_its_segment_without_put_values)
     struct walked w = {0};
     cr_assert_eq(hint_read(dir, id, 1 << 20, size, collect, &w), 0);
     cr_assert_eq(w.n, 6);
-    uint8_t types[] = {REC_SEG_HEADER, REC_PUT, REC_DELETE, REC_TOUCH,
-                       REC_FLUSH, REC_SEG_FOOTER};
+    uint8_t types[] = {REC_SEG_HEADER, REC_PUT,   REC_DELETE,
+                       REC_TOUCH,      REC_FLUSH, REC_SEG_FOOTER};
     for (int i = 0; i < 6; i++)
         cr_assert_eq(w.types[i], types[i], "entry %d", i);
     cr_assert_eq(w.offs[0], 1 << 20);
@@ -129,8 +133,8 @@ Test(hint, every_flipped_byte_of_a_hint_is_detected_before_anything_is_applied)
         cr_assert_eq(pwrite(fd, &bad, 1, i), 1);
         struct walked w = {0};
         int rc = hint_read(dir, id, 0, size, collect, &w);
-        cr_assert(rc == HINT_E_CORRUPT || rc == HINT_E_STALE,
-                  "byte %lld: %d", i, rc);
+        cr_assert(rc == HINT_E_CORRUPT || rc == HINT_E_STALE, "byte %lld: %d",
+                  i, rc);
         cr_assert_eq(w.n, 0, "byte %lld: entries applied from a bad hint", i);
         cr_assert_eq(pwrite(fd, &c, 1, i), 1);
     }
@@ -187,7 +191,8 @@ Test(hint, start_up_from_hints_rebuilds_the_same_index_as_from_segments)
         char key[32];
         snprintf(key, sizeof(key), "k%d", i * 3);
         struct store_write w;
-        store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w);
+        store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)},
+                     &w);
         store_wait(t.s, w.ack);
     }
     /* a flush in the middle: every recovery thread must apply it to its
@@ -198,7 +203,9 @@ Test(hint, start_up_from_hints_rebuilds_the_same_index_as_from_segments)
     fill("k", 150, 500);
     fill("after", 200, 400);
     /* the compactor thread writes hints of sealed segments */
-    for (int i = 0; i < 100 && count_hints() + 1 < ts_segments(&t, (uint64_t[256]){0}, 256); i++)
+    for (int i = 0; i < 100 && count_hints() + 1 <
+                                   ts_segments(&t, (uint64_t[256]){0}, 256);
+         i++)
         usleep(20000);
     uint64_t bases[256];
     size_t nseg = ts_segments(&t, bases, 256);

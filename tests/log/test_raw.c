@@ -182,9 +182,17 @@ Test(raw, a_replica_before_its_first_copy_answers_syncing_and_refuses_writes)
     struct store_loc loc;
     cr_assert_eq(store_lookup(r.s, "k", 1, &loc), STORE_SYNCING);
     struct store_write w;
-    cr_assert_eq(store_set(r.s, &(struct store_req){.key = "k", .klen = 1, .mode = STORE_SET, .val = "v", .vlen = 1}, &w),
+    cr_assert_eq(store_set(r.s,
+                           &(struct store_req){.key = "k",
+                                               .klen = 1,
+                                               .mode = STORE_SET,
+                                               .val = "v",
+                                               .vlen = 1},
+                           &w),
                  STORE_REPLICA);
-    cr_assert_eq(store_delete(r.s, &(struct store_del){.key = "k", .klen = 1}, &w), STORE_REPLICA);
+    cr_assert_eq(
+        store_delete(r.s, &(struct store_del){.key = "k", .klen = 1}, &w),
+        STORE_REPLICA);
     cr_assert_eq(store_flush(r.s, 0, &w), STORE_REPLICA);
     cr_assert_str_eq(store_strerror(STORE_REPLICA), "read-only replica");
 }
@@ -195,7 +203,9 @@ Test(raw, bytes_fed_one_at_a_time_across_segments_give_identical_files)
     uint64_t mid = store_durable(p.s);
     first_copy(mid);
     fill("b", 30, 5000);
-    cr_assert_eq(store_delete(p.s, &(struct store_del){.key = "a3", .klen = 2}, &(struct store_write){0}), 0);
+    cr_assert_eq(store_delete(p.s, &(struct store_del){.key = "a3", .klen = 2},
+                              &(struct store_write){0}),
+                 0);
     struct store_write w;
     cr_assert_eq(store_touch(p.s, "a4", 2, 1000, &w), 0);
     cr_assert_eq(store_wait(p.s, w.ack), 0);

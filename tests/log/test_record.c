@@ -10,8 +10,11 @@ static const uint8_t log_b[16] = "log-b-0123456789";
 static size_t
 encode_sample(char *buf, uint8_t type, uint64_t off)
 {
-    struct rec r = {.type = type, .flags = 0xdeadbeef, .exptime = 1234567890,
-                    .cas = 42, .time_ms = 1700000000123ull};
+    struct rec r = {.type = type,
+                    .flags = 0xdeadbeef,
+                    .exptime = 1234567890,
+                    .cas = 42,
+                    .time_ms = 1700000000123ull};
     if (type == REC_PUT || type == REC_DELETE || type == REC_TOUCH) {
         r.key = "some:key";
         r.klen = 8;
@@ -49,8 +52,8 @@ Test(record, every_type_round_trips_with_all_fields)
 Test(record, segment_header_and_footer_round_trip)
 {
     char hv[REC_SEG_HEADER_VLEN], fv[REC_SEG_FOOTER_VLEN], buf[256];
-    struct rec_seg_header h = {.version = REC_FORMAT_VERSION, .base = 1 << 20,
-                               .cas_floor = 777};
+    struct rec_seg_header h = {
+        .version = REC_FORMAT_VERSION, .base = 1 << 20, .cas_floor = 777};
     memcpy(h.log_id, log_a, 16);
     rec_seg_header_encode(hv, &h);
     struct rec r = {.type = REC_SEG_HEADER, .vlen = sizeof(hv), .val = hv};
@@ -109,9 +112,9 @@ Test(record, a_record_moved_to_another_offset_fails_its_checksum)
                  REC_E_CHECKSUM);
     cr_assert_eq(rec_decode(buf, n, rec_log_seed(log_a), 0, &r),
                  REC_E_CHECKSUM);
-    cr_assert_eq(rec_decode(buf, n, rec_log_seed(log_a), 8192 + (1ull << 32),
-                            &r),
-                 REC_E_CHECKSUM);
+    cr_assert_eq(
+        rec_decode(buf, n, rec_log_seed(log_a), 8192 + (1ull << 32), &r),
+        REC_E_CHECKSUM);
 }
 
 Test(record, a_record_copied_into_another_log_fails_its_checksum)

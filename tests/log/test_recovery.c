@@ -91,13 +91,14 @@ Test(recovery, segments_roll_over_at_the_size_limit_with_continuous_offsets)
         read_file(path, &buf, &len);
         cr_assert_leq(len, 64 << 10, "%s is %zu bytes", path, len);
         if (i + 1 < n)
-            cr_assert_eq(bases[i] + len, bases[i + 1],
-                         "offsets jump after %s", path);
+            cr_assert_eq(bases[i] + len, bases[i + 1], "offsets jump after %s",
+                         path);
         /* every segment starts with a header of this log at its base */
         struct rec r;
         struct rec_seg_header h;
         cr_assert_eq(buf[8], REC_SEG_HEADER);
-        struct rec hr = {.type = REC_SEG_HEADER, .vlen = REC_SEG_HEADER_VLEN,
+        struct rec hr = {.type = REC_SEG_HEADER,
+                         .vlen = REC_SEG_HEADER_VLEN,
                          .val = buf + REC_HDR_SIZE};
         cr_assert_eq(rec_seg_header_decode(&hr, &h), 0);
         cr_assert_eq(h.base, bases[i]);
@@ -164,8 +165,8 @@ Test(recovery, a_torn_last_record_is_truncated_at_every_cut_position)
         check(20, 50, "x");
         ts_close(&t);
         cr_assert_eq(ts_file_size(path), (long long)before_last,
-                     "cut at %" PRIu64 ": file not truncated to %" PRIu64,
-                     cut, before_last);
+                     "cut at %" PRIu64 ": file not truncated to %" PRIu64, cut,
+                     before_last);
     }
     /* and the full file still has it */
     write_file(path, orig, len);
@@ -221,7 +222,8 @@ remove_hints(void)
     }
 }
 
-Test(recovery, a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_and_offset)
+Test(recovery,
+     a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_and_offset)
 {
     fill(300, 1000, "k");
     ts_close(&t);
@@ -236,8 +238,7 @@ Test(recovery, a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_an
     int rc = ts_try_open(&t, err, sizeof(err));
     cr_assert_eq(rc, STORE_CORRUPT, "%s", store_strerror(rc));
     cr_assert(strstr(err, path), "error does not name %s: %s", path, err);
-    cr_assert(strstr(err, "offset"), "error does not name the offset: %s",
-              err);
+    cr_assert(strstr(err, "offset"), "error does not name the offset: %s", err);
     cr_assert(strstr(err, "mcdb-fsck"), "error does not point to fsck: %s",
               err);
 }
@@ -349,7 +350,8 @@ Test(recovery, with_hints_a_flipped_value_byte_fails_the_read_of_that_key)
 /* A flipped bit in an acknowledged record of the active segment is not a
  * torn write (valid records follow it): open refuses instead of cutting
  * everything after it. */
-Test(recovery, a_flipped_byte_in_the_active_segment_before_valid_records_refuses)
+Test(recovery,
+     a_flipped_byte_in_the_active_segment_before_valid_records_refuses)
 {
     fill(50, 20, "k");
     ts_close(&t);

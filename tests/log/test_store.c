@@ -30,7 +30,16 @@ put(enum store_mode mode, const char *key, const char *val, uint32_t flags,
     int64_t exptime, uint64_t cas, uint64_t *cas_out)
 {
     struct store_write w;
-    int rc = store_set(t.s, &(struct store_req){.key = key, .klen = strlen(key), .mode = mode, .val = val, .vlen = strlen(val), .flags = flags, .exptime = exptime, .cas_in = cas}, &w);
+    int rc = store_set(t.s,
+                       &(struct store_req){.key = key,
+                                           .klen = strlen(key),
+                                           .mode = mode,
+                                           .val = val,
+                                           .vlen = strlen(val),
+                                           .flags = flags,
+                                           .exptime = exptime,
+                                           .cas_in = cas},
+                       &w);
     if (rc == 0)
         cr_assert_eq(store_wait(t.s, w.ack), 0);
     if (cas_out)
@@ -133,7 +142,8 @@ Test(store, cas_uniques_are_distinct_and_grow_across_reopen)
     }
     /* delete the key holding the largest cas: the next cas must still grow */
     struct store_write w;
-    cr_assert_eq(store_delete(t.s, &(struct store_del){.key = "k9", .klen = 2}, &w), 0);
+    cr_assert_eq(
+        store_delete(t.s, &(struct store_del){.key = "k9", .klen = 2}, &w), 0);
     store_wait(t.s, w.ack);
     ts_close(&t);
     ts_open(&t);
@@ -144,11 +154,24 @@ Test(store, cas_uniques_are_distinct_and_grow_across_reopen)
 Test(store, delete_removes_and_reports_missing_keys)
 {
     struct store_write w;
-    cr_assert_eq(store_delete(t.s, &(struct store_del){.key = "k", .klen = 1}, &w), STORE_NOT_FOUND);
+    cr_assert_eq(
+        store_delete(t.s, &(struct store_del){.key = "k", .klen = 1}, &w),
+        STORE_NOT_FOUND);
     uint64_t c;
     put(STORE_SET, "k", "v", 0, 0, 0, &c);
-    cr_assert_eq(store_delete(t.s, &(struct store_del){.key = "k", .klen = 1, .cas_in = c + 1, .has_cas = true}, &w), STORE_EXISTS);
-    cr_assert_eq(store_delete(t.s, &(struct store_del){.key = "k", .klen = 1, .cas_in = c, .has_cas = true}, &w), 0);
+    cr_assert_eq(store_delete(t.s,
+                              &(struct store_del){.key = "k",
+                                                  .klen = 1,
+                                                  .cas_in = c + 1,
+                                                  .has_cas = true},
+                              &w),
+                 STORE_EXISTS);
+    cr_assert_eq(
+        store_delete(t.s,
+                     &(struct store_del){
+                         .key = "k", .klen = 1, .cas_in = c, .has_cas = true},
+                     &w),
+        0);
     store_wait(t.s, w.ack);
     expect("k", NULL);
     ts_close(&t);
@@ -331,10 +354,29 @@ Test(store, keys_must_be_1_to_250_bytes)
     char key[252];
     memset(key, 'k', sizeof(key));
     struct store_write w;
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = key, .klen = 250, .mode = STORE_SET, .val = "v", .vlen = 1}, &w), 0);
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = key, .klen = 251, .mode = STORE_SET, .val = "v", .vlen = 1}, &w),
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = key,
+                                               .klen = 250,
+                                               .mode = STORE_SET,
+                                               .val = "v",
+                                               .vlen = 1},
+                           &w),
+                 0);
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = key,
+                                               .klen = 251,
+                                               .mode = STORE_SET,
+                                               .val = "v",
+                                               .vlen = 1},
+                           &w),
                  STORE_BAD_KEY);
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = key, .klen = 0, .mode = STORE_SET, .val = "v", .vlen = 1}, &w),
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = key,
+                                               .klen = 0,
+                                               .mode = STORE_SET,
+                                               .val = "v",
+                                               .vlen = 1},
+                           &w),
                  STORE_BAD_KEY);
 }
 
@@ -344,8 +386,22 @@ Test(store, binary_values_and_empty_values_round_trip)
     char val[300];
     for (int i = 0; i < 300; i++)
         val[i] = (char)i;
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "bin", .klen = 3, .mode = STORE_SET, .val = val, .vlen = 300}, &w), 0);
-    cr_assert_eq(store_set(t.s, &(struct store_req){.key = "empty", .klen = 5, .mode = STORE_SET, .val = "", .vlen = 0}, &w), 0);
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = "bin",
+                                               .klen = 3,
+                                               .mode = STORE_SET,
+                                               .val = val,
+                                               .vlen = 300},
+                           &w),
+                 0);
+    cr_assert_eq(store_set(t.s,
+                           &(struct store_req){.key = "empty",
+                                               .klen = 5,
+                                               .mode = STORE_SET,
+                                               .val = "",
+                                               .vlen = 0},
+                           &w),
+                 0);
     store_wait(t.s, w.ack);
     ts_close(&t);
     ts_open(&t);

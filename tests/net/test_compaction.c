@@ -22,7 +22,7 @@ Test(compaction, disk_use_settles_near_the_live_data_under_overwrites)
 {
     struct th_server srv = {0};
     const char *args[] = {"--segment-size", "64k", "-I", "16k",
-                          "--compact-rate", "0", NULL};
+                          "--compact-rate", "0",   NULL};
     cr_assert_eq(th_mcdbd_start(&srv, NULL, args), 0);
     int fd = th_connect(srv.port);
     cr_assert_geq(fd, 0);

@@ -87,9 +87,8 @@ static long
 count_errors(const char *buf, size_t n)
 {
     long e = 0;
-    for (const char *p = buf; (p = memmem(p, n - (size_t)(p - buf), "ERROR",
-                                          5)) != NULL;
-         p += 5)
+    for (const char *p = buf;
+         (p = memmem(p, n - (size_t)(p - buf), "ERROR", 5)) != NULL; p += 5)
         e++;
     return e;
 }
@@ -180,9 +179,21 @@ answer_or_close(int fd, int *errors, int *others)
 Test(hostile, garbage_lines_get_errors_and_the_connection_stays_usable)
 {
     static const char *lines[] = {
-        "hello world", "!!!", "12345", "\x7f\x7f", "\t\t", "   ",
-        "getx k", "sets k 0 0 1", "stats_nonsense", "incr", "cas",
-        "ÿþýü", "\xc3\x28 invalid utf-8", "%s%s%s%n", "' OR 1=1 --",
+        "hello world",
+        "!!!",
+        "12345",
+        "\x7f\x7f",
+        "\t\t",
+        "   ",
+        "getx k",
+        "sets k 0 0 1",
+        "stats_nonsense",
+        "incr",
+        "cas",
+        "ÿþýü",
+        "\xc3\x28 invalid utf-8",
+        "%s%s%s%n",
+        "' OR 1=1 --",
     };
     int fd = conn();
     char *all = malloc(65536);
@@ -232,8 +243,10 @@ Test(hostile, random_binary_bytes_get_errors_or_a_close)
         if (got)
             errs += count_errors(got, gl);
         fprintf(stderr, "random bytes, round %d: %s, %ld error replies%s\n",
-                round, r > 0 ? "all sent" : r < 0 ? "closed while sending"
-                                                  : "timed out while sending",
+                round,
+                r > 0   ? "all sent"
+                : r < 0 ? "closed while sending"
+                        : "timed out while sending",
                 errs, closed ? ", closed" : "");
         free(got);
         cr_assert(closed || errs > 0,
@@ -267,10 +280,19 @@ Test(hostile, mutated_commands_get_errors_or_a_close)
         for (int i = 0; i < flips; i++) {
             size_t at = lcg(&seed) % mlen;
             switch (lcg(&seed) % 4) {
-            case 0: m[at] = (char)lcg(&seed); break;   /* any byte */
-            case 1: m[at] = "0 \r\n-9"[lcg(&seed) % 6]; break;
-            case 2: memmove(m + at, m + at + 1, mlen - at - 1); mlen--; break;
-            default: m[at] = '\0'; break;
+            case 0:
+                m[at] = (char)lcg(&seed);
+                break; /* any byte */
+            case 1:
+                m[at] = "0 \r\n-9"[lcg(&seed) % 6];
+                break;
+            case 2:
+                memmove(m + at, m + at + 1, mlen - at - 1);
+                mlen--;
+                break;
+            default:
+                m[at] = '\0';
+                break;
             }
         }
         /* Each script on its own connection, then an EOF: the server
@@ -396,7 +418,10 @@ Test(hostile, mutated_meta_commands_get_answers_or_a_close)
 
 Test(hostile, nul_bytes_in_commands_get_errors_or_a_close)
 {
-    static const struct { const char *s; size_t n; } reqs[] = {
+    static const struct {
+        const char *s;
+        size_t n;
+    } reqs[] = {
         {"\0\0\0\r\n", 5},
         {"get a\0b\r\n", 9},
         {"set k\0 0 0 1\r\nx\r\n", 17},
@@ -455,8 +480,12 @@ Test(hostile, over_long_line_closes_the_connection)
 
 Test(hostile, negative_or_non_numeric_lengths_are_client_errors)
 {
-    static const char *lens[] = {"-1", "-100000000000", "18446744073709551616",
-                                 "99999999999999999999999999", "1.5", "0x10",
+    static const char *lens[] = {"-1",
+                                 "-100000000000",
+                                 "18446744073709551616",
+                                 "99999999999999999999999999",
+                                 "1.5",
+                                 "0x10",
                                  "abc"};
     int fd = conn();
     for (size_t i = 0; i < sizeof(lens) / sizeof(*lens); i++) {
@@ -513,12 +542,17 @@ Test(hostile, enormous_valid_length_is_refused_without_allocating_it)
         long rss = tg_rss_kb(srv.pid);
         char *got = NULL;
         int closed = r < 0 || tg_wait_closed(fd, 300, &got, NULL);
-        cr_assert(got == NULL ||
-                      strcmp(got, "SERVER_ERROR object too large for cache\r\n") == 0 ||
-                      strncmp(got, "CLIENT_ERROR bad command line format\r\n", 38) == 0,
-                  "length %s: got \"%.100s\"", lens[i], got);
-        fprintf(stderr, "%s: 8 MB of a %s-byte value sent (%s); RSS %ld kB -> %ld kB\n",
-                tg_name(), lens[i], closed ? "then closed" : "still open", rss0, rss);
+        cr_assert(
+            got == NULL ||
+                strcmp(got, "SERVER_ERROR object too large for cache\r\n") ==
+                    0 ||
+                strncmp(got, "CLIENT_ERROR bad command line format\r\n", 38) ==
+                    0,
+            "length %s: got \"%.100s\"", lens[i], got);
+        fprintf(stderr,
+                "%s: 8 MB of a %s-byte value sent (%s); RSS %ld kB -> %ld kB\n",
+                tg_name(), lens[i], closed ? "then closed" : "still open", rss0,
+                rss);
         cr_assert_lt(rss, 200 * 1024, "server RSS reached %ld kB", rss);
         free(got);
         close(fd);
@@ -593,8 +627,9 @@ Test(hostile, truncated_requests_then_disconnect_store_nothing)
         cr_assert_eq(th_send(fd, req, cut), 0);
         close(fd);
     }
-    static const char *partial[] = {"get k", "gets k k k", "incr n", "delete k",
-                                    "cas k 0 0 1 1\r\n", "flush_all"};
+    static const char *partial[] = {
+        "get k",    "gets k k k",        "incr n",
+        "delete k", "cas k 0 0 1 1\r\n", "flush_all"};
     for (size_t i = 0; i < sizeof(partial) / sizeof(*partial); i++) {
         int fd = conn();
         cr_assert_eq(th_sends(fd, partial[i]), 0);
@@ -727,8 +762,8 @@ Test(hostile, client_pipelining_gets_without_reading_gets_backpressure)
     while (sent < len && tg_now_ms() < end) {
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
         if (poll(&pf, 1, 100) > 0 && (pf.revents & POLLOUT)) {
-            ssize_t n = send(fd, gets + sent, len - sent,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t n =
+                send(fd, gets + sent, len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (n < 0 && errno != EAGAIN && errno != EINTR)
                 break;
             if (n > 0)
@@ -740,10 +775,11 @@ Test(hostile, client_pipelining_gets_without_reading_gets_backpressure)
     }
     other.stop = 1;
     pthread_join(th, NULL);
-    fprintf(stderr,
-            "%s: sent %zu of %zu bytes of gets unread; RSS %ld kB -> max %ld kB;"
-            " other client: %d round trips, slowest %ld ms\n",
-            tg_name(), sent, len, rss0, rss_max, other.ok, other.max_ms);
+    fprintf(
+        stderr,
+        "%s: sent %zu of %zu bytes of gets unread; RSS %ld kB -> max %ld kB;"
+        " other client: %d round trips, slowest %ld ms\n",
+        tg_name(), sent, len, rss0, rss_max, other.ok, other.max_ms);
     cr_assert_lt(rss_max, 200 * 1024, "server RSS reached %ld kB", rss_max);
     cr_assert_eq(other.failed, 0, "the other client was not served");
     cr_assert_geq(other.ok, 10, "the other client got only %d round trips",
@@ -770,7 +806,8 @@ Test(hostile, half_closed_client_still_gets_its_replies_then_a_close)
     static const char want[] = "STORED\r\nVALUE k 0 1\r\nx\r\nEND\r\n";
     char *esc = tg_escape(got ? got : "", gl, 300);
     cr_assert(got && gl == sizeof(want) - 1 && memcmp(got, want, gl) == 0,
-              "got \"%s\", expected \"STORED\\r\\nVALUE k 0 1\\r\\nx\\r\\nEND\\r\\n\"",
+              "got \"%s\", expected \"STORED\\r\\nVALUE k 0 "
+              "1\\r\\nx\\r\\nEND\\r\\n\"",
               esc);
     free(esc);
     free(got);

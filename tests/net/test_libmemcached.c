@@ -29,7 +29,9 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
                     "(apt-get install libmemcached-dev)\n");
     exit(77);
 }
-Test(libmemcached, needs_libmemcached) {}
+Test(libmemcached, needs_libmemcached)
+{
+}
 
 #else
 
@@ -62,14 +64,16 @@ teardown(void)
 TestSuite(libmemcached, .init = setup, .fini = teardown, .timeout = 60);
 
 #define expect_rc(rc, want)                                                    \
-    cr_assert_eq((rc), (want), "%s: got %s (%s), expected %s", #rc,           \
-                 memcached_strerror(mc, (rc)), memcached_last_error_message(mc), \
+    cr_assert_eq((rc), (want), "%s: got %s (%s), expected %s", #rc,            \
+                 memcached_strerror(mc, (rc)),                                 \
+                 memcached_last_error_message(mc),                             \
                  memcached_strerror(mc, (want)))
 
 static memcached_return_t
 set(const char *key, const char *val, uint32_t flags, time_t exptime)
 {
-    return memcached_set(mc, key, strlen(key), val, strlen(val), exptime, flags);
+    return memcached_set(mc, key, strlen(key), val, strlen(val), exptime,
+                         flags);
 }
 
 /* get key: its value must be want (NULL: not found) with flags. */
@@ -89,14 +93,16 @@ expect_value(const char *key, const char *want, size_t wantlen, uint32_t flags)
     /* libmemcached returns NULL and SUCCESS for an empty value. */
     cr_assert(v || (wantlen == 0 && rc == MEMCACHED_SUCCESS),
               "%s: %s, expected a value", key, memcached_strerror(mc, rc));
-    cr_assert_eq(len, wantlen, "%s: %zu bytes, expected %zu", key, len, wantlen);
+    cr_assert_eq(len, wantlen, "%s: %zu bytes, expected %zu", key, len,
+                 wantlen);
     cr_assert(len == 0 || memcmp(v, want, len) == 0,
               "%s: \"%.*s\", expected \"%s\"", key, (int)len, v, want);
     cr_assert_eq(fl, flags, "%s: flags %u, expected %u", key, fl, flags);
     free(v);
 }
 
-#define expect_str(key, want, flags) expect_value(key, want, strlen(want), flags)
+#define expect_str(key, want, flags)                                           \
+    expect_value(key, want, strlen(want), flags)
 
 Test(libmemcached, set_then_get_returns_the_value_and_its_flags)
 {
@@ -124,7 +130,8 @@ fetch_all(int n, int *seen)
         char key[64], val[64];
         snprintf(key, sizeof(key), "%.*s", (int)memcached_result_key_length(r),
                  memcached_result_key_value(r));
-        cr_assert_eq(sscanf(key, "multi-get-key-number-%d", &i), 1, "key %s", key);
+        cr_assert_eq(sscanf(key, "multi-get-key-number-%d", &i), 1, "key %s",
+                     key);
         cr_assert(i >= 0 && i < n && i % 4, "unexpected key %s", key);
         snprintf(val, sizeof(val), "value of %d", i);
         cr_assert_eq(memcached_result_length(r), strlen(val));
@@ -160,7 +167,8 @@ mget_many(int n)
               MEMCACHED_SUCCESS);
     cr_assert_eq(fetch_all(n, seen), want);
     for (int i = 0; i < n; i++) {
-        cr_assert_eq(seen[i], i % 4 ? 1 : 0, "key %d seen %d times", i, seen[i]);
+        cr_assert_eq(seen[i], i % 4 ? 1 : 0, "key %d seen %d times", i,
+                     seen[i]);
         free(keys[i]);
     }
     free(keys);
@@ -184,9 +192,12 @@ Test(libmemcached, add_replace_append_prepend_follow_the_protocol)
 {
     expect_rc(memcached_add(mc, "k", 1, "b", 1, 0, 5), MEMCACHED_SUCCESS);
     expect_rc(memcached_add(mc, "k", 1, "x", 1, 0, 0), MEMCACHED_NOTSTORED);
-    expect_rc(memcached_replace(mc, "nokey", 5, "x", 1, 0, 0), MEMCACHED_NOTSTORED);
-    expect_rc(memcached_append(mc, "nokey", 5, "x", 1, 0, 0), MEMCACHED_NOTSTORED);
-    expect_rc(memcached_prepend(mc, "nokey", 5, "x", 1, 0, 0), MEMCACHED_NOTSTORED);
+    expect_rc(memcached_replace(mc, "nokey", 5, "x", 1, 0, 0),
+              MEMCACHED_NOTSTORED);
+    expect_rc(memcached_append(mc, "nokey", 5, "x", 1, 0, 0),
+              MEMCACHED_NOTSTORED);
+    expect_rc(memcached_prepend(mc, "nokey", 5, "x", 1, 0, 0),
+              MEMCACHED_NOTSTORED);
     expect_rc(memcached_append(mc, "k", 1, "cd", 2, 0, 9), MEMCACHED_SUCCESS);
     expect_rc(memcached_prepend(mc, "k", 1, "a", 1, 0, 9), MEMCACHED_SUCCESS);
     expect_str("k", "abcd", 5); /* append and prepend keep the flags */
@@ -221,11 +232,13 @@ Test(libmemcached, cas_with_the_unique_from_gets_succeeds_and_a_stale_one_fails)
     uint64_t cas = gets_cas("k");
     expect_rc(memcached_cas(mc, "k", 1, "v2", 2, 0, 3, cas), MEMCACHED_SUCCESS);
     expect_str("k", "v2", 3);
-    expect_rc(memcached_cas(mc, "k", 1, "v3", 2, 0, 3, cas), MEMCACHED_DATA_EXISTS);
+    expect_rc(memcached_cas(mc, "k", 1, "v3", 2, 0, 3, cas),
+              MEMCACHED_DATA_EXISTS);
     expect_str("k", "v2", 3);
     uint64_t cas2 = gets_cas("k");
     cr_assert_neq(cas2, cas);
-    expect_rc(memcached_cas(mc, "nokey", 5, "v", 1, 0, 0, cas2), MEMCACHED_NOTFOUND);
+    expect_rc(memcached_cas(mc, "nokey", 5, "v", 1, 0, 0, cas2),
+              MEMCACHED_NOTFOUND);
 }
 
 Test(libmemcached, increment_and_decrement_return_the_new_value)
@@ -261,7 +274,8 @@ Test(libmemcached, touch_sets_a_new_expiry)
     expect_rc(memcached_touch(mc, "k", 1, 1000), MEMCACHED_SUCCESS);
     expect_rc(memcached_touch(mc, "nokey", 5, 1000), MEMCACHED_NOTFOUND);
     /* An absolute time in the past: expired at once. */
-    expect_rc(memcached_touch(mc, "gone", 4, time(NULL) - 3600), MEMCACHED_SUCCESS);
+    expect_rc(memcached_touch(mc, "gone", 4, time(NULL) - 3600),
+              MEMCACHED_SUCCESS);
     expect_str("k", "x", 0);
     expect_value("gone", NULL, 0, 0);
 }

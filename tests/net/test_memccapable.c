@@ -22,9 +22,9 @@
 #include "helpers/target.h"
 
 /* Debian names it memccapable; upstream builds call it memcapable. */
-static const char *const tools[] = {"/usr/bin/memccapable", "/usr/bin/memcapable",
-                                    "/usr/local/bin/memccapable",
-                                    "/usr/local/bin/memcapable"};
+static const char *const tools[] = {
+    "/usr/bin/memccapable", "/usr/bin/memcapable", "/usr/local/bin/memccapable",
+    "/usr/local/bin/memcapable"};
 
 static const char *
 find_tool(void)

@@ -103,8 +103,8 @@ put(struct buf *b, const void *data, size_t n)
     b->len += n;
 }
 
-static void
-putf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void
 putf(struct buf *b, const char *fmt, ...)
 {
@@ -346,29 +346,31 @@ Test(persistence, every_kind_of_write_survives_sigkill_with_its_expiry)
 {
     start(NULL);
     int fd = conn();
-    tg_expect(fd,
-              "set s 1 0 3\r\nabc\r\n"
-              "add a 2 0 1\r\nA\r\n"
-              "set r 0 0 3\r\nold\r\nreplace r 3 0 3\r\nnew\r\n"
-              "set ap 4 0 1\r\nm\r\nappend ap 0 0 1\r\nz\r\nprepend ap 0 0 1\r\na\r\n"
-              "set n 0 0 2\r\n10\r\nincr n 32\r\ndecr n 2\r\n"
-              "set d 0 0 1\r\nx\r\ndelete d\r\n"
-              "set gone-at-once 0 -1 1\r\nx\r\n"
-              "set expires 0 1 1\r\nx\r\n"
-              "set touched-forever 0 1 1\r\nx\r\ntouch touched-forever 0\r\n"
-              "set touched-short 0 0 1\r\nx\r\ntouch touched-short 1\r\n"
-              "set gat-short 0 0 1\r\nx\r\ngat 1 gat-short\r\n",
-              "STORED\r\nSTORED\r\nSTORED\r\nSTORED\r\n"
-              "STORED\r\nSTORED\r\nSTORED\r\n"
-              "STORED\r\n42\r\n40\r\n"
-              "STORED\r\nDELETED\r\n"
-              "STORED\r\nSTORED\r\n"
-              "STORED\r\nTOUCHED\r\nSTORED\r\nTOUCHED\r\n"
-              "STORED\r\nVALUE gat-short 0 1\r\nx\r\nEND\r\n");
+    tg_expect(
+        fd,
+        "set s 1 0 3\r\nabc\r\n"
+        "add a 2 0 1\r\nA\r\n"
+        "set r 0 0 3\r\nold\r\nreplace r 3 0 3\r\nnew\r\n"
+        "set ap 4 0 1\r\nm\r\nappend ap 0 0 1\r\nz\r\nprepend ap 0 0 1\r\na\r\n"
+        "set n 0 0 2\r\n10\r\nincr n 32\r\ndecr n 2\r\n"
+        "set d 0 0 1\r\nx\r\ndelete d\r\n"
+        "set gone-at-once 0 -1 1\r\nx\r\n"
+        "set expires 0 1 1\r\nx\r\n"
+        "set touched-forever 0 1 1\r\nx\r\ntouch touched-forever 0\r\n"
+        "set touched-short 0 0 1\r\nx\r\ntouch touched-short 1\r\n"
+        "set gat-short 0 0 1\r\nx\r\ngat 1 gat-short\r\n",
+        "STORED\r\nSTORED\r\nSTORED\r\nSTORED\r\n"
+        "STORED\r\nSTORED\r\nSTORED\r\n"
+        "STORED\r\n42\r\n40\r\n"
+        "STORED\r\nDELETED\r\n"
+        "STORED\r\nSTORED\r\n"
+        "STORED\r\nTOUCHED\r\nSTORED\r\nTOUCHED\r\n"
+        "STORED\r\nVALUE gat-short 0 1\r\nx\r\nEND\r\n");
     cr_assert_eq(th_sends(fd, "gets s\r\n"), 0);
     char *line = tg_recv_line(fd);
     unsigned long long cas = 0;
-    cr_assert(line && sscanf(line, "VALUE s 1 3 %llu", &cas) == 1, "gets: %s", line);
+    cr_assert(line && sscanf(line, "VALUE s 1 3 %llu", &cas) == 1, "gets: %s",
+              line);
     free(line);
     tg_expect(fd, "", "abc\r\nEND\r\n");
     char req[128];
@@ -379,8 +381,9 @@ Test(persistence, every_kind_of_write_survives_sigkill_with_its_expiry)
     usleep(1500 * 1000);
     start(NULL);
     fd = conn();
-    tg_expect(fd, "get s a r ap n d gone-at-once expires touched-forever "
-                  "touched-short gat-short\r\n",
+    tg_expect(fd,
+              "get s a r ap n d gone-at-once expires touched-forever "
+              "touched-short gat-short\r\n",
               "VALUE s 5 3\r\nxyz\r\nVALUE a 2 1\r\nA\r\n"
               "VALUE r 3 3\r\nnew\r\nVALUE ap 4 3\r\namz\r\n"
               "VALUE n 0 2\r\n40\r\nVALUE touched-forever 0 1\r\nx\r\nEND\r\n");
@@ -432,8 +435,8 @@ writer_main(void *p)
             js[b] = j;
             unsigned long long seq = ++w->sent[j];
             size_t vl = load_value(val, w->id, j, seq);
-            len += (size_t)sprintf(req + len, "set w%d:%d %llu 0 %zu\r\n", w->id,
-                                   j, seq & 0xffffffffull, vl);
+            len += (size_t)sprintf(req + len, "set w%d:%d %llu 0 %zu\r\n",
+                                   w->id, j, seq & 0xffffffffull, vl);
             memcpy(req + len, val, vl);
             memcpy(req + len + vl, "\r\n", 2);
             len += vl + 2;
@@ -451,8 +454,8 @@ writer_main(void *p)
                 w->acked[js[b]] = w->sent[js[b]];
                 w->acks++;
             } else if (!w->err[0]) {
-                snprintf(w->err, sizeof(w->err), "writer %d: set got \"%.100s\"",
-                         w->id, line);
+                snprintf(w->err, sizeof(w->err),
+                         "writer %d: set got \"%.100s\"", w->id, line);
             }
             free(line);
         }
@@ -498,20 +501,21 @@ verify_writers(struct writer *ws)
             val[len] = '\0';
             cr_assert_eq(sscanf(val, "%d:%d:%llu:", &vid, &vj, &seq), 3,
                          "w%d:%d holds \"%.60s\"", id, j, val);
-            cr_assert(vid == id && vj == j, "w%d:%d holds w%d:%d's value", id, j,
-                      vid, vj);
+            cr_assert(vid == id && vj == j, "w%d:%d holds w%d:%d's value", id,
+                      j, vid, vj);
             cr_assert_geq(seq, w->acked[j],
-                          "w%d:%d holds seq %llu; seq %llu was acknowledged", id,
-                          j, seq, w->acked[j]);
+                          "w%d:%d holds seq %llu; seq %llu was acknowledged",
+                          id, j, seq, w->acked[j]);
             cr_assert_leq(seq, w->sent[j], "w%d:%d holds seq %llu, never sent",
                           id, j, seq);
             char want[2048];
             size_t wl = load_value(want, id, j, seq);
-            cr_assert(wl == len && memcmp(want, val, len) == 0,
-                      "w%d:%d seq %llu: value corrupted (%zu bytes, %zu expected)",
-                      id, j, seq, len, wl);
-            cr_assert_eq(flags, seq & 0xffffffffull, "w%d:%d seq %llu: flags %llu",
-                         id, j, seq, flags);
+            cr_assert(
+                wl == len && memcmp(want, val, len) == 0,
+                "w%d:%d seq %llu: value corrupted (%zu bytes, %zu expected)",
+                id, j, seq, len, wl);
+            cr_assert_eq(flags, seq & 0xffffffffull,
+                         "w%d:%d seq %llu: flags %llu", id, j, seq, flags);
         }
     }
     close(fd);
@@ -548,7 +552,8 @@ Test(persistence, crash_under_load_loses_no_acknowledged_write)
             acks += ws[id].acks;
             cr_assert(!ws[id].err[0], "%s", ws[id].err);
         }
-        fprintf(stderr, "round %d: SIGKILL after %d ms, %ld writes acknowledged\n",
+        fprintf(stderr,
+                "round %d: SIGKILL after %d ms, %ld writes acknowledged\n",
                 r + 1, delay_ms, acks);
         total += acks;
     }

@@ -65,9 +65,10 @@ f(const char *fmt, ...)
 static void
 set_ok(int c, const char *key, unsigned flags, long exptime, const char *val)
 {
-    tg_expect(c, f("set %s %u %ld %zu\r\n%s\r\n", key, flags, exptime,
-                   strlen(val), val),
-              "STORED\r\n");
+    tg_expect(
+        c,
+        f("set %s %u %ld %zu\r\n%s\r\n", key, flags, exptime, strlen(val), val),
+        "STORED\r\n");
 }
 
 /* "gets key" of a stored key: its cas unique. */
@@ -194,14 +195,18 @@ Test(protocol, get_with_many_keys_returns_the_hits_in_request_order)
  * lines are limited. 1,000 keys of 24 bytes: a 25 KB line. */
 Test(protocol, get_with_a_25_kb_key_list_is_answered)
 {
-    struct { char *p; size_t n; } req = {malloc(32768), 0}, want = {malloc(4096), 0};
+    struct {
+        char *p;
+        size_t n;
+    } req = {malloc(32768), 0}, want = {malloc(4096), 0};
     req.n += (size_t)sprintf(req.p, "get");
     for (int i = 0; i < 1000; i++) {
         char key[40];
         snprintf(key, sizeof(key), "a-rather-long-key-%06d", i);
         if (i % 100 == 7) {
             set_ok(fd, key, 0, 0, "hit");
-            want.n += (size_t)sprintf(want.p + want.n, "VALUE %s 0 3\r\nhit\r\n", key);
+            want.n += (size_t)sprintf(want.p + want.n,
+                                      "VALUE %s 0 3\r\nhit\r\n", key);
         }
         req.n += (size_t)sprintf(req.p + req.n, " %s", key);
     }
@@ -233,9 +238,10 @@ Test(protocol, gets_returns_a_cas_unique_that_changes_with_every_write)
     cr_assert(c3 != c2 && c3 != c1, "append did not change the cas unique");
     cr_assert_neq(gets_cas(fd, "other"), c3, "two keys share a cas unique");
     /* Many keys: each VALUE line carries its own unique. */
-    tg_expect(fd, "gets k nokey other\r\n",
-              f("VALUE k 0 2 %llu\r\nab\r\nVALUE other 0 1 %llu\r\nb\r\nEND\r\n",
-                c3, gets_cas(fd, "other")));
+    tg_expect(
+        fd, "gets k nokey other\r\n",
+        f("VALUE k 0 2 %llu\r\nab\r\nVALUE other 0 1 %llu\r\nb\r\nEND\r\n", c3,
+          gets_cas(fd, "other")));
 }
 
 Test(protocol, gat_returns_the_value_and_gats_adds_the_cas_unique)
@@ -335,9 +341,9 @@ Test(protocol, cas_race_between_two_connections_lets_exactly_one_win)
         cr_assert_eq(th_sends(b, f("cas k 0 0 1 %llu\r\nB\r\n", cb)), 0);
         char *ra = tg_recv_line(fd), *rb = tg_recv_line(b);
         cr_assert(ra && rb);
-        int a_won = strcmp(ra, "STORED") == 0, b_won = strcmp(rb, "STORED") == 0;
-        cr_assert(a_won != b_won &&
-                      strcmp(a_won ? rb : ra, "EXISTS") == 0,
+        int a_won = strcmp(ra, "STORED") == 0,
+            b_won = strcmp(rb, "STORED") == 0;
+        cr_assert(a_won != b_won && strcmp(a_won ? rb : ra, "EXISTS") == 0,
                   "round %d: connection A got \"%s\", B got \"%s\"", round, ra,
                   rb);
         tg_expect(fd, "get k\r\n",
@@ -374,7 +380,8 @@ Test(protocol, incr_wraps_around_at_2_pow_64)
     tg_expect(fd, "incr n 1\r\n", "0\r\n");
     cr_assert_eq(get_number(fd, "n"), 0);
     set_ok(fd, "n", 0, 0, "18446744073709551610");
-    tg_expect(fd, "incr n 18446744073709551615\r\n", "18446744073709551609\r\n");
+    tg_expect(fd, "incr n 18446744073709551615\r\n",
+              "18446744073709551609\r\n");
 }
 
 Test(protocol, decr_stops_at_zero)
@@ -390,13 +397,16 @@ Test(protocol, decr_stops_at_zero)
 Test(protocol, incr_on_a_non_numeric_value_is_a_client_error_and_leaves_it)
 {
     set_ok(fd, "k", 3, 0, "abc");
-    tg_expect(fd, "incr k 1\r\n",
-              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
-    tg_expect(fd, "decr k 1\r\n",
-              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    tg_expect(
+        fd, "incr k 1\r\n",
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    tg_expect(
+        fd, "decr k 1\r\n",
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     set_ok(fd, "neg", 0, 0, "-5");
-    tg_expect(fd, "incr neg 1\r\n",
-              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    tg_expect(
+        fd, "incr neg 1\r\n",
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     tg_expect(fd, "get k neg\r\n",
               "VALUE k 3 3\r\nabc\r\nVALUE neg 0 2\r\n-5\r\nEND\r\n");
 }
@@ -436,7 +446,8 @@ incr_many(void *p)
         return NULL;
     }
     for (int i = 0; i < a->n && !a->err[0]; i++) {
-        char *line = th_sends(c, "incr counter 1\r\n") == 0 ? tg_recv_line(c) : NULL;
+        char *line =
+            th_sends(c, "incr counter 1\r\n") == 0 ? tg_recv_line(c) : NULL;
         if (!line || !line[0] || strspn(line, "0123456789") != strlen(line))
             snprintf(a->err, sizeof(a->err), "incr got \"%s\"",
                      line ? line : "(nothing)");
@@ -493,7 +504,8 @@ Test(protocol, touch_reports_touched_or_not_found)
 Test(protocol, touch_and_gat_with_an_invalid_exptime_are_client_errors)
 {
     set_ok(fd, "k", 0, 0, "x");
-    tg_expect(fd, "touch k abc\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
+    tg_expect(fd, "touch k abc\r\n",
+              "CLIENT_ERROR invalid exptime argument\r\n");
     tg_expect(fd, "gat abc k\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
     tg_expect(fd, "get k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
 }
@@ -574,7 +586,8 @@ Test(protocol, flush_all_with_a_delay_removes_the_keys_only_when_it_is_due)
 Test(protocol, flush_all_with_an_invalid_delay_is_a_client_error)
 {
     set_ok(fd, "k", 0, 0, "x");
-    tg_expect(fd, "flush_all abc\r\n", "CLIENT_ERROR invalid exptime argument\r\n");
+    tg_expect(fd, "flush_all abc\r\n",
+              "CLIENT_ERROR invalid exptime argument\r\n");
     tg_expect(fd, "get k\r\n", "VALUE k 0 1\r\nx\r\nEND\r\n");
 }
 
@@ -611,14 +624,18 @@ Test(protocol, quit_closes_the_connection_without_a_reply)
 Test(protocol, stats_has_memcacheds_general_fields)
 {
     static const char *fields[] = {
-        "pid", "uptime", "time", "version", "pointer_size", "rusage_user",
-        "rusage_system", "curr_connections", "total_connections", "cmd_get",
-        "cmd_set", "cmd_flush", "cmd_touch", "get_hits", "get_misses",
-        "get_expired", "delete_hits", "delete_misses", "incr_hits",
-        "incr_misses", "decr_hits", "decr_misses", "cas_hits", "cas_misses",
-        "cas_badval", "touch_hits", "touch_misses", "bytes_read",
-        "bytes_written", "limit_maxbytes", "threads", "curr_items",
-        "total_items", "bytes"};
+        "pid",           "uptime",           "time",
+        "version",       "pointer_size",     "rusage_user",
+        "rusage_system", "curr_connections", "total_connections",
+        "cmd_get",       "cmd_set",          "cmd_flush",
+        "cmd_touch",     "get_hits",         "get_misses",
+        "get_expired",   "delete_hits",      "delete_misses",
+        "incr_hits",     "incr_misses",      "decr_hits",
+        "decr_misses",   "cas_hits",         "cas_misses",
+        "cas_badval",    "touch_hits",       "touch_misses",
+        "bytes_read",    "bytes_written",    "limit_maxbytes",
+        "threads",       "curr_items",       "total_items",
+        "bytes"};
     char *all = tg_stats(fd, NULL);
     cr_assert(all);
     size_t n = strlen(all);
@@ -627,7 +644,8 @@ Test(protocol, stats_has_memcacheds_general_fields)
     for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++) {
         char pat[64];
         snprintf(pat, sizeof(pat), "\nSTAT %s ", fields[i]);
-        cr_assert(strstr(all, pat) || strncmp(all, pat + 1, strlen(pat + 1)) == 0,
+        cr_assert(strstr(all, pat) ||
+                      strncmp(all, pat + 1, strlen(pat + 1)) == 0,
                   "stats has no field %s", fields[i]);
     }
     free(all);
@@ -643,13 +661,16 @@ Test(protocol, stats_counters_follow_the_commands)
 {
 #define S(name) tg_stat(fd, NULL, name)
     long long get = S("cmd_get"), hits = S("get_hits"), miss = S("get_misses");
-    long long set = S("cmd_set"), items = S("curr_items"), total = S("total_items");
+    long long set = S("cmd_set"), items = S("curr_items"),
+              total = S("total_items");
     long long dh = S("delete_hits"), dm = S("delete_misses");
     long long ih = S("incr_hits"), im = S("incr_misses");
     long long dch = S("decr_hits"), dcm = S("decr_misses");
-    long long th = S("touch_hits"), tm = S("touch_misses"), touch = S("cmd_touch");
+    long long th = S("touch_hits"), tm = S("touch_misses"),
+              touch = S("cmd_touch");
     long long ch = S("cas_hits"), cm = S("cas_misses"), cb = S("cas_badval");
-    long long flush = S("cmd_flush"), rd = S("bytes_read"), wr = S("bytes_written");
+    long long flush = S("cmd_flush"), rd = S("bytes_read"),
+              wr = S("bytes_written");
 
     set_ok(fd, "k", 0, 0, "x");
     set_ok(fd, "n", 0, 0, "1");
@@ -727,8 +748,8 @@ Test(protocol, stats_count_connections_while_they_are_open)
     int b = tg_connect(srv.port);
     cr_assert(b >= 0);
     tg_expect_quiet(b);
-    cr_assert_eq(stat_settles_at("total_connections", total + 1, 2000), total + 1,
-                 "total_connections");
+    cr_assert_eq(stat_settles_at("total_connections", total + 1, 2000),
+                 total + 1, "total_connections");
     cr_assert_eq(stat_settles_at("curr_connections", curr + 1, 2000), curr + 1,
                  "curr_connections while a second client is connected");
     close(b);
@@ -789,9 +810,9 @@ Test(protocol, unknown_command_is_error)
 Test(protocol, command_missing_its_arguments_gets_an_error_reply)
 {
     /* memcached answers ERROR to these; CLIENT_ERROR <reason> is as good. */
-    const char *reqs[] = {"get\r\n",    "gets\r\n",     "gat 10\r\n",
-                          "gat\r\n",    "incr\r\n",     "incr n\r\n",
-                          "decr n\r\n", "touch k\r\n",  "delete\r\n",
+    const char *reqs[] = {"get\r\n",    "gets\r\n",      "gat 10\r\n",
+                          "gat\r\n",    "incr\r\n",      "incr n\r\n",
+                          "decr n\r\n", "touch k\r\n",   "delete\r\n",
                           "set k\r\n",  "set k 0 0\r\n", "verbosity\r\n"};
     for (size_t i = 0; i < sizeof(reqs) / sizeof(*reqs); i++) {
         if (tg_is_memcached() && strcmp(reqs[i], "gat 10\r\n") == 0)
@@ -812,10 +833,11 @@ Test(protocol, command_missing_its_arguments_gets_an_error_reply)
 Test(protocol, storage_command_with_a_bad_number_is_a_client_error)
 {
     /* Only the command line: with a bad length there is no data to read. */
-    const char *reqs[] = {"set k abc 0 1\r\n", "set k 0 abc 1\r\n",
-                          "set k 0 0 abc\r\n", "set k 0 0 -1\r\n",
-                          "set k -1 0 1\r\n",  "set k 0 0 99999999999999999999\r\n",
-                          "cas k 0 0 1 abc\r\n"};
+    const char *reqs[] = {
+        "set k abc 0 1\r\n",  "set k 0 abc 1\r\n",
+        "set k 0 0 abc\r\n",  "set k 0 0 -1\r\n",
+        "set k -1 0 1\r\n",   "set k 0 0 99999999999999999999\r\n",
+        "cas k 0 0 1 abc\r\n"};
     for (size_t i = 0; i < sizeof(reqs) / sizeof(*reqs); i++) {
         tg_expect(fd, reqs[i], "CLIENT_ERROR bad command line format\r\n");
         tg_expect_quiet(fd);
@@ -850,7 +872,8 @@ Test(protocol, key_of_251_bytes_is_a_client_error)
     char key[252];
     memset(key, 'k', 251);
     key[251] = '\0';
-    tg_expect(fd, f("get %s\r\n", key), "CLIENT_ERROR bad command line format\r\n");
+    tg_expect(fd, f("get %s\r\n", key),
+              "CLIENT_ERROR bad command line format\r\n");
     /* memcached does not swallow the data block of such a set: its data line
      * is then read as a command (ERROR). Either way, nothing is stored. */
     cr_assert_eq(th_sends(fd, f("set %s 0 0 1\r\nx\r\n", key)), 0);
@@ -940,9 +963,9 @@ Test(protocol, many_pipelined_commands_in_one_send_are_answered_in_order)
                               "set p%d %d 0 %d\r\n%s\r\nget p%d miss%d\r\n"
                               "incr counter 1\r\n",
                               i, i, vl, val, i, i);
-        wl += (size_t)sprintf(want + wl,
-                              "STORED\r\nVALUE p%d %d %d\r\n%s\r\nEND\r\n%d\r\n",
-                              i, i, vl, val, i + 1);
+        wl += (size_t)sprintf(
+            want + wl, "STORED\r\nVALUE p%d %d %d\r\n%s\r\nEND\r\n%d\r\n", i, i,
+            vl, val, i + 1);
         if (i % 50 == 0) {
             rl += (size_t)sprintf(req + rl, "delete p%d\r\nget p%d\r\n", i, i);
             wl += (size_t)sprintf(want + wl, "DELETED\r\nEND\r\n");
@@ -955,20 +978,19 @@ Test(protocol, many_pipelined_commands_in_one_send_are_answered_in_order)
 
 Test(protocol, commands_sent_one_byte_at_a_time_are_answered_like_whole_ones)
 {
-    static const char script[] =
-        "set k 3 0 5\r\nhello\r\n"
-        "append k 0 0 6\r\n world\r\n"
-        "get k nokey\r\n"
-        "set n 0 0 2\r\n41\r\n"
-        "incr n 1\r\n"
-        "set q 0 0 1 noreply\r\nz\r\n"
-        "gat 100 q\r\n"
-        "delete k\r\n"
-        "get k\r\n"
-        "touch n 100\r\n"
-        "add n 0 0 1\r\nx\r\n"
-        "set empty 0 0 0\r\n\r\n"
-        "get empty n\r\n";
+    static const char script[] = "set k 3 0 5\r\nhello\r\n"
+                                 "append k 0 0 6\r\n world\r\n"
+                                 "get k nokey\r\n"
+                                 "set n 0 0 2\r\n41\r\n"
+                                 "incr n 1\r\n"
+                                 "set q 0 0 1 noreply\r\nz\r\n"
+                                 "gat 100 q\r\n"
+                                 "delete k\r\n"
+                                 "get k\r\n"
+                                 "touch n 100\r\n"
+                                 "add n 0 0 1\r\nx\r\n"
+                                 "set empty 0 0 0\r\n\r\n"
+                                 "get empty n\r\n";
     static const char want[] =
         "STORED\r\nSTORED\r\n"
         "VALUE k 3 11\r\nhello world\r\nEND\r\n"

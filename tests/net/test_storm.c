@@ -46,8 +46,8 @@ setup(void)
     }
     if (tg_is_memcached()) {
         static const char *const argv[] = {
-            "memcached", "-p",   "{port}", "-l",    "127.0.0.1", "-U", "0",
-            "-t",        "1",    "-c",     "12000", "-u",        "root", NULL};
+            "memcached", "-p", "{port}", "-l",    "127.0.0.1", "-U",   "0",
+            "-t",        "1",  "-c",     "12000", "-u",        "root", NULL};
         cr_assert_eq(th_server_start(&srv, argv), 0, "memcached did not start");
     } else {
         static const char *const extra[] = {"--max-connections", "12000",

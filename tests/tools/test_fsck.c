@@ -56,7 +56,10 @@ setup(void)
     for (int i = 0; i < 10; i++) {
         struct store_write w;
         snprintf(key, sizeof(key), "key%d", i);
-        cr_assert_eq(store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w), 0);
+        cr_assert_eq(
+            store_delete(
+                t.s, &(struct store_del){.key = key, .klen = strlen(key)}, &w),
+            0);
         cr_assert_eq(store_wait(t.s, w.ack), 0);
     }
     ts_close(&t);
