@@ -341,83 +341,8 @@ do_openat(int dirfd, const char *path, int flags, mode_t mode)
     return fd;
 }
 
-static mode_t
-mode_arg(int flags, va_list ap)
-{
-    return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE
-               ? (mode_t)va_arg(ap, int)
-               : 0;
-}
-
-FS_EXPORT int
-open(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(AT_FDCWD, path, flags, mode);
-}
-
-FS_EXPORT int
-open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(AT_FDCWD, path, flags, mode);
-}
-
-FS_EXPORT int
-__open_2(const char *path, int flags)
-{
-    return do_openat(AT_FDCWD, path, flags, 0);
-}
-
-FS_EXPORT int
-__open64_2(const char *path, int flags)
-{
-    return do_openat(AT_FDCWD, path, flags, 0);
-}
-
-FS_EXPORT int
-openat(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(dirfd, path, flags, mode);
-}
-
-FS_EXPORT int
-openat64(int dirfd, const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_arg(flags, ap);
-    va_end(ap);
-    return do_openat(dirfd, path, flags, mode);
-}
-
-FS_EXPORT int
-__openat_2(int dirfd, const char *path, int flags)
-{
-    return do_openat(dirfd, path, flags, 0);
-}
-
-FS_EXPORT int
-creat(const char *path, mode_t mode)
-{
-    return do_openat(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
-
-FS_EXPORT int
-creat64(const char *path, mode_t mode)
-{
-    return do_openat(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
+#define SHIM_EXPORT FS_EXPORT
+#include "helpers/shim_open.h"
 
 FS_EXPORT int
 close(int fd)
