@@ -396,3 +396,34 @@ tg_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+void *
+tg_bystander_main(void *p)
+{
+    struct tg_bystander *a = p;
+    int fd = tg_connect(a->port);
+    if (fd < 0) {
+        a->failed++;
+        return NULL;
+    }
+    while (!a->stop) {
+        uint64_t t0 = tg_now_ms();
+        static const char req[] = "set other 0 0 5\r\nhello\r\nget other\r\n";
+        static const char want[] =
+            "STORED\r\nVALUE other 0 5\r\nhello\r\nEND\r\n";
+        char *m = tg_exchange(fd, req, sizeof(req) - 1, want, sizeof(want) - 1);
+        long ms = (long)(tg_now_ms() - t0);
+        if (m) {
+            fprintf(stderr, "other client: %s\n", m);
+            free(m);
+            a->failed++;
+            break;
+        }
+        a->ok++;
+        if (ms > a->max_ms)
+            a->max_ms = ms;
+        usleep(20 * 1000);
+    }
+    close(fd);
+    return NULL;
+}

@@ -117,4 +117,18 @@ void tg_report_death(struct th_server *s);
 /* Milliseconds on a monotonic clock. */
 uint64_t tg_now_ms(void);
 
+/*
+ * A well-behaved client, for a thread (pthread_create(..., tg_bystander_main,
+ * &b)) beside misbehaving ones: a set and a get of its own key every 20 ms
+ * until stop, counting round trips answered right (ok), the slowest one
+ * (max_ms) and a wrong answer or a lost connection (failed; printed).
+ */
+struct tg_bystander {
+    int port;
+    int ok, failed;
+    long max_ms;
+    volatile int stop;
+};
+void *tg_bystander_main(void *b);
+
 #endif

@@ -694,45 +694,6 @@ Test(hostile, a_thousand_connections_opened_and_dropped_are_released)
     still_serving();
 }
 
-struct reader_arg {
-    int port;
-    int ok, failed;
-    long max_ms;
-    volatile int stop;
-};
-
-/* Another client, served while the hostile one is stuck. */
-static void *
-other_client(void *p)
-{
-    struct reader_arg *a = p;
-    int fd = tg_connect(a->port);
-    if (fd < 0) {
-        a->failed++;
-        return NULL;
-    }
-    while (!a->stop) {
-        uint64_t t0 = tg_now_ms();
-        static const char req[] = "set other 0 0 5\r\nhello\r\nget other\r\n";
-        static const char want[] =
-            "STORED\r\nVALUE other 0 5\r\nhello\r\nEND\r\n";
-        char *m = tg_exchange(fd, req, sizeof(req) - 1, want, sizeof(want) - 1);
-        long ms = (long)(tg_now_ms() - t0);
-        if (m) {
-            fprintf(stderr, "other client: %s\n", m);
-            free(m);
-            a->failed++;
-            break;
-        }
-        a->ok++;
-        if (ms > a->max_ms)
-            a->max_ms = ms;
-        usleep(20 * 1000);
-    }
-    close(fd);
-    return NULL;
-}
-
 Test(hostile, client_pipelining_gets_without_reading_gets_backpressure)
 {
     /* 10 KB values: 10 MB of "get big\r\n" asks for ~11 GB of replies. */
@@ -751,9 +712,9 @@ Test(hostile, client_pipelining_gets_without_reading_gets_backpressure)
         memcpy(gets + i, "get big\r\n", 9);
     len -= len % 9;
 
-    struct reader_arg other = {.port = srv.port};
+    struct tg_bystander other = {.port = srv.port};
     pthread_t th;
-    pthread_create(&th, NULL, other_client, &other);
+    pthread_create(&th, NULL, tg_bystander_main, &other);
 
     /* Send without ever reading, for up to 4 s, watching the server's RSS. */
     long rss0 = tg_rss_kb(srv.pid), rss_max = rss0;

@@ -305,45 +305,6 @@ Test(limits, idle_timeout_leaves_a_quiet_replication_link_open)
 
 /* ---- --conn-memory-limit ---- */
 
-struct other {
-    int port;
-    int ok, failed;
-    long max_ms;
-    volatile int stop;
-};
-
-/* A well-behaved client, served while others misbehave. */
-static void *
-other_main(void *p)
-{
-    struct other *a = p;
-    int fd = tg_connect(a->port);
-    if (fd < 0) {
-        a->failed++;
-        return NULL;
-    }
-    while (!a->stop) {
-        uint64_t t0 = tg_now_ms();
-        static const char req[] = "set other 0 0 5\r\nhello\r\nget other\r\n";
-        static const char want[] =
-            "STORED\r\nVALUE other 0 5\r\nhello\r\nEND\r\n";
-        char *m = tg_exchange(fd, req, sizeof(req) - 1, want, sizeof(want) - 1);
-        long ms = (long)(tg_now_ms() - t0);
-        if (m) {
-            fprintf(stderr, "other client: %s\n", m);
-            free(m);
-            a->failed++;
-            break;
-        }
-        a->ok++;
-        if (ms > a->max_ms)
-            a->max_ms = ms;
-        usleep(20 * 1000);
-    }
-    close(fd);
-    return NULL;
-}
-
 #define HOGS 40
 #define VALUE_HOGS 80
 #define HOG_BYTES ((1ull << 30) / HOGS) /* a gigabyte together */
@@ -434,9 +395,9 @@ Test(limits, clients_not_reading_replies_past_the_memory_limit_are_closed)
     static char gets[4096 * 10];
     for (int i = 0; i < 4096; i++)
         memcpy(gets + i * 10, "get v64k\r\n", 10);
-    struct other other = {.port = srv.port};
+    struct tg_bystander other = {.port = srv.port};
     pthread_t th;
-    pthread_create(&th, NULL, other_main, &other);
+    pthread_create(&th, NULL, tg_bystander_main, &other);
 
     long rss0 = tg_rss_kb(srv.pid), rss_max = rss0;
     int fds[HOGS];
@@ -488,9 +449,9 @@ Test(limits, clients_holding_unfinished_values_past_the_memory_limit_are_closed)
     char *req = malloc(vlen);
     int hl = sprintf(req, "set half 0 0 %zu\r\n", vlen);
     memset(req + hl, 'h', vlen - (size_t)hl);
-    struct other other = {.port = srv.port};
+    struct tg_bystander other = {.port = srv.port};
     pthread_t th;
-    pthread_create(&th, NULL, other_main, &other);
+    pthread_create(&th, NULL, tg_bystander_main, &other);
 
     long rss0 = tg_rss_kb(srv.pid), rss_max = rss0;
     int fds[VALUE_HOGS], cut[VALUE_HOGS], closed = 0;
