@@ -15,6 +15,10 @@ char *th_tmpdir(void);
 /* rm -rf dir. */
 void th_rmrf(const char *dir);
 
+/* Raise this process's open-file limit to its hard limit (a server it
+ * starts inherits it). */
+void th_raise_fd_limit(void);
+
 /* A TCP port on 127.0.0.1 that nothing listens on right now. */
 int th_free_port(void);
 

@@ -36,11 +36,7 @@ static void
 setup(void)
 {
     /* Room for the connection storm: the server inherits the limit. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    th_raise_fd_limit();
     cr_assert_eq(tg_start(&srv, NULL), 0, "%s did not start", tg_name());
 }
 

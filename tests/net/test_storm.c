@@ -39,11 +39,7 @@ setup(void)
 {
     /* The test and the server it starts (which inherits the limit) each
      * need a descriptor per connection. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    th_raise_fd_limit();
     if (tg_is_memcached()) {
         static const char *const argv[] = {
             "memcached", "-p", "{port}", "-l",    "127.0.0.1", "-U",   "0",
