@@ -18,9 +18,16 @@
  *      choose cas values (meta's E), offsets only grow. (Compaction copies
  *      an item only under flush_mu, so a copy placed after a FLUSH is of an
  *      item that was not flushed.)
- *   5. Every cas the store generated (not one a client chose: REC_F_CAS_
- *      CLIENT), and every segment header's cas floor, checked by the
- *      callers, raises the next cas above it.
+ *   5. Every cas the store generated, and every segment header's cas
+ *      floor (checked by the callers), raises the next cas above it. So
+ *      does a cas a client chose (meta E, or one kept: REC_F_CAS_CLIENT)
+ *      when it is at most STORE_CAS_AHEAD_US past the record's write time
+ *      (apply_cas_counts; store.h says why): a later write then gets a
+ *      larger cas than any row version stored with E, while a version far
+ *      in the future (or near 2^64) cannot drag the clock along. The
+ *      writer applies the same test when it appends, from the same fields
+ *      of the record, so a restart, a replica and mcdb-fsck agree with the
+ *      store that wrote it.
  *   6. DROP names a segment that compaction removed after copying its live
  *      records (which come before the DROP in the log): the segment may be
  *      deleted once the DROP is durable.
@@ -35,6 +42,16 @@
 #include "util/panic.h"
 
 #include <stdlib.h>
+
+bool
+apply_cas_counts(const struct rec *r)
+{
+    if (!(r->rflags & REC_F_CAS_CLIENT))
+        return true;
+    /* r->time_ms * 1000 + STORE_CAS_AHEAD_US cannot overflow: time_ms is
+     * a wall clock, far below 2^64 / 1000. */
+    return r->cas <= r->time_ms * 1000 + STORE_CAS_AHEAD_US;
+}
 
 static void
 ap_put(struct apply *a, uint64_t h, const struct rec *r,
@@ -166,7 +183,7 @@ apply_record(struct apply *a, const struct rec *r, uint64_t off)
     }
     if (r->type & REC_TYPE_SKIPPABLE)
         return;
-    if (r->cas >= a->next_cas && !(r->rflags & REC_F_CAS_CLIENT)) {
+    if (r->cas >= a->next_cas && apply_cas_counts(r)) {
         a->next_cas = r->cas + 1;
         if (a->live)
             store_raise_cas(a->s, a->next_cas);

@@ -20,8 +20,10 @@
  *   5. An acknowledgement means durable (--fsync always; written for the
  *      other modes): no reply to a write leaves before store_ack_status()
  *      says so, and with --sync-replicas before enough replicas say it too.
- *   6. Every cas the store hands out is above every cas in the log and
- *      every segment header's cas floor (apply.c rule 5, recover.c).
+ *   6. Every cas the store generates is above every cas in the log that
+ *      counts (apply.c rule 5: generated ones, and clients' near their
+ *      write time) and every segment header's cas floor, and is at least
+ *      the wall clock in microseconds (writer.c, recover.c).
  *   7. Compaction deletes only the oldest segment, and only after the live
  *      records it copied are durable at the log's end and a DROP record
  *      names it (compact.c).
@@ -139,7 +141,7 @@ struct store {
     uint64_t end;      /* log end: fill_start + fill_len */
     uint64_t last_rec; /* offset of the log's last record */
     struct seg *active;
-    uint64_t next_cas;
+    uint64_t next_cas; /* the cas clock: the next cas is at least this */
     bool stop;
     int subs[STORE_MAX_SUBS];
     uint8_t sub_kinds[STORE_MAX_SUBS]; /* STORE_WAKE_* of each */
@@ -241,6 +243,8 @@ struct seg *seg_pin(struct store *s, uint64_t off);
 void seg_unpin(struct seg *g);
 void seg_account(struct store *s, uint64_t off, int64_t delta);
 int64_t store_now_ms(struct store *s);
+/* The same clock in microseconds: the cas clock's wall time (writer.c). */
+int64_t store_now_us(struct store *s);
 /* Put e for key in the index (caller holds the key's lock) and move the
  * live-byte accounting from the entry it replaces. */
 int store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
@@ -269,6 +273,9 @@ void store_raise_cas(struct store *s, uint64_t v);
 void store_drop_later(struct store *s, uint64_t end, uint64_t at);
 
 /* apply.c */
+/* Rule 5: whether r's cas raises the next cas (writer.c asks the same when
+ * it appends, so that a restart, a replica and fsck count what it did). */
+bool apply_cas_counts(const struct rec *r);
 void apply_record(struct apply *a, const struct rec *r, uint64_t off);
 /* Drop the entries (of a's partition) whose record lies before log offset
  * before_off, or expired at now (0: judge no expiry). */

@@ -28,7 +28,9 @@
  *   9  u8   rflags    REC_F_STALE: a PUT of a stale value (meta ms I), a
  *                     TOUCH that marks the item stale (md I);
  *                     REC_F_CAS_CLIENT: the cas is one a client chose
- *                     (meta E), so it does not move the next cas;
+ *                     (meta E) or one kept from before (touch, a copy by
+ *                     compaction): it moves the next cas only when near
+ *                     its write time (apply.c rule 5);
  *                     REC_F_STUB: a PUT of the empty item meta's N
  *                     vivified, not yet filled (or a TOUCH of one): after
  *                     a restart its next reader wins the recache; the
@@ -38,17 +40,19 @@
  *  16  u32  flags     memcached's opaque client flags
  *  20  u32  exptime   absolute unix seconds, 0 = never. TOUCH: the new
  *                     exptime. FLUSH: when it takes effect (0 = at once).
- *  24  u64  cas       cas unique; the ones the store generates grow with the
- *                     log and across restarts. TOUCH: the item's cas from
- *                     now on (md I gives it a new one).
+ *  24  u64  cas       cas unique; the ones the store generates are a
+ *                     clock in unix microseconds that grows with the log
+ *                     and across restarts (store.h: Versions). TOUCH: the
+ *                     item's cas from now on (md I gives it a new one).
  *  32  u64  time      wall-clock write time, unix milliseconds
  *  40       key bytes, then value bytes
  *
  * A SEGMENT starts with a REC_SEG_HEADER record (empty key) whose 48-byte
  * value is: magic "MCDBLOG\0" (8), format version u32, reserved u32 (0), log
- * id (16), the segment's base offset u64, and the cas floor u64 (every cas in
- * this and later segments is at least this, so cas values keep growing even
- * when compaction has removed the records that carried the largest ones).
+ * id (16), the segment's base offset u64, and the cas floor u64 (every cas
+ * the store generates in this and later segments is at least this, so cas
+ * values keep growing even when compaction has removed the records that
+ * carried the largest ones, or the clock went back).
  * A SEALED segment ends with a REC_SEG_FOOTER record whose 16-byte value is
  * the number of records in the segment (header and footer included) and the
  * log offset just past the footer. Only the last segment may lack a footer:

@@ -66,6 +66,14 @@ store_now_ms(struct store *s)
     return clock_wall_ms();
 }
 
+int64_t
+store_now_us(struct store *s)
+{
+    if (s->cfg.now_ms)
+        return s->cfg.now_ms(s->cfg.now_arg) * 1000;
+    return clock_wall_us();
+}
+
 uint32_t
 store_now(store_t *s)
 {

@@ -23,6 +23,25 @@
  * store_lookup() -> [store_read_buffered() or its own read of loc.fd] ->
  * store_read_finish().
  *
+ * Versions. Every cas the store generates is a hybrid logical clock in
+ * microseconds: max(the last one + 1, the wall clock in unix microseconds).
+ * It is unique, it grows, and it says when the item was written (to the
+ * microsecond while the clock is sane and writes fewer than one a
+ * microsecond). It keeps growing across restarts (segment headers carry the
+ * floor; a clock set back only slows it to +1 a write until the wall clock
+ * catches up), compaction (a copy keeps its cas), and replication (a
+ * replica's apply raises its clock with every cas it receives, so a
+ * promoted replica continues above them).
+ *
+ * A cas a client chooses (meta E: the row's own version) is stored as it
+ * is. It also raises the clock when it is at most STORE_CAS_AHEAD_US past
+ * the wall clock: a later write of any key then gets a larger cas than
+ * that version, so "newer than the row" keeps meaning newer. Beyond that
+ * (a version in another unit, a clock far off, a value near 2^64) it is
+ * only a version: it cannot drag every later cas into the future or
+ * exhaust the clock. Small row versions (1, 2, 3...) lie far below the
+ * clock and never move it.
+ *
  * Status codes: 0 on success, a negative STORE_* code below, or -errno.
  */
 #ifndef MCDB_STORE_H
@@ -35,6 +54,10 @@
 #include "log/logdir.h"
 
 #define STORE_MAX_KEY 250
+/* A client's cas (meta E) raises the cas clock only up to this far past the
+ * wall clock (see Versions above): 60 s, far above the skew of clocks kept
+ * by NTP, far below a version in another unit. */
+#define STORE_CAS_AHEAD_US (60ull * 1000000)
 
 /* name, code, message */
 #define STORE_ERRORS(X)                                                        \

@@ -278,10 +278,18 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
             return rc;
         }
     }
-    if (new_cas)
-        r->cas = s->next_cas++;
     if (!r->time_ms)
         r->time_ms = (uint64_t)now_ms;
+    if (new_cas) {
+        /* The cas clock: the wall clock in microseconds, but never at or
+         * below the last cas (the same microsecond, a clock stepped back, a
+         * restart below the floor recovery found). */
+        uint64_t wall = (uint64_t)store_now_us(s);
+        r->cas = wall > s->next_cas ? wall : s->next_cas;
+        s->next_cas = r->cas + 1;
+    } else if (r->cas >= s->next_cas && apply_cas_counts(r)) {
+        s->next_cas = r->cas + 1; /* a client's E near now (apply.c) */
+    }
     *off = append_locked(s, r);
     pthread_cond_signal(&s->cv_work);
     pthread_mutex_unlock(&s->mu);

@@ -32,6 +32,14 @@ clock_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static inline int64_t
+clock_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* An absolute CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait
  * on a condition variable with the default clock. */
 static inline struct timespec
