@@ -22,5 +22,6 @@ need_packages() {
 MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev)
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
                     python3-pymemcache memcached redis-server rsync
+                    nutcracker             # tests/cluster: twemproxy in front of three primaries
                     clang libclang-rt-dev  # the fuzz smoke: clang, libFuzzer
                     clang-format)          # scripts/format-check
