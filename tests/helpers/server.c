@@ -132,7 +132,7 @@ answers(int port)
 }
 
 int
-th_server_start(struct th_server *s, const char *const *argv)
+th_server_spawn(struct th_server *s, const char *const *argv)
 {
     if (!th_installed(argv[0])) {
         fprintf(stderr, "SKIP: %s is not installed\n", argv[0]);
@@ -166,10 +166,17 @@ th_server_start(struct th_server *s, const char *const *argv)
     }
     free(args);
     s->pid = pid;
+    return 0;
+}
+
+int
+th_server_start(struct th_server *s, const char *const *argv)
+{
+    th_server_spawn(s, argv);
     /* Wait until it accepts connections (or dies). */
     for (int i = 0; i < 1000; i++) {
         int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
             s->pid = 0;
             fprintf(stderr, "server %s exited during start-up\n", argv[0]);
             print_log(s);
@@ -186,7 +193,7 @@ th_server_start(struct th_server *s, const char *const *argv)
 }
 
 static int
-mcdbd_exec(struct th_server *s, const char *const *extra)
+mcdbd_exec(struct th_server *s, const char *const *extra, int wait)
 {
     const char *bin = getenv("MCDBD") ? getenv("MCDBD") : MCDBD_PATH;
     if (!bin[0] || access(bin, X_OK) != 0) {
@@ -199,7 +206,7 @@ mcdbd_exec(struct th_server *s, const char *const *extra)
     for (size_t i = 0; extra && extra[i] && n < 63; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    return th_server_start(s, argv);
+    return wait ? th_server_start(s, argv) : th_server_spawn(s, argv);
 }
 
 int
@@ -208,7 +215,16 @@ th_mcdbd_start(struct th_server *s, const char *dir, const char *const *extra)
     if (!s->dir)
         s->dir = dir ? strdup(dir) : th_tmpdir();
     s->port = th_free_port();
-    return mcdbd_exec(s, extra);
+    return mcdbd_exec(s, extra, 1);
+}
+
+int
+th_mcdbd_spawn(struct th_server *s, const char *dir, const char *const *extra)
+{
+    if (!s->dir)
+        s->dir = dir ? strdup(dir) : th_tmpdir();
+    s->port = th_free_port();
+    return mcdbd_exec(s, extra, 0);
 }
 
 int
@@ -217,7 +233,7 @@ th_mcdbd_restart(struct th_server *s, const char *const *extra)
     /* A server killed a moment ago may still hold its port for a while
      * (its io_uring is torn down asynchronously): try for 5 s. */
     for (int i = 0; i < 25; i++) {
-        if (mcdbd_exec(s, extra) == 0)
+        if (mcdbd_exec(s, extra, 1) == 0)
             return 0;
         usleep(200 * 1000);
     }

@@ -43,6 +43,10 @@ struct th_server {
 int th_mcdbd_start(struct th_server *s, const char *dir,
                    const char *const *extra);
 
+/* th_mcdbd_start without the wait: returns 0 once mcdbd is forked. */
+int th_mcdbd_spawn(struct th_server *s, const char *dir,
+                   const char *const *extra);
+
 /* Start mcdbd again on the same port and data dir (after a stop). */
 int th_mcdbd_restart(struct th_server *s, const char *const *extra);
 
@@ -52,6 +56,8 @@ int th_mcdbd_restart(struct th_server *s, const char *const *extra);
  * program exits 77 (skip) with a message naming it.
  */
 int th_server_start(struct th_server *s, const char *const *argv);
+/* th_server_start without the wait: returns 0 once argv[0] is forked. */
+int th_server_spawn(struct th_server *s, const char *const *argv);
 
 /* Send sig (SIGTERM, SIGKILL...) and wait; returns the wait status. */
 int th_server_stop(struct th_server *s, int sig);
