@@ -19,7 +19,8 @@ need_packages() {
     apt-get install -y -qq "${missing[@]}" >&2
 }
 
-MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev)
+MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev
+                     libsystemd-dev)
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
                     python3-pymemcache memcached redis-server rsync
                     nutcracker             # tests/cluster: twemproxy in front of three primaries

@@ -6,11 +6,19 @@
  * and the data directory is closed), 1 when the server cannot start (the
  * data directory is in use, corrupt, or an address cannot be bound), 2 for
  * a bad command line.
+ *
+ * Under systemd (Type=notify, packaging/mcdb.service) it tells the service
+ * manager through sd_notify(3) what it is doing: STATUS= while it recovers
+ * the log, READY=1 once recovery is done and every worker accepts on every
+ * --listen address (so "systemctl start" returns when clients can connect),
+ * STOPPING=1 when a signal starts the graceful stop. Without NOTIFY_SOCKET
+ * in the environment these calls do nothing.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 
 #include "log/store.h"
 #include "net/net.h"
@@ -61,10 +69,12 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     store_t *store;
+    sd_notifyf(0, "STATUS=recovering the log in %s", cfg.data_dir);
     if (open_store(&cfg, &store) != 0) {
         net_config_free(&cfg);
         return 1;
     }
+    sd_notify(0, "STATUS=log recovered; opening the listening sockets");
     struct repl_config rc_cfg = {
         .sync_replicas = cfg.sync_replicas,
         .sync_timeout_ms = cfg.sync_timeout,
@@ -89,15 +99,18 @@ main(int argc, char **argv)
         net_config_free(&cfg);
         return 1;
     }
+    const char *fsync = cfg.fsync == STORE_FSYNC_ALWAYS     ? "always"
+                        : cfg.fsync == STORE_FSYNC_EVERYSEC ? "everysec"
+                                                            : "never";
     say(SAY_INFO, "mcdbd %s ready: data in %s, fsync %s", MCDB_VERSION,
-        cfg.data_dir,
-        cfg.fsync == STORE_FSYNC_ALWAYS     ? "always"
-        : cfg.fsync == STORE_FSYNC_EVERYSEC ? "everysec"
-                                            : "never");
+        cfg.data_dir, fsync);
+    sd_notifyf(0, "READY=1\nSTATUS=serving %s port %u, data in %s, fsync %s",
+               cfg.listen, cfg.port, cfg.data_dir, fsync);
 
     int sig = 0;
     sigwait(&stop, &sig);
     say(SAY_INFO, "%s: finishing requests in flight", strsignal(sig));
+    sd_notify(0, "STOPPING=1\nSTATUS=finishing requests in flight");
     net_stop(net);
     rc = net_wait(net);
     repl_stop(repl);
