@@ -6,6 +6,7 @@
  * has lasted half a second (short runs stay silent), and at most ten times
  * a second:
  *   [##########..........]  50%   32.0 MiB / 64.0 MiB
+ * or, when the total is unknown, a count and a rate (progress_count).
  */
 #ifndef MCDB_TOOLS_PROGRESS_H
 #define MCDB_TOOLS_PROGRESS_H
@@ -75,6 +76,21 @@ progress_show(struct progress *p, uint64_t done, uint64_t total)
     fprintf(stderr, "\r[%s] %3d%%  %s / %s\033[K", bar, pct,
             progress_size(done, a, sizeof(a)),
             progress_size(total, b, sizeof(b)));
+    fflush(stderr);
+}
+
+/* For a run whose size is unknown (rows from a pipe): a count and a rate,
+ *   1234567 keys  210345/s */
+static inline void
+progress_count(struct progress *p, uint64_t done, const char *what)
+{
+    int64_t now = progress_now_ms();
+    if (!p->on || now - p->t0_ms < 500 || (p->drawn && now - p->last_ms < 100))
+        return;
+    p->last_ms = now;
+    p->drawn = true;
+    fprintf(stderr, "\r%llu %s  %.0f/s\033[K", (unsigned long long)done, what,
+            (double)done * 1000 / (double)(now - p->t0_ms));
     fflush(stderr);
 }
 
