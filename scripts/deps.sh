@@ -20,9 +20,11 @@ need_packages() {
 }
 
 MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev
-                     libsystemd-dev)
+                     libsystemd-dev
+                     libjansson-dev libmemcached-dev)  # mcdb-sync
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
                     python3-pymemcache memcached redis-server rsync
                     nutcracker             # tests/cluster: twemproxy in front of three primaries
                     clang libclang-rt-dev  # the fuzz smoke: clang, libFuzzer
-                    clang-format)          # scripts/format-check
+                    clang-format           # scripts/format-check
+                    sqlite3)               # tests/tools/test_sync
