@@ -126,10 +126,10 @@ static const char *const cls_tag[] = {
     X(unit, "version-unit", 'u', UNIT, "us",                                   \
       "what a row's version counts: s, ms or us since the epoch (compared "    \
       "with the store's cas, a clock in microseconds), or none: a row "        \
-      "version that every writer also stores with meta's E")                  \
+      "version that every writer also stores with meta's E")                   \
     X(source_cmd, "source-cmd", 'c', STRING, NULL,                             \
       "read the rows from this command's standard output (sh -c); a "          \
-      "command that fails is an error even after its last row (default: "     \
+      "command that fails is an error even after its last row (default: "      \
       "standard input)")                                                       \
     X(list, "list", 'l', FLAG, NULL,                                           \
       "name the keys of each class but in sync, one \"CLASS KEY\" a line")     \
@@ -143,15 +143,14 @@ static const char *const cls_tag[] = {
     X(delete_missing, "delete-missing", 0, FLAG, NULL,                         \
       "apply: delete the keys the store holds and no row names (listed "       \
       "first with lru_crawler metadump; refused when a server cannot list "    \
-      "its keys, skipped when the source did not end cleanly); check: count " \
+      "its keys, skipped when the source did not end cleanly); check: count "  \
       "them as \"not in source\"")                                             \
     X(dry_run, "dry-run", 'n', FLAG, NULL,                                     \
       "apply: read and judge every key, write and delete nothing; the "        \
       "summary says what would have been written")                             \
     X(rate, "rate", 'r', COUNT, "0",                                           \
       "at most N requests a second over all servers (0: no limit)")            \
-    X(connections, "connections", 0, COUNT, "4",                               \
-      "connections to each server")                                            \
+    X(connections, "connections", 0, COUNT, "4", "connections to each server") \
     X(pipeline, "pipeline", 0, COUNT, "64",                                    \
       "requests in flight on each connection")                                 \
     X(timeout, "timeout", 't', SECONDS, "10",                                  \
@@ -182,7 +181,8 @@ enum dist { DIST_MODULA, DIST_KETAMA };
 #define OPT_METAVAR_FLAG ""
 
 #define OPT_HASARG_FLAG no_argument
-#define OPT_HASARG(kind) (OPT_IS_FLAG_##kind + 0 ? no_argument : required_argument)
+#define OPT_HASARG(kind)                                                       \
+    (OPT_IS_FLAG_##kind + 0 ? no_argument : required_argument)
 #define OPT_IS_FLAG_FLAG 1
 #define OPT_IS_FLAG_LIST 0
 #define OPT_IS_FLAG_STRING 0
@@ -519,8 +519,9 @@ refused(struct run *r, const char *what, const char *key, const char *line,
         size_t n)
 {
     if (!r->failed++ && !r->fatal)
-        snprintf(r->fail_why, sizeof(r->fail_why), "%s %s: the server said '%.*s'",
-                 what, key, (int)(n > 200 ? 200 : n), line);
+        snprintf(r->fail_why, sizeof(r->fail_why),
+                 "%s %s: the server said '%.*s'", what, key,
+                 (int)(n > 200 ? 200 : n), line);
 }
 
 static void
@@ -589,9 +590,8 @@ setup_servers(struct run *r)
     if (r->o->distribution == DIST_KETAMA)
         memcached_behavior_set(r->mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
     for (uint32_t i = 0; i < r->nservers; i++) {
-        memcached_return_t rc =
-            memcached_server_add(r->mc, r->servers[i].host,
-                                 (in_port_t)atoi(r->servers[i].port));
+        memcached_return_t rc = memcached_server_add(
+            r->mc, r->servers[i].host, (in_port_t)atoi(r->servers[i].port));
         if (rc != MEMCACHED_SUCCESS)
             return usage_error("--servers: %s: %s", r->servers[i].name,
                                memcached_strerror(r->mc, rc));
@@ -716,8 +716,7 @@ out_put(struct run *r, struct conn *c, const void *p, size_t n)
     c->outlen += n;
 }
 
-static void
-out_printf(struct run *r, struct conn *c, const char *fmt, ...)
+static void out_printf(struct run *r, struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -870,9 +869,9 @@ reply_one(struct run *r, struct conn *c)
         if (n == 2 && memcmp(p, "HD", 2) == 0) {
             r->written[s->found]++;
             slot_done(r, q.slot, CLS_IN_SYNC);
-        } else if (n == 2 && (memcmp(p, "EX", 2) == 0 ||
-                              memcmp(p, "NS", 2) == 0 ||
-                              memcmp(p, "NF", 2) == 0)) {
+        } else if (n == 2 &&
+                   (memcmp(p, "EX", 2) == 0 || memcmp(p, "NS", 2) == 0 ||
+                    memcmp(p, "NF", 2) == 0)) {
             /* step 3: someone wrote since the read; judge again */
             r->races++;
             if (++s->races > MAX_RACES) {
@@ -888,8 +887,8 @@ reply_one(struct run *r, struct conn *c)
     } else {
         struct listed *l = &r->table[q.slot];
         bool gone = n == 2 && memcmp(p, "HD", 2) == 0;
-        bool changed = n == 2 && (memcmp(p, "EX", 2) == 0 ||
-                                  memcmp(p, "NF", 2) == 0);
+        bool changed =
+            n == 2 && (memcmp(p, "EX", 2) == 0 || memcmp(p, "NF", 2) == 0);
         r->deleted += gone;
         r->delete_lost += changed; /* written or deleted since the list */
         if (gone || changed)
@@ -921,8 +920,8 @@ conn_read(struct run *r, struct conn *c)
             return;
         }
     }
-    ssize_t got = recv(c->fd, c->in + c->inlen, c->incap - c->inlen,
-                       MSG_DONTWAIT);
+    ssize_t got =
+        recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
         fatal(r, "lost the connection to %s (%s) with %zu requests in flight",
               r->servers[c->server].name, got ? strerror(errno) : "closed",
@@ -993,8 +992,8 @@ table_add(struct run *r, uint32_t server, char *key, uint64_t cas)
         r->tcap = cap;
         for (size_t i = 0; i < oldcap; i++)
             if (old[i].key)
-                *table_find(r, old[i].server, old[i].key,
-                            strlen(old[i].key)) = old[i];
+                *table_find(r, old[i].server, old[i].key, strlen(old[i].key)) =
+                    old[i];
         free(old);
     }
     struct listed *l = table_find(r, server, key, strlen(key));
@@ -1022,7 +1021,8 @@ dump_line(const char *p, size_t n, uint64_t *cas)
         return NULL;
     for (size_t i = 0; i < kn; i++) {
         unsigned v;
-        if (k[i] == '%' && i + 2 < kn + 1 && sscanf(k + i + 1, "%2x", &v) == 1) {
+        if (k[i] == '%' && i + 2 < kn + 1 &&
+            sscanf(k + i + 1, "%2x", &v) == 1) {
             *o++ = (char)v;
             i += 2;
         } else {
@@ -1130,11 +1130,9 @@ judge_listed(struct run *r, uint64_t budget)
         }
         struct server *sv = &r->servers[l->server];
         struct conn *c =
-            &r->conns[sv->conn0 +
-                      table_hash(0, l->key, strlen(l->key)) %
-                          r->o->connections];
-        out_printf(r, c, "md %s C%llu\r\n", l->key,
-                   (unsigned long long)l->cas);
+            &r->conns[sv->conn0 + table_hash(0, l->key, strlen(l->key)) %
+                                      r->o->connections];
+        out_printf(r, c, "md %s C%llu\r\n", l->key, (unsigned long long)l->cas);
         push(r, c, RQ_MD, (uint32_t)r->tnext);
         budget--;
     }
@@ -1223,10 +1221,10 @@ run_loop(struct run *r)
             struct conn *c = &r->conns[i];
             if (c->outlen)
                 conn_write(r, c);
-            pf[i] = (struct pollfd){
-                .fd = c->fd,
-                .events = (short)((c->qlen ? POLLIN : 0) |
-                                  (c->outlen ? POLLOUT : 0))};
+            pf[i] =
+                (struct pollfd){.fd = c->fd,
+                                .events = (short)((c->qlen ? POLLIN : 0) |
+                                                  (c->outlen ? POLLOUT : 0))};
         }
         int wait_ms = 100;
         if (r->o->rate && !rate_budget(r))
@@ -1240,8 +1238,10 @@ run_loop(struct run *r)
         if (n > 0 || !r->inflight)
             quiet_since = now;
         else if (now - quiet_since > (int64_t)(r->o->timeout * 1e6))
-            fatal(r, "no reply from the servers for %g s with %u requests in "
-                     "flight", r->o->timeout, r->inflight);
+            fatal(r,
+                  "no reply from the servers for %g s with %u requests in "
+                  "flight",
+                  r->o->timeout, r->inflight);
         for (uint32_t i = 0; i < r->nconns && n > 0 && !r->fatal; i++) {
             if (pf[i].revents & POLLOUT)
                 conn_write(r, &r->conns[i]);
@@ -1341,8 +1341,8 @@ report(struct run *r)
     text_add(&t, "mcdb-sync %s%s: %s - ", o->apply ? "apply" : "check",
              o->dry_run ? " --dry-run" : "", exit_names[st]);
     if (r->fatal || r->src_failed || r->failed)
-        text_add(&t, "%s; ", r->fatal || !r->src_failed ? r->fail_why
-                                                        : r->src_why);
+        text_add(&t, "%s; ",
+                 r->fatal || !r->src_failed ? r->fail_why : r->src_why);
     if (r->failed > 1)
         text_add(&t, "%llu requests refused in all; ",
                  (unsigned long long)r->failed);
@@ -1360,8 +1360,9 @@ report(struct run *r)
             text_add(&t, ", deleted %llu (%llu changed since listed, left)",
                      (unsigned long long)r->deleted,
                      (unsigned long long)r->delete_lost);
-        text_add(&t, ", %llu writes lost to newer writes and re-judged; "
-                     "still out of sync %llu",
+        text_add(&t,
+                 ", %llu writes lost to newer writes and re-judged; "
+                 "still out of sync %llu",
                  (unsigned long long)r->races,
                  (unsigned long long)out_of_sync(r->final));
         text_classes(&t, r->final, CLS_MISSING, CLS_COUNT);
@@ -1442,6 +1443,15 @@ main(int argc, char **argv)
         free(r.conns[i].out);
         free(r.conns[i].q);
     }
+    for (uint32_t i = 0; i < r.nslots && r.slots; i++)
+        source_row_free(&r.slots[i].row); /* rows left in flight */
+    for (size_t i = 0; i < r.tcap; i++)
+        free(r.table[i].key);
+    free(r.table);
+    free(r.slots);
+    free(r.conns);
+    free(r.servers);
+    free(r.pos_server);
     memcached_free(r.mc);
     return rc;
 }

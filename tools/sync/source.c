@@ -19,8 +19,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { COL_KEY, COL_VERSION, COL_VALUE, COL_VALUE64, COL_FLAGS, COL_EXPTIME,
-       COL_COUNT };
+enum {
+    COL_KEY,
+    COL_VERSION,
+    COL_VALUE,
+    COL_VALUE64,
+    COL_FLAGS,
+    COL_EXPTIME,
+    COL_COUNT
+};
 static const char *const col_names[COL_COUNT] = {
     "key", "version", "value", "value_base64", "flags", "exptime"};
 
@@ -44,8 +51,7 @@ struct source {
     size_t nfields;
 };
 
-static void
-fail(char *why, size_t whylen, const char *fmt, ...)
+static void fail(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -211,10 +217,10 @@ dup_bytes(const char *p, size_t n)
 /* A row from its fields (text, length; value64: value is base64; flags
  * and exptime may be NULL): NULL, or why not. */
 static const char *
-make_row(struct source *s, struct source_row *row, const char *key,
-         size_t klen, const char *ver, size_t verlen, const char *val,
-         size_t vlen, bool value64, const char *flags, size_t flen,
-         const char *exp, size_t elen, char *why, size_t whylen)
+make_row(struct source *s, struct source_row *row, const char *key, size_t klen,
+         const char *ver, size_t verlen, const char *val, size_t vlen,
+         bool value64, const char *flags, size_t flen, const char *exp,
+         size_t elen, char *why, size_t whylen)
 {
     const char *bad = check_key(key, klen);
     if (bad)
@@ -298,7 +304,8 @@ row_jsonl(struct source *s, const char *line, size_t len,
     json_t *k = json_object_get(o, "key"), *v = json_object_get(o, "version");
     json_t *val = json_object_get(o, "value");
     json_t *val64 = json_object_get(o, "value_base64");
-    json_t *fl = json_object_get(o, "flags"), *ex = json_object_get(o, "exptime");
+    json_t *fl = json_object_get(o, "flags"),
+           *ex = json_object_get(o, "exptime");
     char vbuf[64], fbuf[32], ebuf[32];
     const char *vtext = NULL;
     size_t vn = 0;
@@ -311,8 +318,9 @@ row_jsonl(struct source *s, const char *line, size_t len,
     else if (!!val == !!val64)
         bad = "needs one of \"value\" and \"value_base64\"";
     else if (!json_is_string(val ? val : val64))
-        bad = val ? "\"value\" is not a string" : "\"value_base64\" is not a "
-                                                  "string";
+        bad = val ? "\"value\" is not a string"
+                  : "\"value_base64\" is not a "
+                    "string";
     else if ((fl && !json_is_integer(fl)) || (ex && !json_is_integer(ex)))
         bad = fl && !json_is_integer(fl) ? "\"flags\" is not an integer"
                                          : "\"exptime\" is not an integer";
@@ -327,10 +335,9 @@ row_jsonl(struct source *s, const char *line, size_t len,
                                json_integer_value(ex))
                     : 0;
         bad = make_row(s, row, json_string_value(k), json_string_length(k),
-                       vtext, vn, json_string_value(vs),
-                       json_string_length(vs), val64 != NULL,
-                       fl ? fbuf : NULL, (size_t)fn, ex ? ebuf : NULL,
-                       (size_t)en, why, whylen);
+                       vtext, vn, json_string_value(vs), json_string_length(vs),
+                       val64 != NULL, fl ? fbuf : NULL, (size_t)fn,
+                       ex ? ebuf : NULL, (size_t)en, why, whylen);
     }
     json_decref(o);
     return bad;
@@ -393,14 +400,29 @@ split_tsv(struct source *s, const char *line, size_t len, char *why,
         if (++i == len)
             return "a backslash at the end of the line";
         switch (line[i]) {
-        case '\\': c = '\\'; break;
-        case 't': c = '\t'; break;
-        case 'n': c = '\n'; break;
-        case 'r': c = '\r'; break;
-        case 'b': c = '\b'; break;
-        case 'f': c = '\f'; break;
-        case 'v': c = '\v'; break;
-        case 'N': return "field is NULL (\\N)";
+        case '\\':
+            c = '\\';
+            break;
+        case 't':
+            c = '\t';
+            break;
+        case 'n':
+            c = '\n';
+            break;
+        case 'r':
+            c = '\r';
+            break;
+        case 'b':
+            c = '\b';
+            break;
+        case 'f':
+            c = '\f';
+            break;
+        case 'v':
+            c = '\v';
+            break;
+        case 'N':
+            return "field is NULL (\\N)";
         default:
             if (line[i] >= '0' && line[i] <= '7') {
                 unsigned o = 0, d = 0;
@@ -454,8 +476,8 @@ split_csv(struct source *s, ssize_t len)
             } else if (c == ',') {
                 bad = field_start(s);
                 was_quoted = false;
-            } else if (c == '\n' || (c == '\r' && i + 1 < len &&
-                                     s->line[i + 1] == '\n')) {
+            } else if (c == '\n' ||
+                       (c == '\r' && i + 1 < len && s->line[i + 1] == '\n')) {
                 return bad;
             } else if (was_quoted) {
                 return "text after a closing quote";
@@ -527,15 +549,14 @@ row_fields(struct source *s, struct source_row *row, char *why, size_t whylen)
     int ecol = s->fmt == SOURCE_CSV ? COL_EXPTIME : 4;
     const char *fl = field(s, fcol, &fn, true);
     const char *ex = field(s, ecol, &en, true);
-    return make_row(s, row, k, kn, v, vn, val ? val : "", valn, v64, fl, fn,
-                    ex, en, why, whylen);
+    return make_row(s, row, k, kn, v, vn, val ? val : "", valn, v64, fl, fn, ex,
+                    en, why, whylen);
 }
 
 /* ---- the next row ---- */
 
 int
-source_next(struct source *s, struct source_row *row, char *why,
-            size_t whylen)
+source_next(struct source *s, struct source_row *row, char *why, size_t whylen)
 {
     char detail[200];
     memset(row, 0, sizeof(*row));
