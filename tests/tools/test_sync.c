@@ -5,13 +5,15 @@
  * asserts the exit status (0 in sync, 1 WARNING, 2 CRITICAL, 3 could not
  * check) and the classes and keys it names.
  *   build/test_tools_sync --verbose
- * Not here yet: the race with application writers during apply.
+ * The race: a client keeps setting newer values while apply runs; no key
+ * may end older than the newest value written.
  */
 #include "helpers/server.h"
 #include "helpers/tool.h"
 
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,4 +297,79 @@ Test(sync, a_classic_set_after_the_row_is_newer_in_store_and_apply_leaves_it)
     free(v);
     close(fd);
     free(out);
+}
+
+/* An application client: classic sets of newer values to the keys apply is
+ * refreshing, logging the last value of each key it wrote. */
+struct writer {
+    int port;
+    volatile int stop;
+    char last[2000][16];
+};
+
+static void *
+writer_main(void *arg)
+{
+    struct writer *w = arg;
+    int fd = th_connect(w->port);
+    for (unsigned n = 0; fd >= 0 && !w->stop; n++) {
+        unsigned k = (n * 7919u) % 2000u;
+        char req[96], val[16];
+        snprintf(val, sizeof(val), "app%u", n);
+        snprintf(req, sizeof(req), "set r%u 0 0 %zu\r\n%s\r\n", k, strlen(val),
+                 val);
+        char *got = th_ask(fd, req, "\r\n");
+        if (got && strcmp(got, "STORED\r\n") == 0)
+            memcpy(w->last[k], val, sizeof(val));
+        free(got);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
+{
+    char *out = NULL, src[600], path[512];
+    dir = th_tmpdir();
+    cr_assert_eq(th_mcdbd_start(&srv[0], NULL, NULL), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long us = (long long)ts.tv_sec * 1000000 - 2000000;
+    snprintf(path, sizeof(path), "%s/rows.tsv", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    for (int i = 0; i < 2000; i++)
+        fprintf(f, "r%d\t%lld\tdb%d\n", i, us, i);
+    fclose(f);
+    static struct writer w;
+    memset(&w, 0, sizeof(w));
+    w.port = srv[0].port;
+    pthread_t t;
+    pthread_create(&t, NULL, writer_main, &w);
+    snprintf(src, sizeof(src), "cat %s", path);
+    int rc = sync_run(&out, "apply", addr(srv[0].port), src, "--format=tsv",
+                      "--pipeline=4");
+    w.stop = 1;
+    pthread_join(t, NULL);
+    cr_assert(rc == 0 || rc == 1, "%s", out);
+    free(out);
+    int fd = th_connect(srv[0].port);
+    int app = 0;
+    for (int i = 0; i < 2000; i++) {
+        char req[32];
+        snprintf(req, sizeof(req), "get r%d\r\n", i);
+        char *v = th_ask(fd, req, "END\r\n");
+        cr_assert(v);
+        if (w.last[i][0]) {
+            app++;
+            cr_assert(strstr(v, w.last[i]),
+                      "r%d: the newest write was %s, "
+                      "the store holds %s",
+                      i, w.last[i], v);
+        }
+        free(v);
+    }
+    close(fd);
+    cr_assert(app > 0, "the writer wrote nothing");
 }
