@@ -839,3 +839,49 @@ store_get(store_t *s, const void *key, size_t klen, struct store_item *it,
         *bufp = buf;
     return rc;
 }
+
+/* ---- listing every key (store.h) ---- */
+
+struct dump {
+    struct store *s;
+    uint32_t now;
+    uint64_t flushed_below;
+    void (*fn)(void *arg, const struct store_dump_item *it);
+    void *arg;
+};
+
+static int
+dump_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
+{
+    struct dump *d = arg;
+    if (store_expired(e->exptime, d->now) || e->off < d->flushed_below)
+        return INDEX_KEEP; /* a lookup or a sweep drops it */
+    struct store_dump_item it = {.key = key,
+                                 .klen = klen,
+                                 .cas = e->cas,
+                                 .exptime = e->exptime,
+                                 .size = (uint32_t)rec_size(klen, e->vlen),
+                                 .fetched = e->fetched};
+    d->fn(d->arg, &it);
+    return INDEX_KEEP;
+}
+
+unsigned
+store_dump_parts(store_t *s)
+{
+    return index_shards(s->ix);
+}
+
+void
+store_dump_part(store_t *s, unsigned part,
+                void (*fn)(void *arg, const struct store_dump_item *it),
+                void *arg)
+{
+    flush_tick(s);
+    struct dump d = {.s = s,
+                     .now = store_now(s),
+                     .flushed_below = atomic_load(&s->flush_before_off),
+                     .fn = fn,
+                     .arg = arg};
+    index_scan(s->ix, part, dump_visit, &d);
+}

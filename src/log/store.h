@@ -389,6 +389,27 @@ int store_set_history(store_t *s, const struct logdir_meta *primary, char *err,
 /* Reads answer `code` (STORE_SYNCING, STORE_STALE) instead of looking; 0
  * serves them again. */
 void store_set_read_gate(store_t *s, int code);
+
+/*
+ * Listing every key (lru_crawler metadump), one part at a time: part i of
+ * store_dump_parts() is visited whole under one index shard lock, so a
+ * batch holds about 1/1024 of the keys and no writer waits long. A key
+ * lives in one shard for its whole life, so a key present throughout a
+ * listing is visited exactly once; keys written meanwhile may or may not
+ * be. Expired and flushed items are not visited.
+ */
+struct store_dump_item {
+    const void *key;
+    size_t klen;
+    uint64_t cas;
+    uint32_t exptime; /* absolute, 0 = never */
+    uint32_t size;    /* the record's bytes in the log */
+    bool fetched;
+};
+unsigned store_dump_parts(store_t *s);
+void store_dump_part(store_t *s, unsigned part,
+                     void (*fn)(void *arg, const struct store_dump_item *it),
+                     void *arg);
 /* Writes are refused with `code` (e.g. STORE_NO_REPLICAS) and its text
  * (store_gate_text) before anything is written; 0 lets them in. A
  * replica's STORE_REPLICA cannot be lifted this way (store_promote). */

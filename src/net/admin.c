@@ -12,7 +12,10 @@
  *   slabs reassign <src> <dst>   CLIENT_ERROR slab reassignment disabled
  *   slabs automove <0|1|2>       OK (other numbers ERROR, not a number
  *   slabs automove ratio <r>     CLIENT_ERROR bad command line format)
- *   lru_crawler crawl|metadump   CLIENT_ERROR lru crawler disabled
+ *   lru_crawler crawl            CLIENT_ERROR lru crawler disabled
+ *   lru_crawler metadump all|hash|<classes>: every live key, one line
+ *                                each (cmd.c); mcdb's items are all in
+ *                                class 1, so a list without 1 gets END
  *   lru_crawler enable           ERROR failed to start lru crawler thread
  *   lru_crawler disable          OK
  *   lru_crawler tocrawl|sleep N  OK after memcached's checks
@@ -69,14 +72,41 @@ slabs(const struct line *l, struct proto_req *req)
     return level <= 2 ? "OK" : "ERROR";
 }
 
+/* metadump's classes: "all", "hash" or ids 1..63 separated by commas, as
+ * memcached 1.6.18 reads them. */
 static const char *
-lru_crawler(const struct line *l)
+metadump(struct tok t, struct proto_req *req)
+{
+    if (tok_is(t, "all") || tok_is(t, "hash")) {
+        req->dump = true;
+        return "";
+    }
+    bool one = false;
+    size_t i = 0;
+    while (i < t.n) {
+        uint64_t id = 0;
+        size_t start = i;
+        for (; i < t.n && t.p[i] >= '0' && t.p[i] <= '9' && id < 1000; i++)
+            id = id * 10 + (uint64_t)(t.p[i] - '0');
+        if (i == start || id == 0 || id > 63 || (i < t.n && t.p[i] != ','))
+            return "BADCLASS invalid class id";
+        one |= id == 1;
+        i++;
+    }
+    req->dump = one;
+    return one ? "" : "END";
+}
+
+static const char *
+lru_crawler(const struct line *l, struct proto_req *req)
 {
     const struct tok *t = l->tok;
     uint64_t n;
 
     if (l->ntok == 3) {
-        if (tok_is(t[1], "crawl") || tok_is(t[1], "metadump"))
+        if (tok_is(t[1], "metadump"))
+            return metadump(t[2], req);
+        if (tok_is(t[1], "crawl"))
             return "CLIENT_ERROR lru crawler disabled";
         if (tok_is(t[1], "tocrawl"))
             return tok_u32(t[2], &n) ? "OK"
@@ -153,7 +183,7 @@ admin_parse(const struct line *l, uint32_t max_item, struct proto_req *req)
         answer = slabs(l, req);
         break;
     case PROTO_LRU_CRAWLER:
-        answer = lru_crawler(l);
+        answer = lru_crawler(l, req);
         break;
     case PROTO_LRU:
         answer = lru(l, req);

@@ -385,10 +385,80 @@ cmd_stats(struct conn *c, const struct proto_req *req)
     return true;
 }
 
+/* ---- lru_crawler metadump ---- */
+
+struct dump_out {
+    struct conn *c;
+    uint32_t now;
+};
+
+/* One line in memcached 1.6.18's format, "\n"-terminated as its are: the
+ * key URI-encoded (all but A-Z a-z 0-9 - . _ ~), exp -1 for never, la the
+ * write time mcdb's cas says (in seconds, at most now: a client's E may
+ * say anything), fetch, cls 1 (mcdb has no slab classes), size the
+ * record's bytes in the log. */
+static void
+dump_line(void *arg, const struct store_dump_item *it)
+{
+    struct dump_out *d = arg;
+    static const char hex[] = "0123456789ABCDEF";
+    char line[4 + 3 * STORE_MAX_KEY + 160];
+    size_t n = 0;
+    memcpy(line, "key=", 4);
+    n = 4;
+    const unsigned char *k = it->key;
+    for (size_t i = 0; i < it->klen; i++) {
+        unsigned char ch = k[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+            ch == '~') {
+            line[n++] = (char)ch;
+        } else {
+            line[n++] = '%';
+            line[n++] = hex[ch >> 4];
+            line[n++] = hex[ch & 15];
+        }
+    }
+    uint64_t la = it->cas / 1000000;
+    if (la > d->now)
+        la = d->now;
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          " exp=%lld la=%llu cas=%llu fetch=%s cls=1 size=%u\n",
+                          it->exptime ? (long long)it->exptime : -1LL,
+                          (unsigned long long)la, (unsigned long long)it->cas,
+                          it->fetched ? "yes" : "no", it->size);
+    out_text(d->c, line, n);
+}
+
+/* Streams: one index part at a time, and when the queued reply passes
+ * NET_OUT_HIGH the connection pauses and this resumes at the next part
+ * once the client has read it (conn.c), like a get of many keys. */
+static bool
+metadump(struct conn *c)
+{
+    store_t *s = c->w->net->store;
+    unsigned parts = store_dump_parts(s);
+    struct dump_out d = {.c = c, .now = store_now(s)};
+    size_t part = c->get_resume;
+    c->get_resume = 0;
+    for (; part < parts; part++) {
+        if (c->out_bytes >= NET_OUT_HIGH) {
+            c->get_resume = part;
+            conn_pause(c);
+            return false;
+        }
+        store_dump_part(s, (unsigned)part, dump_line, &d);
+    }
+    out_str(c, "END\r\n");
+    return true;
+}
+
 /* memcached's admin commands (admin.c chose the reply). */
 static bool
 cmd_answer(struct conn *c, const struct proto_req *req)
 {
+    if (req->dump)
+        return metadump(c);
     if (!req->noreply)
         out_printf(c, "%s\r\n", req->answer);
     return true;

@@ -167,7 +167,8 @@ struct conn {
     char *in; /* bytes received, not yet consumed */
     size_t in_len, in_cap;
     uint64_t swallow;  /* bytes still to discard */
-    size_t get_resume; /* key position of a paused get */
+    size_t get_resume; /* key position of a paused get, or the next part
+                          of a paused metadump */
 
     struct oitem *oq_head, *oq_tail;
     size_t out_bytes;

@@ -190,6 +190,7 @@ struct proto_req {
     size_t arg_len;
     bool noreply;
     const char *answer; /* admin commands: the whole reply, without "\r\n" */
+    bool dump;          /* lru_crawler metadump: list every key (cmd.c) */
 
     /* PROTO_ERROR only. */
     enum proto_err err;
