@@ -58,8 +58,7 @@ dump(int c, const char *cmd, size_t *len_out)
         size_t from = len > 6 ? len - 6 : 0;
         len += (size_t)n;
         buf[len] = '\0';
-        if (strncmp(buf, "END\r\n", 5) == 0 ||
-            strstr(buf + from, "\nEND\r\n"))
+        if (strncmp(buf, "END\r\n", 5) == 0 || strstr(buf + from, "\nEND\r\n"))
             break;
     }
     buf[len] = '\0';
@@ -142,9 +141,9 @@ Test(metadump, lists_exactly_the_live_keys_with_memcacheds_fields)
     cr_assert(la > 1600000000ull && la <= (unsigned long long)time(NULL));
     l = line_of(d, "timed");
     cr_assert(l, "%s", d);
-    cr_assert_eq(sscanf(l, "key=timed exp=%lld la=%*u cas=%*u fetch=%7s", &exp,
-                        fetch),
-                 2);
+    cr_assert_eq(
+        sscanf(l, "key=timed exp=%lld la=%*u cas=%*u fetch=%7s", &exp, fetch),
+        2);
     long long now = (long long)time(NULL);
     cr_assert(exp >= now + 990 && exp <= now + 1001, "exp=%lld now %lld", exp,
               now);
@@ -246,8 +245,7 @@ Test(metadump, a_hundred_thousand_keys_stream_to_a_slow_reader_each_once)
     }
     if (*end == '\0')
         v = tg_recv_line(fd);
-    cr_assert(strncmp(v ? v : end, "VERSION ", 8) == 0, "%s",
-              v ? v : end);
+    cr_assert(strncmp(v ? v : end, "VERSION ", 8) == 0, "%s", v ? v : end);
     free(v);
     free(d);
 }
