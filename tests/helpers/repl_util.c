@@ -181,8 +181,8 @@ tr_diff_dirs(const char *a, const char *b)
     n = list(a, ".hint", na, 512);
     for (size_t i = 0; i < n && !why; i++) {
         char pb[4096];
-        snprintf(pb, sizeof(pb), "%s/%s", b, na[i]);
-        if (access(pb, F_OK) == 0)
+        if (snprintf(pb, sizeof(pb), "%s/%s", b, na[i]) < (int)sizeof(pb) &&
+            access(pb, F_OK) == 0)
             why = diff_file(a, b, na[i]);
     }
     return why;

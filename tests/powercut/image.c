@@ -1050,8 +1050,11 @@ write_dir(struct image *im, int ino, const char *path, const char *rel,
         return -1;
     for (size_t i = 0; i < d->n; i++) {
         char p[8192], r[4096];
-        snprintf(p, sizeof(p), "%s/%s", path, d->name[i]);
-        snprintf(r, sizeof(r), "%s%s%s", rel, rel[0] ? "/" : "", d->name[i]);
+        if (snprintf(p, sizeof(p), "%s/%s", path, d->name[i]) >=
+                (int)sizeof(p) ||
+            snprintf(r, sizeof(r), "%s%s%s", rel, rel[0] ? "/" : "",
+                     d->name[i]) >= (int)sizeof(r))
+            return -1; /* a path the test would never make */
         int x = d->ino[i];
         if (im->t->inodes[x].dir) {
             if ((mkdir(p, 0755) != 0 && errno != EEXIST) ||

@@ -104,7 +104,8 @@ cli_get(struct cli *c, const char *cmd, const char *key, char *out, size_t n)
     }
     if (strncmp(line, "VALUE ", 6) != 0 || !cli_line(c, data, sizeof(data)))
         return false;
-    snprintf(out, n, "%.500s|%.3600s", line, data);
+    if (snprintf(out, n, "%.500s|%.3600s", line, data) >= (int)n)
+        return false; /* more than the caller's buffer holds */
     char end[16];
     return cli_line(c, end, sizeof(end)) && strcmp(end, "END") == 0;
 }
@@ -561,7 +562,7 @@ failover(struct th_server *p, struct th_server *r, long *acked)
     *acked = 0;
     for (int i = 0; i < 4; i++) {
         for (size_t k = 0; k < w[i].nacked; k++) {
-            char v[256];
+            char v[4200];
             cr_assert(cli_get(&c, "get", w[i].acked[k], v, sizeof(v)));
             lost += v[0] == '\0';
         }
