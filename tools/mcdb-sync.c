@@ -38,11 +38,17 @@
  * row names are deleted with "md <key> C<cas listed>" at the end, only if
  * the source ended cleanly; check counts them as "not in source".
  *
- * Requests are pipelined: --connections per server, up to --pipeline in
- * flight on each, replies matched in order (one FIFO per connection). A
- * key always goes to the same connection, so two rows of one key stay in
- * order. Keys are placed on servers by libmemcached itself
- * (memcached_generate_hash), with the behaviours an application sets for
+ * Requests are pipelined: --connections per server for the reads, up to
+ * --pipeline in flight on each, replies matched in order (one FIFO per
+ * connection). apply writes on as many connections again, its own: a
+ * server answers in order, and a write is answered only once it is on
+ * disk, so a read queued behind writes on one connection would wait a
+ * whole fsync for nothing (apply ran at half mcdb-bench's set rate that
+ * way). A key always goes to the same read and the same write connection;
+ * two rows of one key may still cross (the second read before the first
+ * write), which the compare on cas turns into a retry (step 3). Keys are placed
+ * on servers by libmemcached itself (memcached_generate_hash), with the
+ * behaviours an application sets for
  * --distribution.
  *
  * Exit status (a monitoring check's), judged for check on what it found
@@ -150,7 +156,9 @@ static const char *const cls_tag[] = {
       "summary says what would have been written")                             \
     X(rate, "rate", 'r', COUNT, "0",                                           \
       "at most N requests a second over all servers (0: no limit)")            \
-    X(connections, "connections", 0, COUNT, "4", "connections to each server") \
+    X(connections, "connections", 0, COUNT, "4",                               \
+      "connections to each server for the reads; apply opens as many again "   \
+      "for its writes")                                                        \
     X(pipeline, "pipeline", 0, COUNT, "64",                                    \
       "requests in flight on each connection")                                 \
     X(timeout, "timeout", 't', SECONDS, "10",                                  \
@@ -426,7 +434,8 @@ struct server {
     char name[280]; /* as given: HOST:PORT */
     char host[256];
     char port[8];
-    uint32_t conn0; /* its first connection */
+    uint32_t conn0; /* its first connection: --connections for reads, then
+                       as many for writes (apply only) */
 };
 
 enum rq { RQ_MG, RQ_MS, RQ_MD };
@@ -745,7 +754,7 @@ static void
 send_ms(struct run *r, uint32_t si, bool missing)
 {
     struct slot *s = &r->slots[si];
-    struct conn *c = &r->conns[s->conn];
+    struct conn *c = &r->conns[s->conn + r->o->connections];
     uint32_t flags = s->row.has_flags ? s->row.flags : missing ? 0 : s->sflags;
     char cmp[32];
     if (missing)
@@ -1129,9 +1138,9 @@ judge_listed(struct run *r, uint64_t budget)
             continue;
         }
         struct server *sv = &r->servers[l->server];
-        struct conn *c =
-            &r->conns[sv->conn0 + table_hash(0, l->key, strlen(l->key)) %
-                                      r->o->connections];
+        struct conn *c = &r->conns[sv->conn0 + r->o->connections +
+                                   table_hash(0, l->key, strlen(l->key)) %
+                                       r->o->connections];
         out_printf(r, c, "md %s C%llu\r\n", l->key, (unsigned long long)l->cas);
         push(r, c, RQ_MD, (uint32_t)r->tnext);
         budget--;
@@ -1402,15 +1411,18 @@ main(int argc, char **argv)
     progress_init(&r.bar, o.quiet);
     if (o.delete_missing)
         list_store(&r);
-    r.nconns = r.nservers * (uint32_t)o.connections;
+    uint32_t per_server = (uint32_t)o.connections * (o.apply ? 2 : 1);
+    r.nconns = r.nservers * per_server;
     r.conns = calloc(r.nconns, sizeof(*r.conns));
     for (uint32_t i = 0; i < r.nconns && !r.fatal; i++) {
-        r.conns[i].server = i / (uint32_t)o.connections;
-        r.servers[r.conns[i].server].conn0 =
-            r.conns[i].server * (uint32_t)o.connections;
+        r.conns[i].server = i / per_server;
+        r.servers[r.conns[i].server].conn0 = r.conns[i].server * per_server;
         r.conns[i].fd = connect_server(&r, &r.servers[r.conns[i].server]);
     }
-    r.nslots = r.nconns * (uint32_t)o.pipeline;
+    /* As many rows in flight as reads fit: the writes never outnumber
+     * them, so apply writes with mcdb-bench's concurrency at the same
+     * --connections and --pipeline. */
+    r.nslots = r.nservers * (uint32_t)o.connections * (uint32_t)o.pipeline;
     r.slots = calloc(r.nslots, sizeof(*r.slots));
     if (!r.slots || !r.conns)
         fatal(&r, "out of memory");
