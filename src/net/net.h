@@ -26,48 +26,65 @@
 #include "repl/repl.h"
 
 /*
- * field, long name, short (0: none), kind, default, "stats settings" name
- * (memcached's where the meaning is the same; NULL: not a setting), help.
- * A kind names a C type (NET_CTYPE_<kind>) and a parser in options.c.
+ * --help's groups, in the order it prints them, with their headings (as
+ * memcached groups its options); a group with no option is not printed.
+ */
+#define MCDBD_GROUPS(G)                                                        \
+    G(NETWORK, "Network")                                                      \
+    G(LIMITS, "Connections and limits")                                        \
+    G(STORAGE, "Storage")                                                      \
+    G(REPLICATION, "Replication")                                              \
+    G(SECURITY, "Security")                                                    \
+    G(LOGGING, "Logging")                                                      \
+    G(GENERAL, "General")
+
+/*
+ * group (MCDBD_GROUPS), field, long name, short (0: none), kind, default,
+ * "stats settings" name (memcached's where the meaning is the same; NULL:
+ * not a setting), help. A kind names a C type (NET_CTYPE_<kind>) and a
+ * parser in options.c.
  */
 #define NET_OPTIONS(X)                                                         \
-    X(port, "port", 'p', PORT, "11211", "tcpport", "TCP port to listen on")    \
-    X(listen, "listen", 'l', ADDRS, "127.0.0.1", "inter",                      \
+    X(NETWORK, port, "port", 'p', PORT, "11211", "tcpport",                    \
+      "TCP port to listen on")                                                 \
+    X(NETWORK, listen, "listen", 'l', ADDRS, "127.0.0.1", "inter",             \
       "address to listen on; repeat or comma-separate for several; "           \
       "IPv6 literals allowed")                                                 \
-    X(threads, "threads", 't', THREADS, "0", "num_threads",                    \
+    X(NETWORK, threads, "threads", 't', THREADS, "0", "num_threads",           \
       "worker threads, one io_uring each (0: one per online CPU)")             \
-    X(max_connections, "max-connections", 'c', COUNT, "4096", "maxconns",      \
-      "most client connections open at once")                                  \
-    X(idle_timeout, "idle-timeout", 0, SECONDS, "0", "idle_timeout",           \
+    X(LIMITS, max_connections, "max-connections", 'c', COUNT, "4096",          \
+      "maxconns", "most client connections open at once")                      \
+    X(LIMITS, idle_timeout, "idle-timeout", 0, SECONDS, "0", "idle_timeout",   \
       "close a client connection that has sent nothing and has nothing "       \
       "left to receive for this many seconds (0: never)")                      \
-    X(conn_memory_limit, "conn-memory-limit", 0, MEMORY, "auto",               \
+    X(LIMITS, conn_memory_limit, "conn-memory-limit", 0, MEMORY, "auto",       \
       "conn_memory_limit",                                                     \
       "memory all client connections together may hold for requests not "      \
       "yet received whole and replies not yet sent; past it a connection "     \
       "that asks for more is closed (k, m, g suffixes; auto: an eighth of "    \
       "physical memory, at least 64m)")                                        \
-    X(max_item_size, "max-item-size", 'I', SIZE, "1m", "item_size_max",        \
-      "largest value accepted (k, m, g suffixes)")                             \
-    X(data_dir, "data-dir", 0, PATH, "./data", "data_dir",                     \
+    X(LIMITS, max_item_size, "max-item-size", 'I', SIZE, "1m",                 \
+      "item_size_max", "largest value accepted (k, m, g suffixes)")            \
+    X(STORAGE, data_dir, "data-dir", 0, PATH, "./data", "data_dir",            \
       "directory that holds the log")                                          \
-    X(fsync, "fsync", 0, FSYNC, "always", "fsync",                             \
+    X(STORAGE, fsync, "fsync", 0, FSYNC, "always", "fsync",                    \
       "when a write is acknowledged: always (after fdatasync), everysec, "     \
       "never")                                                                 \
-    X(segment_size, "segment-size", 0, SIZE, "64m", "segment_size",            \
+    X(STORAGE, segment_size, "segment-size", 0, SIZE, "64m", "segment_size",   \
       "size at which a log segment is sealed (k, m, g suffixes)")              \
-    X(compact_garbage, "compact-garbage", 0, RATIO, "0.5", "compact_garbage",  \
+    X(STORAGE, compact_garbage, "compact-garbage", 0, RATIO, "0.5",            \
+      "compact_garbage",                                                       \
       "compact the oldest segments while more than this fraction of the "      \
       "log is garbage (between 0 and 1)")                                      \
-    X(compact_rate, "compact-rate", 0, RATE, "64m", "compact_rate",            \
+    X(STORAGE, compact_rate, "compact-rate", 0, RATE, "64m", "compact_rate",   \
       "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
       "limit); lifted while garbage is past halfway from --compact-garbage "   \
       "to 1")                                                                  \
-    X(verbose, "verbose", 'v', LEVEL, "0", "verbosity",                        \
+    X(LOGGING, verbose, "verbose", 'v', LEVEL, "0", "verbosity",               \
       "-v: connection events and io_uring features, -vv: debug")               \
-    X(help, "help", 'h', HELP, "", NULL, "print this help and exit")           \
-    X(version, "version", 'V', VERSION, "", NULL, "print the version and exit")
+    X(GENERAL, help, "help", 'h', HELP, "", NULL, "print this help and exit")  \
+    X(GENERAL, version, "version", 'V', VERSION, "", NULL,                     \
+      "print the version and exit")
 
 /* Every option of mcdbd: the network's, then replication's (repl.h). */
 #define MCDBD_OPTIONS(X) NET_OPTIONS(X) REPL_OPTIONS(X)
@@ -94,7 +111,8 @@
 #define NET_CTYPE_SECONDS unsigned
 
 struct net_config {
-#define X(field, lname, sname, kind, def, stat, help) NET_CTYPE_##kind field;
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
+    NET_CTYPE_##kind field;
     MCDBD_OPTIONS(X)
 #undef X
 };

@@ -92,7 +92,7 @@
 #define OPT_STRING_SECONDS 0
 
 enum {
-#define X(field, lname, sname, kind, def, stat, help) OPT_IDX_##field,
+#define X(group, field, lname, sname, kind, def, stat, help) OPT_IDX_##field,
     MCDBD_OPTIONS(X)
 #undef X
         OPT_COUNT
@@ -452,29 +452,104 @@ opt_format_HELP(const bool *f, char *buf, size_t len)
 
 /* ---- usage ---- */
 
+enum {
+#define G(name, heading) OPT_GROUP_##name,
+    MCDBD_GROUPS(G)
+#undef G
+        OPT_GROUP_COUNT
+};
+
+static const char *const opt_group_headings[] = {
+#define G(name, heading) [OPT_GROUP_##name] = heading,
+    MCDBD_GROUPS(G)
+#undef G
+};
+
+/* What --help prints of each option, in table order. */
+static const struct opt_help {
+    int oh_group;
+    const char *oh_long;
+    int oh_short;
+    const char *oh_metavar;
+    const char *oh_default; /* "": none printed */
+    const char *oh_help;
+} opt_helps[] = {
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
+    {OPT_GROUP_##group,                                                        \
+     lname,                                                                    \
+     sname,                                                                    \
+     OPT_METAVAR_##kind,                                                       \
+     OPT_HASARG_##kind == required_argument ? def : "",                        \
+     help},
+    MCDBD_OPTIONS(X)
+#undef X
+};
+
+#define OPT_HELP_COLUMN 32 /* where the help text starts */
+#define OPT_HELP_WIDTH 79
+
+/*
+ * One option the way help2man and GNU programs print it: "  -p, --port=PORT"
+ * (or "      --data-dir=DIR"), then its help from OPT_HELP_COLUMN, words
+ * wrapped at OPT_HELP_WIDTH onto lines indented to the same column. An option
+ * too long for its column has its help start on the next line.
+ */
+static void
+opt_usage_one(FILE *out, const struct opt_help *oh)
+{
+    char text[1024];
+    int col;
+    if (oh->oh_short)
+        col = fprintf(out, "  -%c, --%s", oh->oh_short, oh->oh_long);
+    else
+        col = fprintf(out, "      --%s", oh->oh_long);
+    if (oh->oh_metavar[0])
+        col += fprintf(out, "=%s", oh->oh_metavar);
+    snprintf(text, sizeof(text), "%s%s%s%s", oh->oh_help,
+             oh->oh_default[0] ? " (default: " : "", oh->oh_default,
+             oh->oh_default[0] ? ")" : "");
+    if (col > OPT_HELP_COLUMN - 2) {
+        fputc('\n', out);
+        col = 0;
+    }
+    const char *w = text;
+    while (*w) {
+        size_t len = strcspn(w, " ");
+        if (col > OPT_HELP_COLUMN && col + 1 + (int)len > OPT_HELP_WIDTH) {
+            fputc('\n', out);
+            col = 0;
+        }
+        if (col < OPT_HELP_COLUMN) {
+            fprintf(out, "%*s", OPT_HELP_COLUMN - col, "");
+            col = OPT_HELP_COLUMN;
+        } else {
+            fputc(' ', out);
+            col++;
+        }
+        col += fprintf(out, "%.*s", (int)len, w);
+        w += len;
+        w += strspn(w, " ");
+    }
+    fputc('\n', out);
+}
+
 static void
 opt_usage(FILE *out)
 {
-    fprintf(out, "Usage: mcdbd [options]\n"
-                 "mcdb: a persistent key-value server that speaks memcached's "
-                 "text protocol.\n\nOptions:\n");
-    char left[64];
-#define X(field, lname, sname, kind, def, stat, help)                          \
-    {                                                                          \
-        const char *mv = OPT_METAVAR_##kind;                                   \
-        if (sname)                                                             \
-            snprintf(left, sizeof(left), "-%c, --%s%s%s", sname, lname,        \
-                     mv[0] ? " " : "", mv);                                    \
-        else                                                                   \
-            snprintf(left, sizeof(left), "    --%s%s%s", lname,                \
-                     mv[0] ? " " : "", mv);                                    \
-        fprintf(out, "  %-28s %s", left, help);                                \
-        if (OPT_HASARG_##kind == required_argument && def[0])                  \
-            fprintf(out, " (default: %s)", def);                               \
-        fputc('\n', out);                                                      \
+    fprintf(out, "Usage: mcdbd [OPTION]...\n"
+                 "A persistent key-value server that speaks memcached's text "
+                 "protocol.\n");
+    for (int g = 0; g < OPT_GROUP_COUNT; g++) {
+        bool heading = false;
+        for (size_t i = 0; i < sizeof(opt_helps) / sizeof(opt_helps[0]); i++) {
+            if (opt_helps[i].oh_group != g)
+                continue;
+            if (!heading)
+                fprintf(out, "\n%s:\n", opt_group_headings[g]);
+            heading = true;
+            opt_usage_one(out, &opt_helps[i]);
+        }
     }
-    MCDBD_OPTIONS(X)
-#undef X
 }
 
 static int
@@ -492,7 +567,7 @@ static void
 opt_defaults(struct net_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     opt_parse_##kind(def, &cfg->field, true);
     MCDBD_OPTIONS(X)
 #undef X
@@ -503,7 +578,7 @@ static const char *
 opt_apply(struct net_config *cfg, int val, const char *arg, const char **name)
 {
     switch (val) {
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     case OPT_VAL(field, sname):                                                \
         *name = "--" lname;                                                    \
         return opt_parse_##kind(arg, &cfg->field, false);
@@ -557,14 +632,14 @@ int
 net_config_parse(struct net_config *cfg, int argc, char **argv)
 {
     static const struct option longs[] = {
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     {lname, OPT_HASARG_##kind, NULL, OPT_VAL(field, sname)},
         MCDBD_OPTIONS(X)
 #undef X
             {NULL, 0, NULL, 0}};
     char shorts[3 * OPT_COUNT + 2] = ":";
     size_t n = 1;
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     if (sname) {                                                               \
         shorts[n++] = (char)(sname);                                           \
         if (OPT_HASARG_##kind == required_argument)                            \
@@ -617,7 +692,7 @@ void
 net_config_copy(struct net_config *to, const struct net_config *from)
 {
     *to = *from;
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     {                                                                          \
         char **p = OPT_STR(OPT_STRING_##kind)(to, field);                      \
         if (p && *p)                                                           \
@@ -630,7 +705,7 @@ net_config_copy(struct net_config *to, const struct net_config *from)
 void
 net_config_free(struct net_config *cfg)
 {
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     {                                                                          \
         char **p = OPT_STR(OPT_STRING_##kind)(cfg, field);                     \
         if (p) {                                                               \
@@ -648,7 +723,7 @@ net_config_each(const struct net_config *cfg,
                 void *arg)
 {
     char buf[1024];
-#define X(field, lname, sname, kind, def, stat, help)                          \
+#define X(group, field, lname, sname, kind, def, stat, help)                   \
     if (stat) {                                                                \
         opt_format_##kind(&cfg->field, buf, sizeof(buf));                      \
         fn(arg, stat ? stat : "", buf);                                        \

@@ -30,31 +30,35 @@
 
 /*
  * mcdbd's replication options, in the same columns as net.h's NET_OPTIONS
- * (field, long name, short, kind, default, "stats settings" name, help),
+ * (group, field, long name, short, kind, default, "stats settings" name,
+ * help),
  * so that the command line, --help and "stats settings" come from them.
  */
 #define REPL_OPTIONS(X)                                                        \
-    X(replica_of, "replica-of", 0, HOSTPORT, "", "replica_of",                 \
+    X(REPLICATION, replica_of, "replica-of", 0, HOSTPORT, "", "replica_of",    \
       "be a replica of the mcdbd at HOST:PORT (kept in the data directory: "   \
       "a restart without it is still a replica)")                              \
-    X(promote, "promote", 0, FLAG, "", NULL,                                   \
+    X(REPLICATION, promote, "promote", 0, FLAG, "", NULL,                      \
       "a replica becomes the primary at start (a new epoch); also the "        \
       "\"promote\" command")                                                   \
-    X(sync_replicas, "sync-replicas", 0, REPLICAS, "0", "sync_replicas",       \
+    X(REPLICATION, sync_replicas, "sync-replicas", 0, REPLICAS, "0",           \
+      "sync_replicas",                                                         \
       "hold each write's reply until this many replicas have it on disk "      \
       "(0: asynchronous)")                                                     \
-    X(sync_timeout, "sync-timeout", 0, MILLIS, "1000", "sync_timeout_ms",      \
+    X(REPLICATION, sync_timeout, "sync-timeout", 0, MILLIS, "1000",            \
+      "sync_timeout_ms",                                                       \
       "milliseconds a write waits for --sync-replicas before its client "      \
       "gets an error")                                                         \
-    X(repl_secret_file, "repl-secret-file", 0, FILE, "", "repl_secret_file",   \
+    X(REPLICATION, repl_secret_file, "repl-secret-file", 0, FILE, "",          \
+      "repl_secret_file",                                                      \
       "a file whose contents both ends of replication share; needed for "      \
       "peers that are not on loopback (challenge-response, never sent)")       \
-    X(repl_backlog_ttl, "repl-backlog-ttl", 0, SECONDS, "3600",                \
+    X(REPLICATION, repl_backlog_ttl, "repl-backlog-ttl", 0, SECONDS, "3600",   \
       "repl_backlog_ttl",                                                      \
       "seconds a primary keeps the log that a disconnected replica still "     \
       "needs, so that it resumes instead of copying everything")               \
-    X(replica_serve_stale, "replica-serve-stale", 0, YESNO, "yes",             \
-      "replica_serve_stale",                                                   \
+    X(REPLICATION, replica_serve_stale, "replica-serve-stale", 0, YESNO,       \
+      "yes", "replica_serve_stale",                                            \
       "whether a replica whose link to its primary is down serves what it "    \
       "has (yes) or answers SERVER_ERROR (no)")
 
