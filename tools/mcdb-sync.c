@@ -1419,10 +1419,9 @@ main(int argc, char **argv)
         r.servers[r.conns[i].server].conn0 = r.conns[i].server * per_server;
         r.conns[i].fd = connect_server(&r, &r.servers[r.conns[i].server]);
     }
-    /* As many rows in flight as reads fit: the writes never outnumber
-     * them, so apply writes with mcdb-bench's concurrency at the same
-     * --connections and --pipeline. */
-    r.nslots = r.nservers * (uint32_t)o.connections * (uint32_t)o.pipeline;
+    /* --pipeline rows in flight for each connection, read or write: apply
+     * at --connections C has the concurrency of a client with 2C. */
+    r.nslots = r.nconns * (uint32_t)o.pipeline;
     r.slots = calloc(r.nslots, sizeof(*r.slots));
     if (!r.slots || !r.conns)
         fatal(&r, "out of memory");
