@@ -36,6 +36,7 @@
  * Docs: docs/tools.md.
  */
 #include "util/clock.h"
+#include "util/usage.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -236,32 +237,6 @@ opt_parse_FLAG(const char *s, bool *v)
     return NULL;
 }
 
-/* An option's help: its left column, then text wrapped at 79 columns. */
-static void
-usage_option(FILE *out, const char *left, const char *text)
-{
-    enum { INDENT = 31, WIDTH = 79 - INDENT };
-    fprintf(out, "  %-*s", INDENT - 2, left);
-    if (strlen(left) > INDENT - 3)
-        fprintf(out, "\n%*s", INDENT, "");
-    while (*text) {
-        size_t n = strlen(text);
-        if (n > WIDTH) {
-            n = WIDTH;
-            while (n && text[n] != ' ')
-                n--;
-            if (!n)
-                n = WIDTH;
-        }
-        fprintf(out, "%.*s\n", (int)n, text);
-        text += n;
-        while (*text == ' ')
-            text++;
-        if (*text)
-            fprintf(out, "%*s", INDENT, "");
-    }
-}
-
 static void
 usage(FILE *out)
 {
@@ -270,16 +245,7 @@ usage(FILE *out)
                  "and print one Nagios\nstatus line. HOST may be an IPv6 "
                  "address in brackets: [::1]:11211.\n\nOptions:\n");
 #define X(field, lname, sname, kind, def, help)                                \
-    {                                                                          \
-        char left[48], text[512];                                              \
-        snprintf(left, sizeof(left), "%s%c%s--%s%s%s", sname ? "-" : " ",      \
-                 sname ? sname : ' ', sname ? ", " : "  ", lname,              \
-                 OPT_METAVAR_##kind[0] ? " " : "", OPT_METAVAR_##kind);        \
-        snprintf(text, sizeof(text), "%s%s%s%s", help,                         \
-                 def ? " (default " : "", def ? (const char *)def : "",        \
-                 def ? ")" : "");                                              \
-        usage_option(out, left, text);                                         \
-    }
+    usage_option(out, sname, lname, OPT_METAVAR_##kind, help, def);
     CHECK_OPTIONS(X)
 #undef X
     fprintf(out,

@@ -22,6 +22,7 @@
 #include "util/say.h"
 
 #include "progress.h"
+#include "util/usage.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -59,7 +60,7 @@ usage(FILE *out)
                  "Compact an mcdb data directory offline (no server may "
                  "hold it).\n\nOptions:\n");
 #define X(field, lname, sname, help)                                           \
-    fprintf(out, "  -%c, --%-10s %s\n", sname, lname, help);
+    usage_option(out, sname, lname, NULL, help, NULL);
     COMPACT_OPTIONS(X)
 #undef X
     fprintf(out, "\nExit status: 0 done, 4 the log is damaged (run "

@@ -28,6 +28,7 @@
 #include "util/say.h"
 
 #include "progress.h"
+#include "util/usage.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -71,14 +72,7 @@ usage(FILE *out)
                  "Check an mcdb data directory; repair only what is safe.\n\n"
                  "Options:\n");
 #define X(field, lname, sname, help)                                           \
-    {                                                                          \
-        char left[32];                                                         \
-        if (sname)                                                             \
-            snprintf(left, sizeof(left), "-%c, --%s", sname, lname);           \
-        else                                                                   \
-            snprintf(left, sizeof(left), "    --%s", lname);                   \
-        fprintf(out, "  %-16s %s\n", left, help);                              \
-    }
+    usage_option(out, sname, lname, NULL, help, NULL);
     FSCK_OPTIONS(X)
 #undef X
     fprintf(out, "\nExit status (a sum, as fsck(8)): 0 clean, 1 problems "

@@ -61,6 +61,7 @@
 #include "progress.h"
 #include "sync/source.h"
 #include "util/clock.h"
+#include "util/usage.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -315,15 +316,7 @@ usage(FILE *out)
             "store's cas\n(mcdbd's cas is a clock in microseconds).\n\n"
             "Options:\n");
 #define X(field, lname, sname, kind, def, help)                                \
-    {                                                                          \
-        char left[64];                                                         \
-        snprintf(left, sizeof(left), "%s%c%s--%s%s%s", sname ? "-" : " ",      \
-                 sname ? sname : ' ', sname ? ", " : "  ", lname,              \
-                 OPT_METAVAR_##kind[0] ? " " : "", OPT_METAVAR_##kind);        \
-        fprintf(out, "  %s\n        %s%s%s%s\n", left, help,                   \
-                def ? " (default: " : "", def ? (const char *)def : "",        \
-                def ? ")" : "");                                               \
-    }
+    usage_option(out, sname, lname, OPT_METAVAR_##kind, help, def);
     SYNC_OPTIONS(X)
 #undef X
     fprintf(out,

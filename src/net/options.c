@@ -9,6 +9,7 @@
  * is written. Flags with no argument (-v, -h, -V) are given NULL.
  */
 #include "net/net.h"
+#include "util/usage.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -485,60 +486,12 @@ static const struct opt_help {
 #undef X
 };
 
-#define OPT_HELP_COLUMN 32 /* where the help text starts */
-#define OPT_HELP_WIDTH 79
-
-/*
- * One option the way help2man and GNU programs print it: "  -p, --port=PORT"
- * (or "      --data-dir=DIR"), then its help from OPT_HELP_COLUMN, words
- * wrapped at OPT_HELP_WIDTH onto lines indented to the same column. An option
- * too long for its column has its help start on the next line.
- */
-static void
-opt_usage_one(FILE *out, const struct opt_help *oh)
-{
-    char text[1024];
-    int col;
-    if (oh->oh_short)
-        col = fprintf(out, "  -%c, --%s", oh->oh_short, oh->oh_long);
-    else
-        col = fprintf(out, "      --%s", oh->oh_long);
-    if (oh->oh_metavar[0])
-        col += fprintf(out, "=%s", oh->oh_metavar);
-    snprintf(text, sizeof(text), "%s%s%s%s", oh->oh_help,
-             oh->oh_default[0] ? " (default: " : "", oh->oh_default,
-             oh->oh_default[0] ? ")" : "");
-    if (col > OPT_HELP_COLUMN - 2) {
-        fputc('\n', out);
-        col = 0;
-    }
-    const char *w = text;
-    while (*w) {
-        size_t len = strcspn(w, " ");
-        if (col > OPT_HELP_COLUMN && col + 1 + (int)len > OPT_HELP_WIDTH) {
-            fputc('\n', out);
-            col = 0;
-        }
-        if (col < OPT_HELP_COLUMN) {
-            fprintf(out, "%*s", OPT_HELP_COLUMN - col, "");
-            col = OPT_HELP_COLUMN;
-        } else {
-            fputc(' ', out);
-            col++;
-        }
-        col += fprintf(out, "%.*s", (int)len, w);
-        w += len;
-        w += strspn(w, " ");
-    }
-    fputc('\n', out);
-}
-
 static void
 opt_usage(FILE *out)
 {
     fprintf(out, "Usage: mcdbd [OPTION]...\n"
                  "A persistent key-value server that speaks memcached's text "
-                 "protocol.\n");
+                 "protocol.\n\nOptions:\n");
     for (int g = 0; g < OPT_GROUP_COUNT; g++) {
         bool heading = false;
         for (size_t i = 0; i < sizeof(opt_helps) / sizeof(opt_helps[0]); i++) {
@@ -547,7 +500,9 @@ opt_usage(FILE *out)
             if (!heading)
                 fprintf(out, "\n%s:\n", opt_group_headings[g]);
             heading = true;
-            opt_usage_one(out, &opt_helps[i]);
+            const struct opt_help *oh = &opt_helps[i];
+            usage_option(out, oh->oh_short, oh->oh_long, oh->oh_metavar,
+                         oh->oh_help, oh->oh_default);
         }
     }
 }
