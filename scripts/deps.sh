@@ -21,10 +21,12 @@ need_packages() {
 
 MCDB_BUILD_PACKAGES=(cmake pkg-config gcc make liburing-dev libxxhash-dev libsodium-dev
                      libsystemd-dev
+                     help2man              # man pages from --help (docs/man)
                      libjansson-dev libmemcached-dev)  # mcdb-sync
 MCDB_TEST_PACKAGES=(libcriterion-dev libmemcached-dev libmemcached-tools
                     python3-pymemcache memcached redis-server rsync
                     nutcracker             # tests/cluster: twemproxy in front of three primaries
                     clang libclang-rt-dev  # the fuzz smoke: clang, libFuzzer
                     clang-format           # scripts/format-check
-                    sqlite3)               # tests/tools/test_sync
+                    sqlite3                # tests/tools/test_sync
+                    man-db)                # tests/docs: man -l renders each page

@@ -106,6 +106,34 @@ Test(package, holds_the_daemon_the_tools_the_unit_the_defaults_and_docs)
     free(list);
 }
 
+/* docs/man's pages, gzipped where Debian keeps them: man8 for the daemon and
+ * the data-directory tools, man1 for the clients. */
+Test(package, holds_a_gzipped_man_page_for_the_daemon_and_every_tool)
+{
+    char *list = dpkg_deb("-c", NULL);
+    const char *want[] = {
+        "usr/share/man/man8/mcdbd.8.gz",
+        "usr/share/man/man8/mcdb-fsck.8.gz",
+        "usr/share/man/man8/mcdb-compact.8.gz",
+        "usr/share/man/man1/mcdb-check.1.gz",
+        "usr/share/man/man1/mcdb-sync.1.gz",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char line[256], path[1400];
+        snprintf(line, sizeof(line), " ./%s\n", want[i]);
+        cr_expect(strstr(list, line), "the package lacks %s; it holds:\n%s",
+                  want[i], list);
+        snprintf(path, sizeof(path), "%s/%s", root, want[i]);
+        size_t len = 0;
+        char *page = tt_slurp(path, &len);
+        cr_expect(page && len > 2 && (unsigned char)page[0] == 0x1f &&
+                      (unsigned char)page[1] == 0x8b,
+                  "%s is not gzipped", want[i]);
+        free(page);
+    }
+    free(list);
+}
+
 Test(package, control_has_computed_depends_a_conffile_and_the_scripts)
 {
     char *name = dpkg_deb("-f", "Package");
