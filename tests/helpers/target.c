@@ -54,12 +54,27 @@ tg_require(int mcdbd_only)
 int
 tg_start(struct th_server *s, const char *const *mcdbd_extra)
 {
+    return tg_start_args(s, mcdbd_extra, NULL);
+}
+
+int
+tg_start_args(struct th_server *s, const char *const *mcdbd_extra,
+              const char *const *memcached_extra)
+{
     if (!tg_is_memcached())
         return th_mcdbd_start(s, s->dir, mcdbd_extra);
-    const char *argv[] = {"memcached", "-p", "{port}", "-l", "127.0.0.1", "-U",
-                          "0", "-t", "1", "-B", "ascii", "-c", "4096",
-                          /* memcached refuses to run as root without -u */
-                          geteuid() == 0 ? "-u" : NULL, "root", NULL};
+    const char *argv[64] = {"memcached", "-p", "{port}", "-l", "127.0.0.1",
+                            "-U",        "0",  "-t",     "1",  "-B",
+                            "ascii",     "-c", "4096"};
+    size_t n = 13;
+    /* memcached refuses to run as root without -u */
+    if (geteuid() == 0) {
+        argv[n++] = "-u";
+        argv[n++] = "root";
+    }
+    for (size_t i = 0; memcached_extra && memcached_extra[i] && n < 63; i++)
+        argv[n++] = memcached_extra[i];
+    argv[n] = NULL;
     s->port = 0;
     return th_server_start(s, argv);
 }

@@ -51,6 +51,10 @@ void tg_require(int mcdbd_only);
  * Returns 0, or -1 if it did not come up (its log is printed).
  */
 int tg_start(struct th_server *s, const char *const *mcdbd_extra);
+/* tg_start, and memcached gets memcached_extra (NULL-terminated, may be
+ * NULL) after its defaults, e.g. {"-Y", file}; a later -B overrides. */
+int tg_start_args(struct th_server *s, const char *const *mcdbd_extra,
+                  const char *const *memcached_extra);
 
 /* th_connect with a 5 s receive and send timeout; -1 on error. */
 int tg_connect(int port);
