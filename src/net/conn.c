@@ -248,6 +248,15 @@ conn_parse(struct conn *c, const char *buf, size_t len)
         if (c->out_bytes + c->in_cap > c->mem_acct + NET_MEM_LEASE &&
             !conn_account(c))
             break;
+        if (!c->authed) {
+            size_t used = cmd_auth_ascii(c, buf + off, len - off);
+            if (used == 0)
+                break;
+            if (used != CMD_AUTH_PASS) {
+                off += used;
+                continue;
+            }
+        }
         struct proto_req req;
         int r = proto_parse(buf + off, len - off, max_item, &req);
         if (r == PROTO_NEED_MORE)
@@ -503,6 +512,7 @@ conn_open(struct worker *w, int fd)
     c->fd = fd;
     c->state = CONN_READING;
     c->heard = true;
+    c->authed = w->net->auth == NULL;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->next = w->conns;

@@ -80,6 +80,11 @@
       "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
       "limit); lifted while garbage is past halfway from --compact-garbage "   \
       "to 1")                                                                  \
+    X(SECURITY, auth_file, "auth-file", 'Y', AUTHFILE, "",                     \
+      "auth_enabled_ascii",                                                    \
+      "a file of user:password lines (memcached's -Y); a client must log "     \
+      "in before any other command, with a set whose data is \"user "          \
+      "password\" (no encryption: private networks or TLS tunnels only)")      \
     X(LOGGING, verbose, "verbose", 'v', LEVEL, "0", "verbosity",               \
       "-v: connection events and io_uring features, -vv: debug")               \
     X(GENERAL, help, "help", 'h', HELP, "", NULL, "print this help and exit")  \
@@ -109,6 +114,7 @@
 #define NET_CTYPE_FILE char *
 #define NET_CTYPE_YESNO bool
 #define NET_CTYPE_SECONDS unsigned
+#define NET_CTYPE_AUTHFILE char *
 
 struct net_config {
 #define X(group, field, lname, sname, kind, def, stat, help)                   \

@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 
 #include "log/store.h"
+#include "net/auth.h"
 #include "net/net.h"
 #include "net/out.h"
 #include "net/proto.h"
@@ -68,7 +69,9 @@
     X(touch_misses)                                                            \
     X(bytes_read)                                                              \
     X(bytes_written)                                                           \
-    X(total_items)
+    X(total_items)                                                             \
+    X(auth_cmds)                                                               \
+    X(auth_errors)
 
 /* Relaxed atomics so that "stats" on another thread may read them; the
  * owner's increments compile to a plain load, add and store. */
@@ -160,6 +163,7 @@ struct conn {
     bool handover; /* a replica: the socket goes to src/repl once idle */
     bool recv_armed, send_busy;
     bool heard;       /* --idle-timeout: active since the last tick */
+    bool authed;      /* logged in, or no --auth-file */
     uint32_t idle_ms; /* ... idle for this long, in whole ticks */
     unsigned refs;    /* ring operations naming this conn */
     unsigned n_wait_ack;
@@ -236,6 +240,7 @@ struct net {
     struct net_config cfg;
     store_t *store;
     repl_t *repl;
+    auth_t *auth; /* --auth-file; NULL: none */
     struct net_features feat;
     struct worker *workers;
     unsigned nworkers;
@@ -302,6 +307,13 @@ bool cmd_md(struct conn *c, const struct proto_req *req);
 bool cmd_ma(struct conn *c, const struct proto_req *req);
 bool cmd_mn(struct conn *c, const struct proto_req *req);
 bool cmd_me(struct conn *c, const struct proto_req *req);
+
+/* cmd_auth.c: before login (--auth-file), the request at the start of buf.
+ * Returns the bytes it used (0: it needs more, or the connection is
+ * closing), or CMD_AUTH_PASS when it is replication's handshake, which the
+ * caller parses and runs as usual. */
+#define CMD_AUTH_PASS ((size_t)-1)
+size_t cmd_auth_ascii(struct conn *c, const char *buf, size_t len);
 
 /* stats.c */
 void stats_reply(struct conn *c, const char *arg, size_t arg_len);

@@ -46,6 +46,7 @@
 #define OPT_HASARG_MILLIS required_argument
 #define OPT_HASARG_FILE required_argument
 #define OPT_HASARG_YESNO required_argument
+#define OPT_HASARG_AUTHFILE required_argument
 #define OPT_HASARG_SECONDS required_argument
 
 #define OPT_METAVAR_PORT "PORT"
@@ -67,6 +68,7 @@
 #define OPT_METAVAR_MILLIS "MS"
 #define OPT_METAVAR_FILE "FILE"
 #define OPT_METAVAR_YESNO "yes|no"
+#define OPT_METAVAR_AUTHFILE "FILE"
 #define OPT_METAVAR_SECONDS "SECONDS"
 
 /* Which kinds own a string (copied by net_config_copy, freed by
@@ -90,6 +92,7 @@
 #define OPT_STRING_MILLIS 0
 #define OPT_STRING_FILE 1
 #define OPT_STRING_YESNO 0
+#define OPT_STRING_AUTHFILE 1
 #define OPT_STRING_SECONDS 0
 
 enum {
@@ -386,6 +389,8 @@ opt_parse_FILE(const char *s, char **field, bool is_default)
     return NULL;
 }
 
+#define opt_parse_AUTHFILE opt_parse_FILE
+
 static const char *
 opt_parse_YESNO(const char *s, bool *field, bool is_default)
 {
@@ -450,6 +455,13 @@ opt_format_HELP(const bool *f, char *buf, size_t len)
 #define opt_format_REPLICAS opt_format_PORT
 #define opt_format_MILLIS opt_format_PORT
 #define opt_format_SECONDS opt_format_PORT
+
+/* memcached's auth_enabled_ascii: the file, or "no". */
+static void
+opt_format_AUTHFILE(char *const *f, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", (*f)[0] ? *f : "no");
+}
 
 /* ---- usage ---- */
 

@@ -851,6 +851,7 @@ net_free(struct net *net)
     pthread_mutex_destroy(&net->lock);
     pthread_cond_destroy(&net->cond);
     net_config_free(&net->cfg);
+    auth_free(net->auth);
     free(net);
 }
 
@@ -894,7 +895,9 @@ net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
     net->started = store_now(store);
     pthread_mutex_init(&net->lock, NULL);
     pthread_cond_init(&net->cond, NULL);
-    if (net_probe(&net->feat, err, errlen) != 0 ||
+    if ((cfg->auth_file[0] &&
+         auth_load(cfg->auth_file, &net->auth, err, errlen) != 0) ||
+        net_probe(&net->feat, err, errlen) != 0 ||
         net_bind_all(net, err, errlen) != 0) {
         net_free(net);
         return -1;
@@ -915,6 +918,9 @@ net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
     for (unsigned a = 0; a < net->naddrs; a++)
         say(SAY_INFO, "listening on %s (%u threads)", net->addr_names[a],
             net->nworkers);
+    if (net->auth)
+        say(SAY_INFO, "clients log in first: %u users in %s",
+            auth_count(net->auth), cfg->auth_file);
     *out = net;
     return 0;
 }

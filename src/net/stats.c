@@ -103,8 +103,6 @@ stats_general(struct conn *c)
 #define X(name) stat_u64(c, #name, v.name);
     NET_COUNTERS(X)
 #undef X
-    stat_u64(c, "auth_cmds", 0);
-    stat_u64(c, "auth_errors", 0);
     stat_u64(c, "limit_maxbytes", capacity);
     stat_u64(c, "threads", net->nworkers);
     stat_u64(c, "curr_items", st.items);
@@ -117,7 +115,8 @@ static void
 stats_settings(struct conn *c)
 {
     net_config_each(&c->w->net->cfg, stat_str, c);
-    out_str(c, "STAT udpport 0\r\n"
+    out_str(c, "STAT auth_enabled_sasl no\r\n"
+               "STAT udpport 0\r\n"
                "STAT cas_enabled yes\r\n"
                "STAT evictions off\r\n"
                "STAT binding_protocol ascii\r\n"

@@ -1,0 +1,503 @@
+/*
+ * Authentication (--auth-file, memcached's -Y): the ASCII login and what is
+ * refused before it, the counters and settings, all as memcached 1.6.18
+ * answers them; then mcdbd's own: the file's format (auth_load), the
+ * credentials kept out of the log, replication without a login.
+ *   ctest --test-dir build -R net/auth --output-on-failure
+ *   MCDB_TEST_TARGET=memcached ctest --test-dir build -R net/auth
+ */
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers/repl_util.h"
+#include "helpers/server.h"
+#include "helpers/target.h"
+#include "helpers/tool.h"
+#include "net/auth.h"
+
+TG_SUITE_NEEDS(0)
+
+static struct th_server srv, replica;
+static char *tmp;
+
+static void
+teardown(void)
+{
+    tg_report_death(&srv);
+    th_server_cleanup(&srv);
+    th_server_cleanup(&replica);
+    memset(&srv, 0, sizeof(srv));
+    memset(&replica, 0, sizeof(replica));
+    if (tmp)
+        th_rmrf(tmp);
+    free(tmp);
+    tmp = NULL;
+}
+
+TestSuite(auth, .fini = teardown, .timeout = 60);
+
+/* A file named name in the test's temp dir holding text (mode 600). */
+static char *
+write_file(const char *name, const char *text, size_t len)
+{
+    if (!tmp)
+        tmp = th_tmpdir();
+    char *path;
+    cr_assert_geq(asprintf(&path, "%s/%s", tmp, name), 0);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(text, 1, len, f), len);
+    fclose(f);
+    chmod(path, 0600);
+    return path;
+}
+
+#define USERS "alice:wonderland\nbob:pa:ss\n"
+
+/* The target with USERS as its auth file and mcdbd's extra arguments. */
+static const char *
+start_with_users(const char *const *mcdbd_more)
+{
+    static char *path;
+    free(path);
+    path = write_file("users", USERS, strlen(USERS));
+    const char *margs[16] = {"--auth-file", path};
+    size_t n = 2;
+    for (size_t i = 0; mcdbd_more && mcdbd_more[i] && n < 15; i++)
+        margs[n++] = mcdbd_more[i];
+    margs[n] = NULL;
+    cr_assert_eq(
+        tg_start_args(&srv, margs, (const char *const[]){"-Y", path, NULL}), 0,
+        "%s did not start", tg_name());
+    return path;
+}
+
+static int
+conn(int port)
+{
+    int fd = tg_connect(port);
+    cr_assert(fd >= 0, "cannot connect to %s", tg_name());
+    return fd;
+}
+
+static void
+login(int fd, const char *user, const char *pass)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "set auth 0 0 %zu\r\n%s %s\r\n",
+             strlen(user) + 1 + strlen(pass), user, pass);
+    tg_expect(fd, req, "STORED\r\n");
+}
+
+static void
+mcdbd_only(void)
+{
+    if (tg_is_memcached())
+        cr_skip_test("mcdbd's own");
+}
+
+/* ---- before login ---- */
+
+Test(
+    auth,
+    before_login_every_command_is_refused_with_unauthenticated_and_the_connection_stays_open)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    static const char *const reqs[] = {
+        "get alice\r\n",   "version\r\n",    "stats\r\n",     "quit\r\n",
+        "delete k\r\n",    "mn\r\n",         "flush_all\r\n", "incr n 1\r\n",
+        "set k 0 0 x\r\n", "set k 0 0\r\n",  "mg k v\r\n",    "\r\n",
+        "promote\r\n",     "verbosity 1\r\n"};
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(*reqs); i++)
+        tg_expect(fd, reqs[i], "CLIENT_ERROR unauthenticated\r\n");
+    /* Still open, and a login on it works. */
+    login(fd, "alice", "wonderland");
+    tg_expect(fd, "get alice\r\n", "END\r\n");
+    close(fd);
+}
+
+Test(auth,
+     a_set_of_user_and_password_logs_in_with_stored_then_every_command_runs)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    login(fd, "alice", "wonderland");
+    tg_expect(fd, "set k 0 0 5\r\nhello\r\n", "STORED\r\n");
+    tg_expect(fd, "get k\r\n", "VALUE k 0 5\r\nhello\r\nEND\r\n");
+    tg_expect(fd, "mn\r\n", "MN\r\n");
+    tg_expect_quiet(fd);
+    /* The login's own key was not stored. */
+    tg_expect(fd, "get auth\r\n", "END\r\n");
+    close(fd);
+    /* Each connection logs in for itself. */
+    fd = conn(srv.port);
+    tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    close(fd);
+}
+
+Test(auth,
+     a_wrong_password_is_an_authentication_failure_and_the_client_may_try_again)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    static const char *const bad[] = {
+        "set a 0 0 15\r\nalice wonderlan\r\n",   /* a prefix */
+        "set a 0 0 17\r\nalice wonderlandx\r\n", /* longer */
+        "set a 0 0 11\r\nalice pa:ss\r\n",       /* bob's */
+        "set a 0 0 14\r\nbob wonderland\r\n",    /* alice's */
+        "set a 0 0 12\r\nmallory pass\r\n",      /* nobody's */
+        "set a 0 0 16\r\nALICE wonderland\r\n",  /* names are exact */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        tg_expect(fd, bad[i], "CLIENT_ERROR authentication failure\r\n");
+        tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    }
+    login(fd, "alice", "wonderland");
+    tg_expect(fd, "get k\r\n", "END\r\n");
+    close(fd);
+}
+
+Test(auth, a_password_may_hold_a_colon_and_tokens_after_it_are_ignored)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    login(fd, "bob", "pa:ss");
+    close(fd);
+    fd = conn(srv.port);
+    tg_expect(fd, "set a 0 0 17\r\n  bob  pa:ss more\r\n", "STORED\r\n");
+    close(fd);
+}
+
+Test(auth, a_noreply_login_is_still_answered_as_memcached_does)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    tg_expect(fd, "set a 0 0 16 noreply\r\nalice wonderland\r\n", "STORED\r\n");
+    tg_expect(fd, "get a\r\n", "END\r\n");
+    close(fd);
+}
+
+Test(auth, a_login_without_a_password_is_a_bad_authentication_token_format)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    tg_expect(fd, "set a 0 0 5\r\nalice\r\n",
+              "CLIENT_ERROR bad authentication token format\r\n");
+    tg_expect(fd, "set a 0 0 0\r\n\r\n",
+              "CLIENT_ERROR bad authentication token format\r\n");
+    tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    login(fd, "alice", "wonderland");
+    close(fd);
+}
+
+Test(auth,
+     a_login_whose_data_does_not_end_in_crlf_is_a_bad_command_line_termination)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    tg_expect(fd, "set a 0 0 16\r\nalice wonderlandXY",
+              "CLIENT_ERROR bad command line termination\r\n");
+    tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    /* a bare "\n" ends the line but not the data */
+    tg_expect(fd, "set a 0 0 16\nalice wonderland\r\nget k\n",
+              "STORED\r\nEND\r\n");
+    close(fd);
+}
+
+Test(auth,
+     a_line_with_no_newline_in_2048_bytes_before_login_closes_the_connection)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    char junk[3000];
+    memset(junk, 'x', sizeof(junk));
+    cr_assert_eq(th_send(fd, junk, sizeof(junk)), 0);
+    char *got = NULL;
+    cr_assert(tg_wait_closed(fd, 3000, &got, NULL),
+              "still open after 3000 bytes without a newline");
+    cr_assert_null(got, "it answered \"%s\"", got);
+    close(fd);
+    /* 2000 bytes leave it waiting for the rest of the line */
+    fd = conn(srv.port);
+    cr_assert_eq(th_send(fd, junk, 2000), 0);
+    cr_assert_not(tg_wait_closed(fd, 300, NULL, NULL), "closed at 2000");
+    tg_expect(fd, "\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    close(fd);
+}
+
+/* "set a 0 0 <size>\r\n" and size bytes of "a b xxx..." and "\r\n". */
+static char *
+big_login(size_t size, size_t *len)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "set a 0 0 %zu\r\n", size);
+    char *req = malloc((size_t)n + size + 2);
+    memcpy(req, line, (size_t)n);
+    memset(req + n, 'x', size);
+    memcpy(req + n, "a b", 3);
+    memcpy(req + n + size, "\r\n", 2);
+    *len = (size_t)n + size + 2;
+    return req;
+}
+
+Test(auth, a_login_larger_than_16k_closes_the_connection)
+{
+    start_with_users(NULL);
+    size_t len;
+    char *req = big_login(16382, &len); /* the largest memcached reads */
+    int fd = conn(srv.port);
+    tg_expect_n(fd, req, len, "CLIENT_ERROR authentication failure\r\n",
+                strlen("CLIENT_ERROR authentication failure\r\n"));
+    close(fd);
+    free(req);
+    req = big_login(16383, &len);
+    fd = conn(srv.port);
+    send(fd, req, len, MSG_NOSIGNAL); /* may fail: it closes */
+    char *got = NULL;
+    cr_assert(tg_wait_closed(fd, 3000, &got, NULL), "still open");
+    cr_assert_null(got, "it answered \"%s\"", got);
+    close(fd);
+    free(req);
+}
+
+/* ---- what stats say ---- */
+
+Test(auth, auth_cmds_and_auth_errors_count_logins_as_memcached_does)
+{
+    start_with_users(NULL);
+    int fd = conn(srv.port);
+    tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    tg_expect(fd, "set a 0 0 5\r\nalice\r\n",
+              "CLIENT_ERROR bad authentication token format\r\n");
+    tg_expect(fd, "set a 0 0 16\r\nalice wonderlandXY",
+              "CLIENT_ERROR bad command line termination\r\n");
+    tg_expect(fd, "set a 0 0 9\r\nalice bad\r\n",
+              "CLIENT_ERROR authentication failure\r\n");
+    login(fd, "alice", "wonderland");
+    /* only the logins that were checked count */
+    cr_assert_eq(tg_stat(fd, NULL, "auth_cmds"), 2);
+    cr_assert_eq(tg_stat(fd, NULL, "auth_errors"), 1);
+    close(fd);
+}
+
+Test(auth, stats_settings_name_the_auth_file_as_auth_enabled_ascii)
+{
+    const char *path = start_with_users(NULL);
+    int fd = conn(srv.port);
+    login(fd, "alice", "wonderland");
+    char *all = tg_stats(fd, "settings");
+    cr_assert(all);
+    char want[600];
+    snprintf(want, sizeof(want), "STAT auth_enabled_ascii %s\r\n", path);
+    cr_assert(strstr(all, want), "no \"%s\" in:\n%s", want, all);
+    cr_assert(strstr(all, "STAT auth_enabled_sasl no\r\n"), "%s", all);
+    free(all);
+    close(fd);
+}
+
+Test(auth, without_an_auth_file_nothing_is_refused_and_settings_say_no)
+{
+    cr_assert_eq(tg_start(&srv, NULL), 0);
+    int fd = conn(srv.port);
+    tg_expect(fd, "get k\r\n", "END\r\n");
+    char *all = tg_stats(fd, "settings");
+    cr_assert(strstr(all, "STAT auth_enabled_ascii no\r\n"), "%s", all);
+    free(all);
+    close(fd);
+}
+
+/* ---- mcdbd's own ---- */
+
+Test(auth, credentials_never_appear_in_the_log_even_at_vv)
+{
+    mcdbd_only();
+    start_with_users((const char *const[]){"-vv", NULL});
+    int fd = conn(srv.port);
+    /* a password sent by mistake as a command line, refused */
+    tg_expect(fd, "wonderland\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    tg_expect(fd, "set a 0 0 11\r\nalice pa:ss\r\n",
+              "CLIENT_ERROR authentication failure\r\n");
+    login(fd, "alice", "wonderland");
+    tg_expect(fd, "set k 0 0 5\r\nhello\r\n", "STORED\r\n");
+    close(fd);
+    size_t len;
+    char *log = NULL;
+    /* the log is written line by line; wait for the last request's line */
+    for (int i = 0; i < 100; i++) {
+        free(log);
+        log = tt_slurp(srv.log, &len);
+        if (log && strstr(log, "< set k 0 0 5"))
+            break;
+        usleep(20000);
+    }
+    cr_assert(log && strstr(log, "< set k 0 0 5"),
+              "the log does not show requests at -vv:\n%s", log);
+    cr_assert(strstr(log, "logged in") && strstr(log, "login failed"),
+              "the log does not say who logged in:\n%s", log);
+    cr_assert_null(strstr(log, "wonderland"), "a password in the log:\n%s",
+                   log);
+    cr_assert_null(strstr(log, "pa:ss"), "a password in the log:\n%s", log);
+    free(log);
+}
+
+Test(auth,
+     a_replica_replicates_from_a_primary_with_an_auth_file_without_a_login)
+{
+    mcdbd_only();
+    const char *path = start_with_users(NULL);
+    /* the replica serves clients: it asks them to log in too */
+    tr_start_replica(&replica, srv.port,
+                     (const char *const[]){"--auth-file", path, NULL});
+    int fd = conn(srv.port);
+    login(fd, "alice", "wonderland");
+    tg_expect(fd, "set k 0 0 5\r\nhello\r\n", "STORED\r\n");
+    close(fd);
+    fd = conn(replica.port);
+    tg_expect(fd, "get k\r\n", "CLIENT_ERROR unauthenticated\r\n");
+    login(fd, "bob", "pa:ss");
+    char *m = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(m);
+        m = tg_exchange(fd, "get k\r\n", 7, "VALUE k 0 5\r\nhello\r\nEND\r\n",
+                        25);
+        if (!m)
+            break;
+        /* not there yet: the rest of the reply is "END\r\n" */
+        usleep(50000);
+    }
+    cr_assert_null(m, "the replica never had the write: %s", m);
+    close(fd);
+}
+
+/* auth_load of text; NULL when it loads (*a set), else the message. */
+static char *
+load(const char *text, size_t len, auth_t **a)
+{
+    char *path = write_file("f", text, len);
+    char err[512] = "";
+    auth_t *got = NULL;
+    int rc = auth_load(path, &got, err, sizeof(err));
+    free(path);
+    if (rc == 0) {
+        cr_assert(got);
+        if (a)
+            *a = got;
+        else
+            auth_free(got);
+        return NULL;
+    }
+    cr_assert_null(got);
+    return strdup(err);
+}
+
+static bool
+check(const auth_t *a, const char *user, const char *pass)
+{
+    return auth_check(a, user, strlen(user), pass, strlen(pass));
+}
+
+Test(auth, the_file_is_read_as_memcached_reads_it)
+{
+    mcdbd_only();
+    auth_t *a = NULL;
+    static const char text[] =
+        "alice:wonderland\r\nbob:pa:ss\n#c:x:y\nz:\xc3\xa9";
+    char *e = load(text, sizeof(text) - 1, &a);
+    cr_assert_null(e, "%s", e);
+    cr_assert_eq(auth_count(a), 4);
+    cr_assert(check(a, "alice", "wonderland")); /* "\r\n" is not in it */
+    cr_assert(check(a, "bob", "pa:ss"));
+    cr_assert(check(a, "#c", "x:y"));     /* no comments: a user */
+    cr_assert(check(a, "z", "\xc3\xa9")); /* no final newline */
+    cr_assert_not(check(a, "alice", "wonderland\r"));
+    cr_assert_not(check(a, "alice", "pa:ss"));
+    cr_assert_not(check(a, "bob", "pa"));
+    cr_assert_not(check(a, "", ""));
+    auth_free(a);
+}
+
+Test(auth, a_bad_auth_file_is_refused_naming_the_file_and_the_line)
+{
+    mcdbd_only();
+    char long_line[300];
+    memset(long_line, 'p', sizeof(long_line));
+    memcpy(long_line, "a:", 2);
+    memcpy(long_line + 256, "\n", 2);
+    static const struct {
+        const char *text, *says;
+    } bad[] = {
+        {"a:b\n\nc:d\n", "line 2: empty"},
+        {"a:b\nc:d\nnocolon\n", "line 3: no ':'"},
+        {":pw\n", "line 1: an empty user name"},
+        {"a:b\nuser:\n", "line 2: an empty password"},
+        {"a:two words\n", "line 1: a space or control character in the "
+                          "password"},
+        {"a b:c\n", "line 1: a space or control character in the user"},
+        {"a:b\tc\n", "line 1: a space or control character in the password"},
+        {"a:b\nc:d\na:e\n", "line 3: the same user as an earlier line"},
+        {"", "no user:password line"},
+        {NULL, "line 1: longer than 255 bytes"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        const char *text = bad[i].text ? bad[i].text : long_line;
+        char *e = load(text, strlen(text), NULL);
+        cr_assert(e, "\"%s\" was accepted", text);
+        cr_assert(strstr(e, "--auth-file ") && strstr(e, "/f: "),
+                  "\"%s\" does not name the file", e);
+        cr_assert(strstr(e, bad[i].says), "\"%s\": expected \"%s\"", e,
+                  bad[i].says);
+        free(e);
+    }
+    /* 255 bytes is still a line */
+    long_line[255] = '\n';
+    cr_assert_null(load(long_line, 256, NULL));
+    /* at most AUTH_MAX_ENTRIES */
+    size_t cap = (AUTH_MAX_ENTRIES + 1) * 16, len = 0;
+    char *many = malloc(cap);
+    for (unsigned i = 0; i < AUTH_MAX_ENTRIES; i++)
+        len += (size_t)snprintf(many + len, cap - len, "u%u:p\n", i);
+    cr_assert_null(load(many, len, NULL));
+    len += (size_t)snprintf(many + len, cap - len, "last:p\n");
+    char *e = load(many, len, NULL);
+    cr_assert(e && strstr(e, "line 1025: one entry too many"), "%s", e);
+    free(e);
+    free(many);
+    /* a missing file says why */
+    char err[512];
+    auth_t *a = NULL;
+    cr_assert_eq(auth_load("/nonexistent/users", &a, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "/nonexistent/users: No such file"), "%s", err);
+}
+
+Test(auth, mcdbd_with_a_bad_auth_file_exits_1_naming_file_and_line)
+{
+    mcdbd_only();
+    char *path = write_file("users", "a:b\nc\n", 6);
+    char *dir;
+    cr_assert_geq(asprintf(&dir, "%s/data", tmp), 0);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", th_free_port());
+    const char *bin = getenv("MCDBD") ? getenv("MCDBD") : MCDBD_PATH;
+    char *out = NULL;
+    int st = tt_run(&out, (const char *const[]){bin, "-p", port, "--data-dir",
+                                                dir, "-Y", path, NULL});
+    char want[600];
+    snprintf(want, sizeof(want), "--auth-file %s: line 2: no ':'", path);
+    cr_assert_eq(st, 1, "exit status %d:\n%s", st, out);
+    cr_assert(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    free(out);
+    st = tt_run(&out, (const char *const[]){bin, "--help", NULL});
+    cr_assert(strstr(out, "-Y, --auth-file=FILE"), "%s", out);
+    free(out);
+    free(dir);
+    free(path);
+}
