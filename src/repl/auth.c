@@ -13,6 +13,7 @@
  * Fresh nonces on both sides make every MAC single-use.
  */
 #include "repl/repl_int.h"
+#include "util/say.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -44,10 +45,7 @@ repl_key_load(struct repl_key *k, const char *path, char *err, size_t errlen)
     }
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-        fprintf(stderr,
-                "warning: %s can be read by other users; "
-                "chmod 600 it\n",
-                path);
+        say(SAY_WARN, "%s can be read by other users; chmod 600 it", path);
     char buf[4096];
     size_t n = fread(buf, 1, sizeof(buf), f);
     bool more = fgetc(f) != EOF;

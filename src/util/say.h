@@ -1,8 +1,11 @@
 /*
  * say: one line per event on stderr, with a time and a level, shared by the
- * server, the engine and the tools.
- *   2026-11-24T13:40:00.123Z info  recovered 1042 records from
- * 00000000000000000000.seg
+ * server, the engine and the tools (one write per line; control characters
+ * become spaces):
+ *   2026-11-24T13:40:00.123Z info    recovered 1042 records from ...
+ * When stderr is systemd's journal (JOURNAL_STREAM), a syslog priority
+ * instead of the time, as sd-daemon(3) describes:
+ *   <6>info    recovered 1042 records from ...
  */
 #ifndef MCDB_SAY_H
 #define MCDB_SAY_H
