@@ -9,10 +9,10 @@
  * (README.md, "Refreshing from the database of record", has the command
  * lines for SQLite, PostgreSQL and MySQL.)
  *
- * What it relies on (DESIGN.md 5b): the cas of an item in mcdbd is a
- * hybrid logical clock in microseconds, so it says when the item was
- * written, and a writer that knows its row's version stores it as the cas
- * with meta's E. A row's version (in microseconds, or as given with
+ * What it relies on (docs/architecture.md, section 8): the cas of an item
+ * in mcdbd is a hybrid logical clock in microseconds, so it says when the
+ * item was written, and a writer that knows its row's version stores it as the
+ * cas with meta's E. A row's version (in microseconds, or as given with
  * --version-unit none) is therefore comparable with the store's cas.
  *
  * Each row is read with "mg <key> c v f" and classified:
