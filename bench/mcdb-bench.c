@@ -1,7 +1,8 @@
 /*
  * mcdb-bench: a load generator for servers that speak memcached's text
- * protocol (get/set), memcached's meta protocol (mg/ms) or Redis's RESP
- * (GET/SET), so memcached, Redis and mcdbd are driven by the same client.
+ * protocol (get/set), memcached's meta protocol (mg/ms), memcached's binary
+ * protocol (GET/SET) or Redis's RESP (GET/SET), so memcached, Redis and
+ * mcdbd are driven by the same client.
  *
  * Build, then run it against a memcached pinned to the other core:
  *   cmake -S . -B build && cmake --build build -j2 --target mcdb-bench
@@ -16,6 +17,9 @@
  * The same memcached, meta gets returning value, flags, cas and TTL:
  *   taskset -c 0 build/bench/mcdb-bench --server 127.0.0.1:11311 \
  *       --protocol meta --meta-flags "v f c t" --pipeline 16 --ratio 0:1
+ * The same memcached, binary GETs and SETs, 1 set to 10 gets:
+ *   taskset -c 0 build/bench/mcdb-bench --server 127.0.0.1:11311 \
+ *       --protocol binary --pipeline 16 --ratio 1:10
  *   build/bench/mcdb-bench --help
  *
  * How it works
@@ -30,9 +34,9 @@
  * a value's bytes are skipped, never copied. All buffers are allocated when
  * the connection is set up: the request path does not allocate.
  *
- * Replies match requests in FIFO order (all three protocols answer in
- * order). A connection's reply parser is a small state machine, advanced by
- * conn_parse():
+ * Replies match requests in FIFO order (all four protocols answer in
+ * order). A connection's reply parser for the three text protocols is a small
+ * state machine, advanced by conn_parse():
  *
  *   RS_LINE --VALUE/VA N/$N--> RS_DATA --N bytes--> RS_DATA_END --"\r\n"--+
  *      ^                                                                  |
@@ -54,6 +58,21 @@
  * "EN" on a miss. Before the run, one mg of key 0 on the first connection
  * checks that the server speaks meta at all: one that answers ERROR (an
  * unknown command) is a clear failure, not ten seconds of errors.
+ *
+ * Binary (--protocol binary): a get is GET (opcode 0x00: no extras, the
+ * key), answered by a 24-byte header with status 0 and a body of 4 bytes
+ * of flags and the value on a hit, status 0x0001 (Key not found) and a
+ * short text body on a miss; a set is SET (0x01: 8 bytes of extras, flags
+ * 0 and expiry 0, the key, the value), answered status 0 and no body. No
+ * quiet opcodes: every request gets its reply, in order, and each carries
+ * its connection's request count in `opaque`, which the reply must echo.
+ * conn_parse_binary() reads a header once 24 bytes are in, then skips its
+ * body (RS_DATA), so a reply may be split anywhere too. Another status is
+ * an error reply (counted, the first kept); a header that is not a reply
+ * to the request at the head (magic 0x81, opcode, opaque) is a protocol
+ * error. Before the run, one VERSION (0x0b) on the first connection checks
+ * that the server speaks binary at all (mcdb-bench stops, saying so, if the
+ * reply is not binary or does not come within 10 s).
  *
  * The measured window: the main thread sleeps through --warmup, then raises
  * `measuring` and takes t0; it raises `stop` and takes t1 after --duration
@@ -105,9 +124,9 @@
 #define BENCH_OPTIONS(X)                                                       \
     X(server, STR, "127.0.0.1:11211", "HOST:PORT",                             \
       "server to load; loopback only (127.0.0.0/8, ::1, localhost)")           \
-    X(protocol, STR, "memcache", "memcache|meta|redis",                        \
-      "memcached text protocol (get/set), memcached meta protocol (mg/ms) "    \
-      "or Redis RESP (GET/SET)")                                               \
+    X(protocol, STR, "memcache", "memcache|meta|binary|redis",                 \
+      "memcached text protocol (get/set), memcached meta protocol (mg/ms), "   \
+      "memcached binary protocol (GET/SET) or Redis RESP (GET/SET)")           \
     X(meta_flags, STR, "v f", "\"F F ...\"",                                   \
       "--protocol meta: the flags of every mg, single letters separated by "   \
       "spaces, each at most once, from c (cas), f (client flags), h (hit "     \
@@ -182,15 +201,26 @@ static const char *const opt_names[] = {
 #define ERR_TEXT_MAX 200 /* an error reply line as reported, quoted */
 #define PROBE_TIMEOUT_S 10
 
+/* memcached's binary protocol (protocol_binary.h): header and opcodes */
+#define BIN_HEADER 24
+#define BIN_REQUEST 0x80
+#define BIN_RESPONSE 0x81
+#define BIN_GET 0x00
+#define BIN_SET 0x01
+#define BIN_VERSION 0x0b
+#define BIN_SET_EXTRAS 8 /* flags, expiry */
+#define BIN_KEY_NOT_FOUND 0x0001
+
 /* ---- the derived plan: options checked and turned into numbers ---- */
 
-enum proto { PROTO_MEMCACHE, PROTO_META, PROTO_REDIS };
+enum proto { PROTO_MEMCACHE, PROTO_META, PROTO_BINARY, PROTO_REDIS };
 enum op { OP_GET, OP_SET };
 
 /* Each protocol's name for each op, for messages: [proto][op]. */
 static const char *const op_names[][2] = {
     [PROTO_MEMCACHE] = {"get", "set"},
     [PROTO_META] = {"mg", "ms"},
+    [PROTO_BINARY] = {"binary GET", "binary SET"},
     [PROTO_REDIS] = {"GET", "SET"},
 };
 
@@ -421,6 +451,9 @@ struct conn {
     enum rstate rs;
     enum result res;
     uint64_t skip; /* value bytes still to skip in RS_DATA */
+    /* binary: requests sent and replies read; a reply's opaque is its
+     * request's place in this count */
+    uint32_t bin_sent, bin_read;
     /* output: a batch is iov[iov_at, niov), pointing into obuf or value */
     char *obuf;
     size_t olen, oseg;
@@ -557,6 +590,65 @@ put_value(struct conn *c, char *p, uint64_t vlen)
     return p;
 }
 
+static inline char *
+put_be16(char *p, uint16_t v)
+{
+    p[0] = (char)(v >> 8);
+    p[1] = (char)v;
+    return p + 2;
+}
+
+static inline char *
+put_be32(char *p, uint32_t v)
+{
+    p = put_be16(p, (uint16_t)(v >> 16));
+    return put_be16(p, (uint16_t)v);
+}
+
+static inline uint32_t
+get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+/* A binary request header: data type, vbucket and cas 0. */
+static char *
+bin_header(char *p, uint8_t opcode, size_t keylen, uint8_t extlen,
+           uint64_t bodylen, uint32_t opaque)
+{
+    *p++ = (char)BIN_REQUEST;
+    *p++ = (char)opcode;
+    p = put_be16(p, (uint16_t)keylen);
+    *p++ = (char)extlen;
+    *p++ = 0; /* data type: raw bytes */
+    p = put_be16(p, 0);
+    p = put_be32(p, (uint32_t)bodylen);
+    p = put_be32(p, opaque);
+    memset(p, 0, 8);
+    return p + 8;
+}
+
+/* GET: the key; SET: flags 0 and expiry 0, the key, the value. */
+static char *
+bin_format(struct conn *c, char *p, enum op op, const char *kd, size_t kdlen,
+           uint64_t vlen)
+{
+    const struct bench *b = c->w->b;
+    size_t klen = b->p.prefix_len + kdlen;
+    if (op == OP_GET) {
+        p = bin_header(p, BIN_GET, klen, 0, klen, c->bin_sent++);
+    } else {
+        p = bin_header(p, BIN_SET, klen, BIN_SET_EXTRAS,
+                       BIN_SET_EXTRAS + klen + vlen, c->bin_sent++);
+        memset(p, 0, BIN_SET_EXTRAS);
+        p += BIN_SET_EXTRAS;
+    }
+    p = put(p, b->o.key_prefix, b->p.prefix_len);
+    p = put(p, kd, kdlen);
+    return op == OP_SET ? put_value(c, p, vlen) : p;
+}
+
 static void
 req_format(struct conn *c, enum op op, uint64_t key, uint64_t vlen)
 {
@@ -565,6 +657,11 @@ req_format(struct conn *c, enum op op, uint64_t key, uint64_t vlen)
     size_t kdlen = (size_t)(kbuf + sizeof(kbuf) - kd);
     char *p = c->obuf + c->olen;
 
+    if (b->p.proto == PROTO_BINARY) {
+        p = bin_format(c, p, op, kd, kdlen, vlen);
+        c->olen = (size_t)(p - c->obuf);
+        return;
+    }
     if (b->p.proto == PROTO_MEMCACHE) {
         p = op == OP_GET ? PUT_LIT(p, "get ") : PUT_LIT(p, "set ");
         p = put(p, b->o.key_prefix, b->p.prefix_len);
@@ -1015,6 +1112,123 @@ conn_bad_reply(struct conn *c, const char *why, const char *s, size_t n)
     conn_fail(c, what, 0);
 }
 
+/* Keep only what is not parsed yet (a partial line or header), at the
+ * front of the input buffer. */
+static void
+conn_ibuf_compact(struct conn *c)
+{
+    if (c->ibeg == c->iend) {
+        c->ibeg = c->iend = 0;
+    } else if (c->ibeg) {
+        memmove(c->ibuf, c->ibuf + c->ibeg, c->iend - c->ibeg);
+        c->iend -= c->ibeg;
+        c->ibeg = 0;
+    }
+}
+
+/* memcached's name of a binary status, for error reports. */
+static const char *
+bin_status_name(unsigned status)
+{
+    switch (status) {
+    case 0x01:
+        return "Key not found";
+    case 0x02:
+        return "Key exists";
+    case 0x03:
+        return "Value too large";
+    case 0x04:
+        return "Invalid arguments";
+    case 0x05:
+        return "Item not stored";
+    case 0x06:
+        return "Incr/Decr on non-numeric value";
+    case 0x20:
+        return "Authentication error";
+    case 0x81:
+        return "Unknown command";
+    case 0x82:
+        return "Out of memory";
+    case 0x83:
+        return "Not supported";
+    case 0x84:
+        return "Internal error";
+    case 0x85:
+        return "Busy";
+    case 0x86:
+        return "Temporary failure";
+    default:
+        return "unknown status";
+    }
+}
+
+/*
+ * One binary reply header (BIN_HEADER bytes at h) for the request at the
+ * head: 0 with its body to skip in c->skip and c->res set, or -1 if it
+ * answers no such request (the connection has been failed).
+ */
+static int
+bin_reply(struct conn *c, const unsigned char *h)
+{
+    enum op op = c->slots[c->head].op;
+    uint8_t want = op == OP_GET ? BIN_GET : BIN_SET;
+    unsigned status = (unsigned)h[6] << 8 | h[7];
+    uint32_t opaque = get_be32(h + 12);
+    char why[96];
+    if (h[0] != BIN_RESPONSE || h[1] != want || opaque != c->bin_read) {
+        snprintf(why, sizeof(why),
+                 "not the binary reply to %s #%" PRIu32
+                 " (magic 0x%02x, opcode 0x%02x, opaque %" PRIu32 ")",
+                 op_names[PROTO_BINARY][op], c->bin_read, h[0], h[1], opaque);
+        conn_bad_reply(c, why, (const char *)h, BIN_HEADER);
+        return -1;
+    }
+    c->bin_read++;
+    c->skip = get_be32(h + 8);
+    if (status == 0) {
+        c->res = op == OP_GET ? R_HIT : R_STORED;
+    } else if (status == BIN_KEY_NOT_FOUND && op == OP_GET) {
+        c->res = R_MISS;
+    } else {
+        snprintf(why, sizeof(why), "status 0x%04x (%s)", status,
+                 bin_status_name(status));
+        conn_error_reply(c, why, strlen(why), op);
+    }
+    return 0;
+}
+
+/* conn_parse() for the binary protocol: a header, then its body skipped. */
+static int
+conn_parse_binary(struct conn *c, uint64_t now)
+{
+    for (;;) {
+        if (c->rs == RS_DATA) {
+            uint64_t avail = c->iend - c->ibeg;
+            uint64_t take = avail < c->skip ? avail : c->skip;
+            c->ibeg += (uint32_t)take;
+            c->skip -= take;
+            if (c->skip)
+                break;
+            c->rs = RS_LINE;
+            conn_complete(c, c->res, now);
+        }
+        size_t avail = c->iend - c->ibeg;
+        if (avail && !c->count) {
+            conn_bad_reply(c, "bytes after the replies to every request",
+                           c->ibuf + c->ibeg, avail);
+            return -1;
+        }
+        if (avail < BIN_HEADER)
+            break;
+        if (bin_reply(c, (const unsigned char *)c->ibuf + c->ibeg) != 0)
+            return -1;
+        c->ibeg += BIN_HEADER;
+        c->rs = RS_DATA;
+    }
+    conn_ibuf_compact(c);
+    return 0;
+}
+
 /*
  * Parse every complete reply in the input; -1 on a protocol error (the
  * connection has been failed, and why reported).
@@ -1023,6 +1237,8 @@ static int
 conn_parse(struct conn *c, uint64_t now)
 {
     enum proto proto = c->w->b->p.proto;
+    if (proto == PROTO_BINARY)
+        return conn_parse_binary(c, now);
     for (;;) {
         if (c->rs == RS_DATA) {
             uint64_t avail = c->iend - c->ibeg;
@@ -1077,14 +1293,7 @@ conn_parse(struct conn *c, uint64_t now)
         if (r)
             conn_complete(c, c->res, now);
     }
-    /* keep only a partial line, at the front */
-    if (c->ibeg == c->iend) {
-        c->ibeg = c->iend = 0;
-    } else if (c->ibeg) {
-        memmove(c->ibuf, c->ibuf + c->ibeg, c->iend - c->ibeg);
-        c->iend -= c->ibeg;
-        c->ibeg = 0;
-    }
+    conn_ibuf_compact(c);
     return 0;
 }
 
@@ -1192,6 +1401,58 @@ meta_probe(const struct bench *b, int fd)
     }
 }
 
+/*
+ * Before a binary run, on the first connection (still blocking): a VERSION
+ * must be answered by a binary reply with status 0. A server without the
+ * binary protocol answers text (ERROR) or waits for a line end that never
+ * comes: stop here and say why, not after a run of nothing.
+ */
+static void
+binary_probe(const struct bench *b, int fd)
+{
+    const char *srv = b->o.server;
+    char req[BIN_HEADER], q[128];
+    unsigned char h[BIN_HEADER];
+    bin_header(req, BIN_VERSION, 0, 0, 0, 0);
+    struct timeval tv = {.tv_sec = PROBE_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (send(fd, req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req))
+        die("%s: sending the binary VERSION probe: %s", srv, strerror(errno));
+    size_t have = 0;
+    while (have < sizeof(h)) {
+        ssize_t n = recv(fd, h + have, sizeof(h) - have, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 && !have)
+            die("%s: no reply to a binary VERSION within %d s (%s): does "
+                "it speak memcached's binary protocol? (memcached -B ascii "
+                "does not)",
+                srv, PROBE_TIMEOUT_S,
+                n ? strerror(errno) : "connection closed");
+        if (n <= 0 || h[0] != BIN_RESPONSE) {
+            quote_bytes(q, sizeof(q), (const char *)h, have + (n > 0 ? n : 0));
+            die("%s does not speak memcached's binary protocol: it answered "
+                "%s to a binary VERSION",
+                srv, q);
+        }
+        have += (size_t)n;
+    }
+    unsigned status = (unsigned)h[6] << 8 | h[7];
+    if (h[1] != BIN_VERSION || status != 0)
+        die("%s: a binary VERSION was answered opcode 0x%02x, status 0x%04x "
+            "(%s)",
+            srv, h[1], status, bin_status_name(status));
+    for (uint32_t left = get_be32(h + 8); left;) { /* the version text */
+        char buf[256];
+        ssize_t n = recv(fd, buf, left < sizeof(buf) ? left : sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("%s: the binary VERSION reply was cut short", srv);
+        left -= (uint32_t)n;
+    }
+}
+
 static void
 conn_open(struct conn *c, struct worker *w, unsigned id)
 {
@@ -1216,6 +1477,8 @@ conn_open(struct conn *c, struct worker *w, unsigned id)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (id == 0 && b->p.proto == PROTO_META)
         meta_probe(b, c->fd);
+    if (id == 0 && b->p.proto == PROTO_BINARY)
+        binary_probe(b, c->fd);
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
@@ -1441,8 +1704,9 @@ static void
 print_help(void)
 {
     printf("usage: mcdb-bench [options]\n"
-           "Load a server speaking memcached's text or meta protocol, or "
-           "Redis's, on\nloopback with gets and sets; report ops/s, hits, "
+           "Load a server speaking memcached's text, meta or binary "
+           "protocol, or Redis's,\non loopback with gets and sets; report "
+           "ops/s, hits, "
            "misses, errors and latency\npercentiles.\n\n");
     char name[64], text[512];
 #define X(n, type, def, meta, help)                                            \
@@ -1464,12 +1728,12 @@ print_help(void)
            "quoted, with the command it answered, or null)\nand, after a "
            "preload, preload {keys, errors, seconds, sets_per_sec}.\n"
            "Error replies (ERROR, CLIENT_ERROR, SERVER_ERROR, NOT_STORED, NS, "
-           "-ERR ...) are\ncounted, and the first is also printed on stderr; "
-           "any other unexpected reply\ncloses its connection, quoted on "
-           "stderr.\n"
+           "-ERR, a binary\nstatus other than success and Key not found ...) "
+           "are counted, and the first\nis also printed on stderr; any other "
+           "unexpected reply closes its connection,\nquoted on stderr.\n"
            "Exit status: 0 done, 1 a run-time failure (connection refused or "
-           "lost, or\n--protocol meta against a server that does not speak "
-           "it), 2 bad options,\n130 interrupted.\n");
+           "lost, or\n--protocol meta or binary against a server that does "
+           "not speak it), 2 bad\noptions, 130 interrupted.\n");
 }
 
 static void
@@ -1664,10 +1928,13 @@ plan_check(struct options *o, struct plan *p)
         p->proto = PROTO_MEMCACHE;
     else if (strcmp(o->protocol, "meta") == 0)
         p->proto = PROTO_META;
+    else if (strcmp(o->protocol, "binary") == 0)
+        p->proto = PROTO_BINARY;
     else if (strcmp(o->protocol, "redis") == 0)
         p->proto = PROTO_REDIS;
     else
-        usage_error("--protocol: expected memcache, meta or redis, got '%s'",
+        usage_error("--protocol: expected memcache, meta, binary or redis, "
+                    "got '%s'",
                     o->protocol);
     if (o->given[OPT_meta_flags] && p->proto != PROTO_META)
         usage_error("--meta-flags is for --protocol meta");

@@ -6,7 +6,8 @@
  * A test whose server (memcached, redis-server) is not installed is skipped.
  * --protocol meta runs against memcached, against mcdbd (its own Test, so a
  * mcdbd without meta fails there alone), and against a fake server in this
- * program that sends its replies a byte at a time.
+ * program that sends its replies a byte at a time; --protocol binary
+ * against memcached.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -439,6 +440,81 @@ Test(bench_smoke, mcdbd_meta_gets_of_preloaded_keys_all_hit_and_runs_add_up,
     cr_assert_eq(th_mcdbd_start(&s, NULL, NULL), 0, "mcdbd did not start");
     meta_gets_of_preloaded_keys_all_hit(&s, false);
     preloaded_run(&s, "meta");
+    th_server_cleanup(&s);
+}
+
+/* ---- --protocol binary ---- */
+
+Test(bench_smoke,
+     memcached_binary_preloaded_one_to_one_run_adds_up_and_every_get_hits,
+     .timeout = 60)
+{
+    struct th_server s = {0};
+    start_memcached(&s);
+    preloaded_run(&s, "binary");
+    th_server_cleanup(&s);
+}
+
+/* Binary GETs of preloaded keys: mcdb-bench's hits are the server's. */
+static void
+binary_gets_of_preloaded_keys_all_hit(struct th_server *s)
+{
+    const char *pre[] = {"--server",   server_of(s), "--protocol", "binary",
+                         "--preload",  "--keys",     "2000",       "--json",
+                         "--pipeline", "16",         NULL};
+    struct bench_run *r = bench(pre);
+    cr_assert_eq(r->status, 0, "preload: exit %d: %s", r->status, r->err);
+    cr_assert_eq(json_num(r->out, "errors"), 0, "%s", r->out);
+    free(r);
+    long hits0 = stat_of(s->port, "get_hits");
+    long misses0 = stat_of(s->port, "get_misses");
+    const char *args[] = {"--server",   server_of(s), "--protocol",    "binary",
+                          "--keys",     "2000",       "--ratio",       "0:1",
+                          "--requests", "5000",       "--warmup",      "0",
+                          "--threads",  "2",          "--connections", "6",
+                          "--pipeline", "16",         "--json",        NULL};
+    r = bench(args);
+    cr_assert_eq(r->status, 0, "exit %d: %s", r->status, r->err);
+    assert_counts_add_up(r->out);
+    cr_assert_eq(json_num(r->out, "gets"), 5000);
+    cr_assert_eq(json_num(r->out, "hits"), 5000, "%s", r->out);
+    long hits = stat_of(s->port, "get_hits") - hits0;
+    long misses = stat_of(s->port, "get_misses") - misses0;
+    cr_assert(hits == 5000 && misses == 0,
+              "the server counted %ld hits and %ld misses", hits, misses);
+    free(r);
+}
+
+Test(bench_smoke, memcached_binary_gets_of_preloaded_keys_all_hit,
+     .timeout = 60)
+{
+    struct th_server s = {0};
+    start_memcached(&s);
+    binary_gets_of_preloaded_keys_all_hit(&s);
+    th_server_cleanup(&s);
+}
+
+/* memcached -B ascii reads binary bytes as the start of a text line that
+ * never ends: mcdb-bench's probe waits its 10 s, then says why. */
+Test(bench_smoke, binary_against_a_server_without_it_is_a_clear_error,
+     .timeout = 60)
+{
+    if (!installed("memcached"))
+        cr_skip_test("SKIP: memcached is not installed (apt-get install "
+                     "memcached)");
+    struct th_server s = {0};
+    const char *argv[] = {"memcached", "-p", "{port}", "-l", "127.0.0.1", "-U",
+                          "0",         "-B", "ascii",  "-u", "root",      NULL};
+    if (geteuid() != 0)
+        argv[9] = NULL;
+    cr_assert_eq(th_server_start(&s, argv), 0, "memcached did not start");
+    const char *args[] = {"--server",   server_of(&s), "--protocol", "binary",
+                          "--requests", "10",          NULL};
+    struct bench_run *r = bench(args);
+    cr_assert_eq(r->status, 1, "exit %d", r->status);
+    cr_assert(strstr(r->err, "no reply to a binary VERSION within 10 s"), "%s",
+              r->err);
+    free(r);
     th_server_cleanup(&s);
 }
 
