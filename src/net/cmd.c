@@ -78,6 +78,16 @@ cmd_count_cas(struct worker *w, int rc)
         CNT_INC(w, cas_misses);
 }
 
+void
+cmd_count_store(struct worker *w, int rc)
+{
+    if (rc == STORE_TOO_LARGE)
+        CNT_INC(w, store_too_large);
+    else if (rc == STORE_NOMEM || rc == STORE_READONLY ||
+             (rc < 0 && rc > -1000))
+        CNT_INC(w, store_no_memory);
+}
+
 /* Queue text as the reply to a write with this ack, sent as policy says
  * (OUT_ON_FAILURE: only if the write fails to become durable). */
 void
@@ -171,6 +181,7 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
             out_text(c, buf, cmd_status_text(s, rc, buf, sizeof(buf)));
             return true;
         }
+        STATS_DETAIL(w->net, key, klen, rc == 0 ? DETAIL_HIT : DETAIL_MISS);
         if (rc != 0) {
             if (rc != STORE_NOT_FOUND)
                 say(SAY_WARN, "lookup of %.*s: %s", (int)klen, key,
@@ -233,10 +244,12 @@ cmd_store(struct conn *c, const struct proto_req *req)
                            .flags = req->flags,
                            .exptime = req->exptime,
                            .cas_in = req->cas};
+    STATS_DETAIL(w->net, req->key, req->klen, DETAIL_SET);
     int rc = store_set(w->net->store, &sr, &wr);
     CNT_INC(w, cmd_set);
     if (rc == 0)
         CNT_INC(w, total_items);
+    cmd_count_store(w, rc);
     if (req->cmd == PROTO_CAS)
         cmd_count_cas(w, rc);
     cmd_reply(c, req, rc, &wr, "STORED\r\n");
@@ -278,6 +291,7 @@ cmd_delete(struct conn *c, const struct proto_req *req)
     struct worker *w = c->w;
     struct store_write wr = {0};
     struct store_del q = {.key = req->key, .klen = req->klen};
+    STATS_DETAIL(w->net, req->key, req->klen, DETAIL_DEL);
     int rc = store_delete(w->net->store, &q, &wr);
     if (rc == 0)
         CNT_INC(w, delete_hits);
@@ -479,6 +493,8 @@ cmd_execute(struct conn *c, const struct proto_req *req)
         out_str(c, "ERROR\r\n");
         return true;
     }
+    if (proto_cmd_attrs(req->cmd) & PROTO_A_META)
+        CNT_INC(c->w, cmd_meta);
     return handlers[req->cmd](c, req);
 }
 
@@ -491,6 +507,8 @@ cmd_execute(struct conn *c, const struct proto_req *req)
 void
 cmd_parse_error(struct conn *c, const struct proto_req *req)
 {
+    if (req->err == PE_TOO_LARGE)
+        CNT_INC(c->w, store_too_large);
     if ((req->cmd == PROTO_SET || req->cmd == PROTO_MS) && req->key &&
         req->swallow && req->err == PE_TOO_LARGE) {
         struct store_write wr = {0};

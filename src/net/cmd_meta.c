@@ -171,6 +171,7 @@ cmd_ms(struct conn *c, const struct proto_req *req)
     struct store_write wr = {0};
     int rc = store_set(w->net->store, &sr, &wr);
     CNT_INC(w, cmd_set);
+    cmd_count_store(w, rc);
     enum out_code code;
     switch (rc) {
     case 0:

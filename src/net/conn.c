@@ -435,6 +435,7 @@ conn_pause(struct conn *c)
 {
     if (c->state != CONN_READING)
         return;
+    CNT_INC(c->w, conn_yields); /* "stats": memcached's name for a pause */
     c->state = CONN_PAUSED;
     conn_cancel_recv(c);
 }

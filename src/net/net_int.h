@@ -27,6 +27,10 @@
 #define NET_BUF_GROUP 0
 #define NET_IN_SLACK (8u << 20) /* input beyond one request (see conn.c) */
 #define NET_STOP_GRACE_MS 10000 /* then connections are closed as they are */
+/* Descriptors kept beyond --max-connections for listeners, rings, eventfds
+ * and the log's files (the open files limit is raised to cover both). */
+#define NET_RESERVED_FDS 1024
+#define NET_BACKLOG 1024 /* listen(2)'s; memcached's tcp_backlog */
 /* --conn-memory-limit (see conn.c): a worker reserves from the shared count
  * in leases of this size; a connection holding no more than the floor is
  * never closed for memory. */
@@ -71,7 +75,13 @@
     X(bytes_written)                                                           \
     X(total_items)                                                             \
     X(auth_cmds)                                                               \
-    X(auth_errors)
+    X(auth_errors)                                                             \
+    X(cmd_meta)                                                                \
+    X(store_too_large)                                                         \
+    X(store_no_memory)                                                         \
+    X(conn_yields)                                                             \
+    X(listen_disabled_num)                                                     \
+    X(time_in_listen_disabled_us)
 
 /* Relaxed atomics so that "stats" on another thread may read them; the
  * owner's increments compile to a plain load, add and store. */
@@ -213,6 +223,7 @@ struct worker {
     struct listener *ls;
     unsigned nls;
     unsigned nls_open;
+    _Atomic unsigned nls_paused; /* accept paused (out of descriptors) */
 
     struct conn *conns;   /* all open or closing connections */
     struct conn *waiters; /* connections with writes awaiting acks */
@@ -256,12 +267,14 @@ struct net {
     _Atomic bool failed;
     int64_t started; /* unix seconds */
 
-    pthread_mutex_t lock; /* start-up handshake, stats baseline */
+    pthread_mutex_t lock; /* start-up handshake, stats baseline, detail */
     pthread_cond_t cond;
     unsigned nready;
     bool start_failed;
     char start_err[256];
-    struct net_sums baseline; /* "stats reset" subtracts this */
+    struct net_sums baseline;      /* "stats reset" subtracts this */
+    _Atomic bool detail_on;        /* "stats detail on" */
+    struct stats_prefix *prefixes; /* its counts by key prefix, under lock */
 };
 
 /* server.c */
@@ -299,6 +312,9 @@ void cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
               enum out_policy policy);
 /* cmd.c: count a compare-and-swap's outcome (cas_hits, _badval, _misses). */
 void cmd_count_cas(struct worker *w, int rc);
+/* cmd.c: count a storage command the store refused for its size
+ * (store_too_large) or for want of room (store_no_memory; see stats.c). */
+void cmd_count_store(struct worker *w, int rc);
 
 /* cmd_meta.c: the meta commands' handlers (the table's handler column). */
 bool cmd_mg(struct conn *c, const struct proto_req *req);
@@ -317,5 +333,17 @@ size_t cmd_auth_ascii(struct conn *c, const char *buf, size_t len);
 
 /* stats.c */
 void stats_reply(struct conn *c, const char *arg, size_t arg_len);
+/* "stats detail": count one get (a hit or a miss), set or delete of key
+ * under its prefix; STATS_DETAIL costs one relaxed load while it is off. */
+enum stats_detail_op { DETAIL_MISS, DETAIL_HIT, DETAIL_SET, DETAIL_DEL };
+void stats_detail_count(struct net *net, const char *key, size_t klen,
+                        enum stats_detail_op op);
+#define STATS_DETAIL(net, key, klen, op)                                       \
+    do {                                                                       \
+        if (atomic_load_explicit(&(net)->detail_on, memory_order_relaxed))     \
+            stats_detail_count(net, key, klen, op);                            \
+    } while (0)
+/* What "stats detail" holds, freed with the server. */
+void stats_detail_free(struct net *net);
 
 #endif

@@ -97,7 +97,6 @@
 #include "util/panic.h"
 #include "util/say.h"
 
-#define NET_BACKLOG 1024
 #define NET_BIND_RETRIES 50 /* a busy port is tried this many times more */
 #define NET_BIND_WAIT_MS 100
 #define NET_REFUSED "ERROR Too many open connections\r\n"
@@ -358,7 +357,7 @@ net_raise_nofile(unsigned max_conns)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = (rlim_t)max_conns + 1024;
+    rlim_t want = (rlim_t)max_conns + NET_RESERVED_FDS;
     if (rl.rlim_cur >= want)
         return;
     rl.rlim_cur = want;
@@ -369,8 +368,8 @@ net_raise_nofile(unsigned max_conns)
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
         say(SAY_WARN,
             "open files limit is %llu, below --max-connections "
-            "+ 1024; raise it (ulimit -n)",
-            (unsigned long long)rl.rlim_cur);
+            "+ %u; raise it (ulimit -n)",
+            (unsigned long long)rl.rlim_cur, NET_RESERVED_FDS);
 }
 
 /* ---- ring helpers ---- */
@@ -436,12 +435,18 @@ listener_arm(struct listener *l)
     l->armed = true;
 }
 
-/* Out of descriptors or memory: try again in 100 ms rather than spin. */
+/* Out of descriptors or memory: try again in 100 ms rather than spin.
+ * memcached counts the same pause as listen_disabled_num ("stats"). */
+#define NET_ACCEPT_PAUSE_MS 100
+
 static void
 listener_pause(struct listener *l)
 {
     struct io_uring_sqe *sqe = worker_sqe(l->w);
-    l->pause = (struct __kernel_timespec){.tv_nsec = 100 * 1000 * 1000};
+    CNT_INC(l->w, listen_disabled_num);
+    atomic_fetch_add_explicit(&l->w->nls_paused, 1, memory_order_relaxed);
+    l->pause = (struct __kernel_timespec){.tv_nsec = NET_ACCEPT_PAUSE_MS *
+                                                     1000 * 1000};
     io_uring_prep_timeout(sqe, &l->pause, 0, 0);
     io_uring_sqe_set_data64(sqe, ud_make(l, UD_TIMER));
     l->armed = true;
@@ -505,6 +510,8 @@ worker_on_accept(struct listener *l, const struct io_uring_cqe *cqe)
 static void
 listener_on_timer(struct listener *l)
 {
+    CNT_ADD(l->w, time_in_listen_disabled_us, NET_ACCEPT_PAUSE_MS * 1000);
+    atomic_fetch_sub_explicit(&l->w->nls_paused, 1, memory_order_relaxed);
     l->armed = false;
     if (!l->w->stopping)
         listener_arm(l);
@@ -848,6 +855,7 @@ net_free(struct net *net)
         if (net->workers[i].wake_fd >= 0)
             close(net->workers[i].wake_fd);
     free(net->workers);
+    stats_detail_free(net);
     pthread_mutex_destroy(&net->lock);
     pthread_cond_destroy(&net->cond);
     net_config_free(&net->cfg);
