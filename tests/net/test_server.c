@@ -627,6 +627,11 @@ Test(server, a_full_disk_makes_writes_server_errors_while_reads_keep_working)
     free(line);
     expect_value(fd, "first", v, vl);
     cr_assert_eq(tg_stat(fd, "log", "error"), 1);
+    /* memcached's name for a storage command refused for want of room:
+     * "set other" (the one that hit the full disk failed at its fsync,
+     * after it was taken: its SERVER_ERROR says so, the count does not) */
+    long long nomem = tg_stat(fd, NULL, "store_no_memory");
+    cr_assert(nomem >= 1, "store_no_memory %lld", nomem);
     close(fd);
     int st = th_server_stop(&srv, SIGTERM);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
