@@ -17,7 +17,9 @@
  *                     store_no_memory  storage commands the store refused
  *                                      for want of room: out of memory, or
  *                                      the sticky error after a failed
- *                                      write or fsync (e.g. a full disk)
+ *                                      write or fsync (e.g. a full disk;
+ *                                      the write whose fsync failed was
+ *                                      taken, and fails at its ack)
  *                     conn_yields      times a connection stopped reading
  *                                      because its client did not read its
  *                                      replies (backpressure; mcdb has no
