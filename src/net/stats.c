@@ -221,16 +221,32 @@ struct stats_snap {
 #define STATS_PREFIX_DELIMITER ':'
 #define STATS_MAX_CLASS 63 /* memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1 */
 
-static void
-stat_u64(struct conn *c, const char *name, uint64_t v)
-{
-    out_printf(c, "STAT %s %" PRIu64 "\r\n", name, v);
-}
+/*
+ * Where a reply goes: every group writes through these, so that another
+ * framing (the binary protocol's stat packets) can take the same figures.
+ *   stat_str, stat_u64, stat_tv  one "STAT name value" line
+ *   stat_end                     the group's last line (END, RESET, OK)
+ *   stat_fail                    an error instead of the group
+ *   stat_dump                    text that is not STAT lines (stats detail
+ *                                dump's PREFIX lines), under a name
+ */
+struct stat_out {
+    struct conn *c;
+};
 
 static void
 stat_str(void *arg, const char *name, const char *value)
 {
-    out_printf(arg, "STAT %s %s\r\n", name, value);
+    struct stat_out *o = arg;
+    out_printf(o->c, "STAT %s %s\r\n", name, value);
+}
+
+static void
+stat_u64(struct stat_out *o, const char *name, uint64_t v)
+{
+    char num[NET_U64_DIGITS + 1];
+    num[net_fmt_u64(num, v)] = '\0';
+    stat_str(o, name, num);
 }
 
 static void
@@ -239,16 +255,37 @@ stat_u64_cb(void *arg, const char *name, uint64_t v)
     stat_u64(arg, name, v);
 }
 
+/* memcached's "%ld.%06ld" seconds */
 static void
-stat_tv(struct conn *c, const char *name, struct timeval tv)
+stat_tv(struct stat_out *o, const char *name, struct timeval tv)
 {
-    out_printf(c, "STAT %s %ld.%06ld\r\n", name, (long)tv.tv_sec,
-               (long)tv.tv_usec);
+    char t[48];
+    snprintf(t, sizeof(t), "%ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec);
+    stat_str(o, name, t);
 }
 
-#define stat_U64(c, name, v) stat_u64(c, name, (uint64_t)(v))
-#define stat_STR(c, name, v) stat_str(c, name, v)
-#define stat_TV(c, name, v) stat_tv(c, name, v)
+static void
+stat_end(struct stat_out *o, const char *line)
+{
+    out_str(o->c, line);
+}
+
+static void
+stat_fail(struct stat_out *o, const char *line)
+{
+    out_str(o->c, line);
+}
+
+static void
+stat_dump(struct stat_out *o, const char *name, const char *text, size_t len)
+{
+    (void)name;
+    out_text(o->c, text, len);
+}
+
+#define stat_U64(o, name, v) stat_u64(o, name, (uint64_t)(v))
+#define stat_STR(o, name, v) stat_str(o, name, v)
+#define stat_TV(o, name, v) stat_tv(o, name, v)
 
 static void
 stats_counters(struct net *net, struct net_sums *now)
@@ -285,30 +322,33 @@ stats_snap_take(struct net *net, struct stats_snap *s)
 }
 
 static void
-stats_general(struct conn *c)
+stats_general(struct stat_out *o)
 {
     struct stats_snap snap;
     const struct stats_snap *s = &snap;
-    stats_snap_take(c->w->net, &snap);
+    stats_snap_take(o->c->w->net, &snap);
 #define X(name, kind, value, when)                                             \
     if (when)                                                                  \
-        stat_##kind(c, #name, value);
+        stat_##kind(o, #name, value);
     STATS_GENERAL(X)
 #undef X
-    out_str(c, "END\r\n");
+    stat_end(o, "END\r\n");
 }
 
 static void
-stats_settings(struct conn *c)
+stats_settings(struct stat_out *o)
 {
     struct stats_snap snap;
     const struct stats_snap *s = &snap;
-    stats_snap_take(c->w->net, &snap);
-    net_config_each(&c->w->net->cfg, stat_str, c);
-#define X(name, fmt, value) out_printf(c, "STAT " #name " " fmt "\r\n", value);
+    char v[64];
+    stats_snap_take(o->c->w->net, &snap);
+    net_config_each(&o->c->w->net->cfg, stat_str, o);
+#define X(name, fmt, value)                                                    \
+    snprintf(v, sizeof(v), fmt, value);                                        \
+    stat_str(o, #name, v);
     STATS_SETTINGS(X)
 #undef X
-    out_str(c, "END\r\n");
+    stat_end(o, "END\r\n");
 }
 
 /* memcached's per-class item figures, in its order, for class 1, which
@@ -346,30 +386,33 @@ stats_settings(struct conn *c)
 
 /* A class with no items is not listed, as memcached's. */
 static void
-stats_items(struct conn *c)
+stats_items(struct stat_out *o)
 {
     struct store_stats st;
-    store_stats(c->w->net->store, &st);
+    store_stats(o->c->w->net->store, &st);
     if (st.items > 0) {
-#define X(name, value) stat_u64(c, "items:1:" #name, (uint64_t)(value));
+#define X(name, value) stat_u64(o, "items:1:" #name, (uint64_t)(value));
         STATS_ITEMS(X)
 #undef X
     }
-    out_str(c, "END\r\n");
+    stat_end(o, "END\r\n");
 }
 
 /* No slab classes: memcached's totals for none. */
 static void
-stats_slabs(struct conn *c)
+stats_slabs(struct stat_out *o)
 {
-    out_str(c, "STAT active_slabs 0\r\nSTAT total_malloced 0\r\nEND\r\n");
+    stat_u64(o, "active_slabs", 0);
+    stat_u64(o, "total_malloced", 0);
+    stat_end(o, "END\r\n");
 }
 
 /* memcached's answer while its size histogram is off (its default). */
 static void
-stats_sizes(struct conn *c)
+stats_sizes(struct stat_out *o)
 {
-    out_str(c, "STAT sizes_status disabled\r\nEND\r\n");
+    stat_str(o, "sizes_status", "disabled");
+    stat_end(o, "END\r\n");
 }
 
 /* ---- stats detail: counts by key prefix ---- */
@@ -429,19 +472,33 @@ stats_detail_free(struct net *net)
     stats_detail_clear(net);
 }
 
-/* memcached's dump: one PREFIX line each, then END (no STAT lines). */
+#define STATS_PREFIX_LINE                                                      \
+    "PREFIX %s get %" PRIu64 " hit %" PRIu64 " set %" PRIu64 " del %" PRIu64   \
+    "\r\n"
+
+/* memcached's dump: one PREFIX line each, then END (no STAT lines); the
+ * binary protocol sends it whole as the stat "detailed", as memcached. */
 static void
-stats_detail_dump(struct conn *c)
+stats_detail_dump(struct stat_out *o)
 {
-    struct net *net = c->w->net;
+    struct net *net = o->c->w->net;
     pthread_mutex_lock(&net->lock);
+    size_t cap = sizeof("END\r\n");
     for (struct stats_prefix *p = net->prefixes; p; p = p->next)
-        out_printf(c,
-                   "PREFIX %s get %" PRIu64 " hit %" PRIu64 " set %" PRIu64
-                   " del %" PRIu64 "\r\n",
-                   p->name, p->gets, p->hits, p->sets, p->dels);
+        cap += p->len + sizeof(STATS_PREFIX_LINE) + 4 * NET_U64_DIGITS;
+    char *buf = malloc(cap);
+    size_t len = 0;
+    for (struct stats_prefix *p = net->prefixes; buf && p; p = p->next)
+        len += (size_t)snprintf(buf + len, cap - len, STATS_PREFIX_LINE,
+                                p->name, p->gets, p->hits, p->sets, p->dels);
     pthread_mutex_unlock(&net->lock);
-    out_str(c, "END\r\n");
+    if (!buf) {
+        stat_fail(o, "SERVER_ERROR out of memory writing stats\r\n");
+        return;
+    }
+    len += (size_t)snprintf(buf + len, cap - len, "END\r\n");
+    stat_dump(o, "detailed", buf, len);
+    free(buf);
 }
 
 static bool
@@ -451,16 +508,16 @@ word_is(const char *w, const char *word)
 }
 
 static void
-stats_detail(struct conn *c, const char *cmd)
+stats_detail(struct stat_out *o, const char *cmd)
 {
-    struct net *net = c->w->net;
+    struct net *net = o->c->w->net;
     if (word_is(cmd, "on") || word_is(cmd, "off")) {
         atomic_store(&net->detail_on, word_is(cmd, "on"));
-        out_str(c, "OK\r\n");
+        stat_end(o, "OK\r\n");
     } else if (word_is(cmd, "dump")) {
-        stats_detail_dump(c);
+        stats_detail_dump(o);
     } else {
-        out_str(c, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+        stat_fail(o, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
     }
 }
 
@@ -482,42 +539,43 @@ parse_u32(const char *w, uint32_t *v)
 /* memcached's checks; then an empty dump, as memcached's of an empty
  * class (mcdb has no LRU to walk: lru_crawler metadump lists keys). */
 static void
-stats_cachedump(struct conn *c, const char *cls, const char *limit)
+stats_cachedump(struct stat_out *o, const char *cls, const char *limit)
 {
     uint32_t id, n;
     if (!cls || !limit)
-        out_str(c, "CLIENT_ERROR bad command line\r\n");
+        stat_fail(o, "CLIENT_ERROR bad command line\r\n");
     else if (!parse_u32(cls, &id) || !parse_u32(limit, &n))
-        out_str(c, "CLIENT_ERROR bad command line format\r\n");
+        stat_fail(o, "CLIENT_ERROR bad command line format\r\n");
     else if (id > STATS_MAX_CLASS)
-        out_str(c, "CLIENT_ERROR Illegal slab id\r\n");
+        stat_fail(o, "CLIENT_ERROR Illegal slab id\r\n");
     else
-        out_str(c, "END\r\n");
+        stat_end(o, "END\r\n");
 }
 
 static void
-stats_log(struct conn *c)
+stats_log(struct stat_out *o)
 {
-    store_t *s = c->w->net->store;
+    store_t *s = o->c->w->net->store;
     struct store_stats st;
     store_stats(s, &st);
-    store_stats_each(&st, stat_u64_cb, c);
+    store_stats_each(&st, stat_u64_cb, o);
     const char *e = store_error_text(s);
-    out_printf(c, "STAT error_text %s\r\nEND\r\n", e && e[0] ? e : "none");
+    stat_str(o, "error_text", e && e[0] ? e : "none");
+    stat_end(o, "END\r\n");
 }
 
 static void
-stats_repl(struct conn *c)
+stats_repl(struct stat_out *o)
 {
-    if (c->w->net->repl)
-        repl_stats(c->w->net->repl, stat_str, c);
-    out_str(c, "END\r\n");
+    if (o->c->w->net->repl)
+        repl_stats(o->c->w->net->repl, stat_str, o);
+    stat_end(o, "END\r\n");
 }
 
 static void
-stats_reset(struct conn *c)
+stats_reset(struct stat_out *o)
 {
-    struct net *net = c->w->net;
+    struct net *net = o->c->w->net;
     struct net_sums now;
     worker_sum(net, &now);
     pthread_mutex_lock(&net->lock);
@@ -526,13 +584,14 @@ stats_reset(struct conn *c)
     pthread_mutex_unlock(&net->lock);
     if (net->repl)
         repl_stats_reset(net->repl);
-    out_str(c, "RESET\r\n");
+    stat_end(o, "RESET\r\n");
 }
 
 #define STATS_MAX_WORDS 4 /* "cachedump <class> <limit>" and one to spare */
 
-void
-stats_reply(struct conn *c, const char *arg, size_t len)
+/* One group, asked for with arg (memcached's tokens after "stats"). */
+static void
+stats_group(struct stat_out *o, const char *arg, size_t len)
 {
     /* memcached's tokens: the group, then its arguments; more words than a
      * group takes are ignored, as memcached ignores them. */
@@ -540,7 +599,7 @@ stats_reply(struct conn *c, const char *arg, size_t len)
     char *w[STATS_MAX_WORDS] = {0};
     size_t nw = 0;
     if (len >= sizeof(buf)) {
-        out_str(c, "ERROR\r\n");
+        stat_fail(o, "ERROR\r\n");
         return;
     }
     memcpy(buf, arg, len);
@@ -550,27 +609,34 @@ stats_reply(struct conn *c, const char *arg, size_t len)
         w[nw++] = t;
 
     if (nw == 0)
-        stats_general(c);
+        stats_general(o);
     else if (word_is(w[0], "settings"))
-        stats_settings(c);
+        stats_settings(o);
     else if (word_is(w[0], "reset"))
-        stats_reset(c);
+        stats_reset(o);
     else if (word_is(w[0], "detail"))
-        stats_detail(c, w[1]);
+        stats_detail(o, w[1]);
     else if (word_is(w[0], "items"))
-        stats_items(c);
+        stats_items(o);
     else if (word_is(w[0], "slabs"))
-        stats_slabs(c);
+        stats_slabs(o);
     else if (word_is(w[0], "sizes"))
-        stats_sizes(c);
+        stats_sizes(o);
     else if (word_is(w[0], "cachedump"))
-        stats_cachedump(c, w[1], w[2]);
+        stats_cachedump(o, w[1], w[2]);
     else if (word_is(w[0], "conns"))
-        out_str(c, "END\r\n");
+        stat_end(o, "END\r\n");
     else if (word_is(w[0], "log"))
-        stats_log(c);
+        stats_log(o);
     else if (word_is(w[0], "repl"))
-        stats_repl(c);
+        stats_repl(o);
     else
-        out_str(c, "ERROR\r\n");
+        stat_fail(o, "ERROR\r\n");
+}
+
+void
+stats_reply(struct conn *c, const char *arg, size_t len)
+{
+    struct stat_out o = {.c = c};
+    stats_group(&o, arg, len);
 }
