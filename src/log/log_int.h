@@ -76,12 +76,18 @@ struct apply {
 
 /*
  * A segment file. Lifecycle (the function that makes each transition):
- *   active   created by log_append() when the previous one is full, or by
- *            recovery; records are appended to it
- *   sealed   log_append() reserved its footer (seg_end set); the writer
- *            writes the footer and fdatasyncs it (seg_synced set)
- *   dropped  (compaction, a later issue) removed from the table; its file
- *            is closed when the last pin goes (seg_unpin)
+ *   active     created by log_append() when the previous one is full, or
+ *              by recovery; records are appended to it
+ *   sealed     log_append() reserved its footer (seg_end set); the writer
+ *              writes the footer and fdatasyncs it; the background thread
+ *              writes its hint once it is durable (compact_write_hints,
+ *              seg_hint set)
+ *   compacted  store_compact() re-appended its live records, made them
+ *              durable and appended a DROP record naming it (a replica:
+ *              its primary's DROP is durable here, replica_drops)
+ *   dropped    removed from the table and its file unlinked
+ *              (compact_remove_oldest); the file is closed when the last
+ *              pin goes (seg_unpin)
  * The table of segments holds one reference; every reader's pin another.
  */
 struct seg {

@@ -1,20 +1,11 @@
 /*
- * store: memcached's item semantics on the log and the index.
- *
- * Every write follows the same steps, under its key's index lock:
- *   1. look the key up (an expired or flushed entry counts as absent and is
- *      dropped on the way);
- *   2. decide (add, replace, cas, append... may refuse here, writing nothing);
- *   3. append one record with log_append(), which gives it its offset and,
- *      for new versions, its cas;
- *   4. point the index at it, moving live-byte accounting from the record it
- *      replaces.
- * Because the lock is held from 1 to 4, log order is index order for every
- * key, and recovery (replaying the log in order) rebuilds the same index.
- *
- * Expiry is memcached's: 0 never; up to 30 days relative seconds; beyond
- * that an absolute unix time; negative already expired. An item is expired
- * when exptime != 0 && exptime <= now.
+ * store: the engine's frame. Opening and closing a store (the data
+ * directory's lock, recovery, the writer and compactor threads), the
+ * store's clocks, the segment table's pins, the live-byte accounting that
+ * moves with every index change (store_index_put/remove), acknowledgements
+ * (store_ack_status, store_wait, the subscribers' eventfds) and the
+ * statistics. The item semantics every front end shares are item.c's; the
+ * invariants and the lock order are written at the top of log_int.h.
  */
 #include "log/log_int.h"
 #include "util/clock.h"
