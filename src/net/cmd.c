@@ -88,6 +88,46 @@ cmd_count_store(struct worker *w, int rc)
         CNT_INC(w, store_no_memory);
 }
 
+void
+cmd_count_read(struct worker *w, unsigned what, int rc, uint8_t miss)
+{
+    if (what & CMD_READ_TOUCH) {
+        CNT_INC(w, cmd_touch);
+        if (rc == 0)
+            CNT_INC(w, touch_hits);
+        else if (rc == STORE_NOT_FOUND)
+            CNT_INC(w, touch_misses);
+    }
+    if (what & CMD_READ_GET) {
+        CNT_INC(w, cmd_get);
+        if (rc == 0) {
+            CNT_INC(w, get_hits);
+            return;
+        }
+        CNT_INC(w, get_misses);
+        if (miss == STORE_MISS_EXPIRED)
+            CNT_INC(w, get_expired);
+        else if (miss == STORE_MISS_FLUSHED)
+            CNT_INC(w, get_flushed);
+    }
+}
+
+void
+cmd_count_arith(struct worker *w, bool incr, int rc, bool created)
+{
+    if (rc == STORE_NOT_FOUND) {
+        if (incr)
+            CNT_INC(w, incr_misses);
+        else
+            CNT_INC(w, decr_misses);
+    } else if (rc == 0 && !created) {
+        if (incr)
+            CNT_INC(w, incr_hits);
+        else
+            CNT_INC(w, decr_hits);
+    }
+}
+
 /* Queue text as the reply to a write with this ack, sent as policy says
  * (OUT_ON_FAILURE: only if the write fails to become durable). */
 void
@@ -144,7 +184,6 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
             conn_pause(c);
             return false;
         }
-        CNT_INC(w, cmd_get);
         struct store_loc loc;
         loc.miss = STORE_MISS_ABSENT;
         int rc;
@@ -158,11 +197,7 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
             struct store_mget_res res;
             rc = store_mget(s, &q, &res);
             loc.miss = res.miss;
-            CNT_INC(w, cmd_touch);
-            if (rc == STORE_NOT_FOUND)
-                CNT_INC(w, touch_misses);
             if (rc == 0) {
-                CNT_INC(w, touch_hits);
                 loc = res.loc;
                 if (res.ack)
                     cmd_hold(c, res.ack, "", 0, OUT_NEVER);
@@ -182,18 +217,14 @@ get_keys(struct conn *c, const struct proto_req *req, bool want_cas, bool touch)
             return true;
         }
         STATS_DETAIL(w->net, key, klen, rc == 0 ? DETAIL_HIT : DETAIL_MISS);
+        cmd_count_read(w, CMD_READ_GET | (touch ? CMD_READ_TOUCH : 0), rc,
+                       loc.miss);
         if (rc != 0) {
             if (rc != STORE_NOT_FOUND)
                 say(SAY_WARN, "lookup of %.*s: %s", (int)klen, key,
                     store_strerror(rc));
-            CNT_INC(w, get_misses);
-            if (loc.miss == STORE_MISS_EXPIRED)
-                CNT_INC(w, get_expired);
-            else if (loc.miss == STORE_MISS_FLUSHED)
-                CNT_INC(w, get_flushed);
             continue;
         }
-        CNT_INC(w, get_hits);
         out_start_read(c, &loc, key, klen, want_cas, NULL);
     }
     out_end(c);
@@ -267,17 +298,7 @@ cmd_arith(struct conn *c, const struct proto_req *req)
     struct store_arith_res res;
     int rc = store_arith(w->net->store, &q, &res, &wr);
     uint64_t value = res.value;
-    if (rc == STORE_NOT_FOUND) {
-        if (incr)
-            CNT_INC(w, incr_misses);
-        else
-            CNT_INC(w, decr_misses);
-    } else if (rc == 0) {
-        if (incr)
-            CNT_INC(w, incr_hits);
-        else
-            CNT_INC(w, decr_hits);
-    }
+    cmd_count_arith(w, incr, rc, false);
     char ok[NET_U64_DIGITS + 3];
     size_t n = net_fmt_u64(ok, value);
     memcpy(ok + n, "\r\n", 3);

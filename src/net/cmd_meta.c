@@ -91,34 +91,18 @@ cmd_mg(struct conn *c, const struct proto_req *req)
                            .no_record = !read};
     struct store_mget_res res;
     int rc = store_mget(s, &q, &res);
-    if (touch)
-        CNT_INC(w, cmd_touch);
-    else
-        CNT_INC(w, cmd_get);
+    if (rc != 0 && rc != STORE_NOT_FOUND) {
+        meta_failure(c, rc);
+        return true;
+    }
+    cmd_count_read(w, touch ? CMD_READ_TOUCH : CMD_READ_GET, rc, res.miss);
     if (rc == STORE_NOT_FOUND) {
-        if (touch) {
-            CNT_INC(w, touch_misses);
-        } else {
-            CNT_INC(w, get_misses);
-            if (res.miss == STORE_MISS_EXPIRED)
-                CNT_INC(w, get_expired);
-            else if (res.miss == STORE_MISS_FLUSHED)
-                CNT_INC(w, get_flushed);
-        }
         if (!has(req, 'q')) {
             struct out_meta d = describe(req, OUT_EN, KEY_SHOWS);
             meta_reply(c, &d, 0, OUT_ALWAYS);
         }
         return true;
     }
-    if (rc != 0) {
-        meta_failure(c, rc);
-        return true;
-    }
-    if (touch)
-        CNT_INC(w, touch_hits);
-    else
-        CNT_INC(w, get_hits);
     /* the vivify or touch is a write: nothing of this reply before it is
      * durable */
     if (res.ack)
@@ -262,25 +246,16 @@ cmd_ma(struct conn *c, const struct proto_req *req)
     struct store_arith_res res = {0};
     struct store_write wr = {0};
     int rc = store_arith(w->net->store, &q, &res, &wr);
+    cmd_count_arith(w, incr, rc, res.created);
     enum out_code code;
     uint64_t show = KEY_SHOWS;
     switch (rc) {
     case 0:
         code = has(req, 'v') ? OUT_VA : OUT_HD;
         show |= PROTO_MF('c') | PROTO_MF('t');
-        if (!res.created) {
-            if (incr)
-                CNT_INC(w, incr_hits);
-            else
-                CNT_INC(w, decr_hits);
-        }
         break;
     case STORE_NOT_FOUND:
         code = OUT_NF;
-        if (incr)
-            CNT_INC(w, incr_misses);
-        else
-            CNT_INC(w, decr_misses);
         break;
     case STORE_EXISTS:
         code = OUT_EX;

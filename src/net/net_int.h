@@ -315,6 +315,14 @@ void cmd_count_cas(struct worker *w, int rc);
 /* cmd.c: count a storage command the store refused for its size
  * (store_too_large) or for want of room (store_no_memory; see stats.c). */
 void cmd_count_store(struct worker *w, int rc);
+/* cmd.c: count one read of a key (the text get family, mg, the binary
+ * get family): as a get (cmd_get, get_hits or get_misses and why) and/or
+ * as a touch (cmd_touch, touch_hits or touch_misses). */
+enum { CMD_READ_GET = 1, CMD_READ_TOUCH = 2 };
+void cmd_count_read(struct worker *w, unsigned what, int rc, uint8_t miss);
+/* cmd.c: count an incr/decr's outcome (a vivified item is neither a hit
+ * nor a miss). */
+void cmd_count_arith(struct worker *w, bool incr, int rc, bool created);
 
 /* cmd_meta.c: the meta commands' handlers (the table's handler column). */
 bool cmd_mg(struct conn *c, const struct proto_req *req);
