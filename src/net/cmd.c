@@ -128,24 +128,40 @@ cmd_count_arith(struct worker *w, bool incr, int rc, bool created)
     }
 }
 
+size_t
+cmd_failure_text(struct conn *c, int rc, const struct out_bin *b, char *buf,
+                 size_t len)
+{
+    store_t *s = c->w->net->store;
+    return b ? cmd_bin_failure(s, rc, b, buf, len)
+             : cmd_status_text(s, rc, buf, len);
+}
+
 /* Queue text as the reply to a write with this ack, sent as policy says
- * (OUT_ON_FAILURE: only if the write fails to become durable). */
+ * (OUT_ON_FAILURE: only if the write fails to become durable); b: a binary
+ * reply, whose failure is a packet. */
 void
-cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
-         enum out_policy policy)
+cmd_hold_bin(struct conn *c, uint64_t ack, const char *text, size_t n,
+             enum out_policy policy, const struct out_bin *b)
 {
     int st = ack ? store_ack_status(c->w->net->store, ack) : 1;
     if (st == 0) {
-        out_wait_ack(c, ack, text, n, policy);
+        out_wait_ack_bin(c, ack, text, n, policy, b);
     } else if (policy == OUT_NEVER || (st > 0 && policy != OUT_ALWAYS)) {
         return;
     } else if (st < 0) {
         char buf[512];
-        out_text(c, buf,
-                 cmd_status_text(c->w->net->store, st, buf, sizeof(buf)));
+        out_text(c, buf, cmd_failure_text(c, st, b, buf, sizeof(buf)));
     } else {
         out_text(c, text, n);
     }
+}
+
+void
+cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
+         enum out_policy policy)
+{
+    cmd_hold_bin(c, ack, text, n, policy, NULL);
 }
 
 /* The reply to a write: ok when it succeeded, else its status's text. */

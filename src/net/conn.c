@@ -1,5 +1,6 @@
 /*
- * conn: one client connection. Input bytes -> proto_parse -> cmd_execute;
+ * conn: one client connection. Input bytes -> proto_parse -> cmd_execute
+ * (or, when its first byte is 0x80, bin_parse -> cmd_bin.c for its life);
  * replies go into an ordered output queue of items, some of them waiting
  * (for a write's ack, for a value read from a segment file); the ready
  * prefix of the queue leaves in one sendmsg at a time. The state machine
@@ -42,6 +43,8 @@
  * hostile. Replication's sockets are src/repl's, never timed out here.
  */
 #include "net/net_int.h"
+
+#include "net/binary.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -233,7 +236,17 @@ conn_say_request(const struct conn *c, const char *buf, size_t len)
     say(SAY_DEBUG, "%s < %.*s", c->peer, (int)n, buf);
 }
 
-/* Parse and execute complete requests in buf; returns the bytes used. */
+/* Drop what c->swallow says of the bytes after *off (the rest later). */
+static void
+conn_skip(struct conn *c, size_t *off, size_t len)
+{
+    uint64_t skip = c->swallow < len - *off ? c->swallow : len - *off;
+    *off += skip;
+    c->swallow -= skip;
+}
+
+/* Parse and execute complete requests in buf; returns the bytes used.
+ * The first byte of a connection chooses its protocol (enum conn_proto). */
 static size_t
 conn_parse(struct conn *c, const char *buf, size_t len)
 {
@@ -248,6 +261,21 @@ conn_parse(struct conn *c, const char *buf, size_t len)
         if (c->out_bytes + c->in_cap > c->mem_acct + NET_MEM_LEASE &&
             !conn_account(c))
             break;
+        /* With --auth-file a connection speaks text (memcached allows no
+         * binary protocol with ASCII authentication): it is chosen before
+         * the login. */
+        if (c->proto == CONN_PROTO_UNKNOWN)
+            c->proto = c->authed && (uint8_t)buf[off] == BIN_REQ_MAGIC
+                           ? CONN_PROTO_BINARY
+                           : CONN_PROTO_TEXT;
+        if (c->proto == CONN_PROTO_BINARY) {
+            size_t used = cmd_bin_step(c, buf + off, len - off);
+            if (used == 0)
+                break;
+            off += used;
+            conn_skip(c, &off, len);
+            continue;
+        }
         if (!c->authed) {
             size_t used = cmd_auth_ascii(c, buf + off, len - off);
             if (used == 0)
@@ -270,9 +298,8 @@ conn_parse(struct conn *c, const char *buf, size_t len)
         if (r == PROTO_ERROR) {
             off += req.consumed;
             cmd_parse_error(c, &req);
-            uint64_t skip = req.swallow < len - off ? req.swallow : len - off;
-            off += skip;
-            c->swallow = req.swallow - skip;
+            c->swallow = req.swallow;
+            conn_skip(c, &off, len);
             if (req.close)
                 conn_drain(c);
             continue;

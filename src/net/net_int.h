@@ -161,6 +161,9 @@ struct net_features {
 
 /* See the state machine at the top of server.c. */
 enum conn_state { CONN_READING, CONN_PAUSED, CONN_DRAINING, CONN_CLOSING };
+/* What a connection speaks: its first byte decides (0x80: binary), for
+ * its whole life, as in memcached. */
+enum conn_proto { CONN_PROTO_UNKNOWN, CONN_PROTO_TEXT, CONN_PROTO_BINARY };
 
 struct conn {
     struct conn *next, *prev;   /* worker's connections */
@@ -176,6 +179,7 @@ struct conn {
     bool authed;      /* logged in, or no --auth-file */
     uint32_t idle_ms; /* ... idle for this long, in whole ticks */
     unsigned refs;    /* ring operations naming this conn */
+    uint8_t proto;    /* CONN_PROTO_*: chosen by the first byte */
     unsigned n_wait_ack;
 
     char *in; /* bytes received, not yet consumed */
@@ -310,6 +314,13 @@ void cmd_parse_error(struct conn *c, const struct proto_req *req);
 /* cmd.c: queue text as the reply to a write with this ack (0: none). */
 void cmd_hold(struct conn *c, uint64_t ack, const char *text, size_t n,
               enum out_policy policy);
+/* cmd.c: the same for a binary reply (b; NULL: text, as cmd_hold). */
+void cmd_hold_bin(struct conn *c, uint64_t ack, const char *text, size_t n,
+                  enum out_policy policy, const struct out_bin *b);
+/* cmd.c: a store's failure rc as the reply: a packet when b (binary),
+ * else cmd_status_text's line. */
+size_t cmd_failure_text(struct conn *c, int rc, const struct out_bin *b,
+                        char *buf, size_t len);
 /* cmd.c: count a compare-and-swap's outcome (cas_hits, _badval, _misses). */
 void cmd_count_cas(struct worker *w, int rc);
 /* cmd.c: count a storage command the store refused for its size
@@ -339,8 +350,17 @@ bool cmd_me(struct conn *c, const struct proto_req *req);
 #define CMD_AUTH_PASS ((size_t)-1)
 size_t cmd_auth_ascii(struct conn *c, const char *buf, size_t len);
 
-/* stats.c */
+/* cmd_bin.c: parse and run one binary request at buf; returns the bytes
+ * it used (0: it needs more), and sets c->swallow (bytes to drop next). */
+size_t cmd_bin_step(struct conn *c, const char *buf, size_t len);
+/* cmd_bin.c: a store's failure rc as a binary packet for b at buf. */
+size_t cmd_bin_failure(store_t *s, int rc, const struct out_bin *b, char *buf,
+                       size_t len);
+
+/* stats.c: "stats [arg]"; _bin: the binary stat, answered as b says. */
 void stats_reply(struct conn *c, const char *arg, size_t arg_len);
+void stats_reply_bin(struct conn *c, const char *arg, size_t arg_len,
+                     const struct out_bin *b);
 /* "stats detail": count one get (a hit or a miss), set or delete of key
  * under its prefix; STATS_DETAIL costs one relaxed load while it is off. */
 enum stats_detail_op { DETAIL_MISS, DETAIL_HIT, DETAIL_SET, DETAIL_DEL };

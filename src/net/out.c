@@ -5,6 +5,8 @@
  */
 #include "net/net_int.h"
 
+#include "net/binary.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,6 +235,21 @@ out_printf(struct conn *c, const char *fmt, ...)
         out_text(c, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
+void
+out_bin(struct conn *c, struct bin_res *h, const void *ext, size_t extlen,
+        const void *key, size_t klen, const void *val, size_t vlen)
+{
+    char hdr[BIN_HEADER];
+    h->extlen = (uint8_t)extlen;
+    h->klen = (uint16_t)klen;
+    h->bodylen = (uint32_t)(extlen + klen + vlen);
+    bin_put_header(hdr, h);
+    out_text(c, hdr, sizeof(hdr));
+    out_text(c, ext, extlen);
+    out_text(c, key, klen);
+    out_text(c, val, vlen);
+}
+
 /* Replace an item's text (an ack's outcome). */
 void
 out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n)
@@ -284,8 +301,8 @@ waiter_remove(struct conn *c)
 }
 
 void
-out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
-             enum out_policy policy)
+out_wait_ack_bin(struct conn *c, uint64_t ack, const char *ok, size_t n,
+                 enum out_policy policy, const struct out_bin *b)
 {
     struct oitem *t = c->oq_tail;
     /* Consecutive noreply writes share one item: the later ack covers the
@@ -301,11 +318,22 @@ out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
     it->state = OI_WAIT_ACK;
     it->ack = ack;
     it->policy = (uint8_t)policy;
+    if (b) {
+        it->bin = true;
+        it->binid = *b;
+    }
     out_push(c, it);
     if (policy == OUT_ALWAYS)
         out_set_text(c, it, ok, n);
     c->n_wait_ack++;
     waiter_add(c);
+}
+
+void
+out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
+             enum out_policy policy)
+{
+    out_wait_ack_bin(c, ack, ok, n, policy, NULL);
 }
 
 static void
@@ -317,7 +345,8 @@ ack_settle(struct conn *c, struct oitem *it, int status)
         it->len = 0;
     } else if (status < 0) {
         char buf[512];
-        size_t n = cmd_status_text(c->w->net->store, status, buf, sizeof(buf));
+        size_t n = cmd_failure_text(c, status, it->bin ? &it->binid : NULL, buf,
+                                    sizeof(buf));
         out_set_text(c, it, buf, n);
     }
 }
@@ -550,6 +579,55 @@ out_meta_line(char *dst, const struct out_meta *m, uint32_t now)
     return (size_t)(p + 2 - dst);
 }
 
+/* Room for a binary reply's header, flags, key, and a miss's body. */
+#define BIN_HIT_MAX(klen) (BIN_HEADER + 4 + (klen) + 16)
+
+/* A binary get's reply once its record is read (rc: the read's status). */
+static void
+read_done_bin(struct oitem *it, int rc, const char *key,
+              const struct store_item *si)
+{
+    const struct out_bin *b = &it->binid;
+    struct bin_res h = {.opcode = b->opcode, .opaque = b->opaque};
+    size_t klen = b->with_key ? it->klen : 0;
+    if (rc != 0) {
+        it->len = 0;
+        if (b->quiet)
+            return;
+        /* a miss: getk's body is its key, the others' "Not found" */
+        const char *body = klen ? key : bin_status_text(BIN_KEY_ENOENT);
+        h.status = BIN_KEY_ENOENT;
+        h.klen = (uint16_t)klen;
+        h.bodylen = (uint32_t)(klen ? klen : strlen(body));
+        bin_put_header(it->text, &h);
+        memcpy(it->text + BIN_HEADER, body, h.bodylen);
+        it->len = BIN_HEADER + h.bodylen;
+        return;
+    }
+    size_t vlen = b->no_value ? 0 : si->vlen;
+    h.extlen = 4;
+    h.klen = (uint16_t)klen;
+    h.bodylen = (uint32_t)(4 + klen + vlen);
+    h.cas = si->cas;
+    char *p = it->text;
+    bin_put_header(p, &h);
+    p += BIN_HEADER;
+    p[0] = (char)(si->flags >> 24);
+    p[1] = (char)(si->flags >> 16);
+    p[2] = (char)(si->flags >> 8);
+    p[3] = (char)si->flags;
+    memcpy(p + 4, key, klen);
+    size_t len = BIN_HEADER + 4 + klen;
+    if (len + vlen <= it->cap) {
+        memcpy(it->text + len, si->value, vlen);
+        len += vlen;
+    } else {
+        it->blob = si->value;
+        it->blob_len = (uint32_t)vlen;
+    }
+    it->len = (uint32_t)len;
+}
+
 /* The record of item it is in it->owned (nread bytes): make the reply. */
 static void
 read_done(struct conn *c, struct oitem *it, size_t nread)
@@ -560,10 +638,15 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
     int rc =
         store_read_finish(s, &it->loc, it->owned, nread, key, it->klen, &si);
     it->state = OI_READY;
+    if (rc != 0 && rc != STORE_NOT_FOUND)
+        say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
+            key, store_strerror(rc));
+    if (it->bin) {
+        read_done_bin(it, rc, key, &si);
+        read_fold_next(c, it);
+        return;
+    }
     if (rc != 0) {
-        if (rc != STORE_NOT_FOUND)
-            say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
-                key, store_strerror(rc));
         if (it->end) {
             memcpy(it->text, "END\r\n", 5);
             it->len = 5;
@@ -610,13 +693,15 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
  * One buffer holds the record, then the key (to verify the record), then
  * the reply's text ("VALUE ..." line, and the value itself when small).
  */
-void
-out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
-               size_t klen, bool want_cas, const struct out_meta *m)
+static void
+start_read(struct conn *c, const struct store_loc *loc, const char *key,
+           size_t klen, bool want_cas, const struct out_meta *m,
+           const struct out_bin *b)
 {
     struct worker *w = c->w;
-    /* the VALUE line and room for "END\r\n", or a meta line */
-    size_t hdr = m ? out_meta_line_max(m) : klen + 64;
+    /* the VALUE line and room for "END\r\n", or a meta line, or a binary
+     * header */
+    size_t hdr = b ? BIN_HIT_MAX(klen) : m ? out_meta_line_max(m) : klen + 64;
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
     size_t at = loc->len + klen; /* the text, or the meta descriptor */
     size_t desc = 0;
@@ -645,6 +730,10 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
     it->loc = *loc;
     it->klen = (uint16_t)klen;
     it->want_cas = want_cas;
+    if (b) {
+        it->bin = true;
+        it->binid = *b;
+    }
     it->acct += size;
     out_push(c, it);
 
@@ -657,6 +746,20 @@ out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
     io_uring_prep_read(sqe, loc->fd, buf, loc->len, loc->pos);
     io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
     c->refs++;
+}
+
+void
+out_start_read(struct conn *c, const struct store_loc *loc, const char *key,
+               size_t klen, bool want_cas, const struct out_meta *m)
+{
+    start_read(c, loc, key, klen, want_cas, m, NULL);
+}
+
+void
+out_start_read_bin(struct conn *c, const struct store_loc *loc, const char *key,
+                   size_t klen, const struct out_bin *b)
+{
+    start_read(c, loc, key, klen, false, NULL, b);
 }
 
 /*

@@ -80,6 +80,19 @@ size_t out_meta_line_max(const struct out_meta *m);
 /* Whether that line shows a time (t, l, me): else now may be 0. */
 bool out_meta_needs_clock(const struct out_meta *m);
 
+/*
+ * A binary reply's identity (binary.h): what its header echoes, kept with
+ * a reply that is rendered later (a value read from the log, a write whose
+ * ack reports a failure) so that it is framed as the request was.
+ */
+struct out_bin {
+    uint8_t opcode;
+    uint32_t opaque;
+    bool quiet;    /* a miss is not answered (getq, getkq, gatq, gatkq) */
+    bool with_key; /* getk, getkq, gatk, gatkq */
+    bool no_value; /* touch: flags and cas only */
+};
+
 enum oi_state { OI_READY, OI_WAIT_ACK, OI_WAIT_READ };
 enum oi_own { OWN_NONE, OWN_CACHED, OWN_MALLOC };
 
@@ -113,6 +126,8 @@ struct oitem {
     bool want_cas;
     bool end; /* the get's "END\r\n" follows this reply (out_end) */
     struct out_meta *meta; /* a meta reply's descriptor, in owned */
+    bool bin;              /* a binary reply: binid frames it */
+    struct out_bin binid;
     char inl[NET_ITEM_INLINE];
 };
 
@@ -131,12 +146,24 @@ void out_printf(struct conn *c, const char *fmt, ...)
 void out_set_text(struct conn *c, struct oitem *it, const char *s, size_t n);
 void out_wait_ack(struct conn *c, uint64_t ack, const char *ok, size_t n,
                   enum out_policy policy);
+/* The same for a binary reply: a failure is answered in a packet as b
+ * says (b may be NULL: a text reply). */
+void out_wait_ack_bin(struct conn *c, uint64_t ack, const char *ok, size_t n,
+                      enum out_policy policy, const struct out_bin *b);
+/* A binary packet: header h (its lengths and body length filled in from
+ * the parts), then extras, key, value. */
+struct bin_res;
+void out_bin(struct conn *c, struct bin_res *h, const void *ext, size_t extlen,
+             const void *key, size_t klen, const void *val, size_t vlen);
 /* The reply to one hit, made once the record is read: get's VALUE line
  * (meta NULL) or the meta reply m describes (its value when m->code is
  * OUT_VA). m and what it points to are copied. */
 void out_start_read(struct conn *c, const struct store_loc *loc,
                     const char *key, size_t klen, bool want_cas,
                     const struct out_meta *m);
+/* The binary reply to one hit (GET, GETK, GAT, TOUCH... as b says). */
+void out_start_read_bin(struct conn *c, const struct store_loc *loc,
+                        const char *key, size_t klen, const struct out_bin *b);
 void out_end(struct conn *c);
 
 /* A read's completion (the ring's): its reply is ready. */

@@ -67,8 +67,15 @@
  *                   link (a replica) or every replica (a primary), in
  *                   plain units (repl_stats)
  *   anything else   ERROR, as memcached.
+ *
+ * The binary protocol's stat asks for the same groups (its key is the
+ * group and its arguments) and gets the same figures, framed by the seam
+ * below: each stat a packet, the end of a group (END, RESET, OK) an empty
+ * packet, an error KEY_ENOENT.
  */
 #include "net/net_int.h"
+
+#include "net/binary.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -210,7 +217,7 @@ struct stats_snap {
     X(detail_enabled, "%s", atomic_load(&s->net->detail_on) ? "yes" : "no")    \
     X(cas_enabled, "%s", "yes")                                                \
     X(tcp_backlog, "%d", NET_BACKLOG)                                          \
-    X(binding_protocol, "%s", "ascii")                                         \
+    X(binding_protocol, "%s", s->net->auth ? "ascii" : "auto-negotiate")       \
     X(auth_enabled_sasl, "%s", "no")                                           \
     X(maxconns_fast, "%s", "yes")                                              \
     X(flush_enabled, "%s", "yes")                                              \
@@ -232,13 +239,26 @@ struct stats_snap {
  */
 struct stat_out {
     struct conn *c;
+    const struct out_bin *b; /* binary: each stat a packet for b */
 };
+
+/* A binary stat packet: key name, value value (status 0). */
+static void
+stat_packet(struct stat_out *o, const char *name, size_t nlen,
+            const char *value, size_t vlen)
+{
+    struct bin_res h = {.opcode = o->b->opcode, .opaque = o->b->opaque};
+    out_bin(o->c, &h, NULL, 0, name, nlen, value, vlen);
+}
 
 static void
 stat_str(void *arg, const char *name, const char *value)
 {
     struct stat_out *o = arg;
-    out_printf(o->c, "STAT %s %s\r\n", name, value);
+    if (o->b)
+        stat_packet(o, name, strlen(name), value, strlen(value));
+    else
+        out_printf(o->c, "STAT %s %s\r\n", name, value);
 }
 
 static void
@@ -264,23 +284,42 @@ stat_tv(struct stat_out *o, const char *name, struct timeval tv)
     stat_str(o, name, t);
 }
 
+/* binary: an empty packet ends every group */
 static void
 stat_end(struct stat_out *o, const char *line)
 {
-    out_str(o->c, line);
+    if (o->b)
+        stat_packet(o, NULL, 0, NULL, 0);
+    else
+        out_str(o->c, line);
 }
 
+/* binary: KEY_ENOENT, as memcached's binary stat answers a group it does
+ * not know (its text errors have no binary status of their own) */
 static void
 stat_fail(struct stat_out *o, const char *line)
 {
-    out_str(o->c, line);
+    if (!o->b) {
+        out_str(o->c, line);
+        return;
+    }
+    const char *body = bin_status_text(BIN_KEY_ENOENT);
+    struct bin_res h = {.opcode = o->b->opcode,
+                        .opaque = o->b->opaque,
+                        .status = BIN_KEY_ENOENT};
+    out_bin(o->c, &h, NULL, 0, NULL, 0, body, strlen(body));
 }
 
+/* binary: one packet (key name, the text its value), then the end */
 static void
 stat_dump(struct stat_out *o, const char *name, const char *text, size_t len)
 {
-    (void)name;
-    out_text(o->c, text, len);
+    if (!o->b) {
+        out_text(o->c, text, len);
+        return;
+    }
+    stat_packet(o, name, strlen(name), text, len);
+    stat_packet(o, NULL, 0, NULL, 0);
 }
 
 #define stat_U64(o, name, v) stat_u64(o, name, (uint64_t)(v))
@@ -638,5 +677,13 @@ void
 stats_reply(struct conn *c, const char *arg, size_t len)
 {
     struct stat_out o = {.c = c};
+    stats_group(&o, arg, len);
+}
+
+void
+stats_reply_bin(struct conn *c, const char *arg, size_t len,
+                const struct out_bin *b)
+{
+    struct stat_out o = {.c = c, .b = b};
     stats_group(&o, arg, len);
 }

@@ -63,10 +63,12 @@ tg_start_args(struct th_server *s, const char *const *mcdbd_extra,
 {
     if (!tg_is_memcached())
         return th_mcdbd_start(s, s->dir, mcdbd_extra);
-    const char *argv[64] = {"memcached", "-p", "{port}", "-l", "127.0.0.1",
-                            "-U",        "0",  "-t",     "1",  "-B",
-                            "ascii",     "-c", "4096"};
-    size_t n = 13;
+    /* No -B: memcached's default, auto (a first byte of 0x80 speaks
+     * binary), which -Y (ASCII authentication) turns into ascii. */
+    const char *argv[64] = {"memcached", "-p", "{port}", "-l",
+                            "127.0.0.1", "-U", "0",      "-t",
+                            "1",         "-c", "4096"};
+    size_t n = 11;
     /* memcached refuses to run as root without -u */
     if (geteuid() == 0) {
         argv[n++] = "-u";
