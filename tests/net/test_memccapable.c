@@ -1,8 +1,10 @@
 /*
  * memccapable (Debian's libmemcached-tools), libmemcached's own protocol
- * conformance checker, runs all its ASCII tests against the server under
- * test and must report every one passed:
+ * conformance checker, runs all its ASCII tests, and all 27 of its binary
+ * protocol tests, against the server under test and must report every one
+ * passed:
  *   memccapable -h 127.0.0.1 -p PORT -a
+ *   memccapable -h 127.0.0.1 -p PORT -b
  *
  *   build/tests/test_net_memccapable
  *   MCDB_TEST_TARGET=memcached build/tests/test_net_memccapable
@@ -63,11 +65,14 @@ teardown(void)
 
 TestSuite(memccapable, .init = setup, .fini = teardown, .timeout = 120);
 
-Test(memccapable, passes_every_ascii_test)
+/* Runs memccapable with mode ("-a" or "-b"); asserts it passed every test
+ * and returns how many lines said "[pass]". */
+static int
+run_memccapable(const char *mode)
 {
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s -h 127.0.0.1 -p %d -a -t 10 2>&1",
-             find_tool(), srv.port);
+    snprintf(cmd, sizeof(cmd), "%s -h 127.0.0.1 -p %d %s -t 10 2>&1",
+             find_tool(), srv.port, mode);
     FILE *p = popen(cmd, "r");
     cr_assert(p, "cannot run %s", cmd);
     char *out = NULL;
@@ -84,7 +89,22 @@ Test(memccapable, passes_every_ascii_test)
               "%s exited with %d%s; its output:\n%s", cmd,
               WIFEXITED(st) ? WEXITSTATUS(st) : -1,
               WIFSIGNALED(st) ? " (killed by a signal)" : "", out);
+    int passed = 0;
+    for (const char *q = out; (q = strstr(q, "[pass]")); q++)
+        passed++;
     /* The server is still up and in step after all of that. */
     cr_assert(tg_answers_version(srv.port));
     free(out);
+    return passed;
+}
+
+Test(memccapable, passes_every_ascii_test)
+{
+    run_memccapable("-a");
+}
+
+Test(memccapable, passes_all_27_binary_tests)
+{
+    int passed = run_memccapable("-b");
+    cr_assert_eq(passed, 27, "memccapable -b passed %d tests, not 27", passed);
 }
