@@ -45,9 +45,11 @@ void tg_require(int mcdbd_only);
  * Start the target on a free 127.0.0.1 port: mcdbd with s->dir as its data
  * dir (a fresh one when NULL) and the extra arguments (NULL-terminated, may
  * be NULL), or memcached with its defaults (extra is ignored):
- *   memcached -p PORT -l 127.0.0.1 -U 0 -t 1 -B auto -c 4096 [-u root]
- * -B auto: both servers speak the binary protocol to a connection whose
- * first byte is 0x80; -c 4096 is mcdbd's --max-connections default.
+ *   memcached -p PORT -l 127.0.0.1 -U 0 -t 1 -c 4096 [-u root]
+ * No -B: memcached's default (auto), so that both servers speak the binary
+ * protocol to a connection whose first byte is 0x80 (with -Y memcached
+ * speaks ascii only, as mcdbd with --auth-file); -c 4096 is mcdbd's
+ * --max-connections default.
  * Returns 0, or -1 if it did not come up (its log is printed).
  */
 int tg_start(struct th_server *s, const char *const *mcdbd_extra);
