@@ -168,7 +168,8 @@ bin_write_reply(struct conn *c, const struct bin_req *r, int rc, uint64_t ack,
                         .cas = cas,
                         .bodylen = (uint32_t)blen};
     bin_put_header(pkt, &h);
-    memcpy(pkt + BIN_HEADER, body, blen);
+    if (blen)
+        memcpy(pkt + BIN_HEADER, body, blen);
     cmd_hold_bin(c, ack, pkt, BIN_HEADER + blen,
                  id.quiet ? OUT_ON_FAILURE : OUT_ALWAYS, &id);
 }

@@ -619,7 +619,8 @@ read_done_bin(struct oitem *it, int rc, const char *key,
     memcpy(p + 4, key, klen);
     size_t len = BIN_HEADER + 4 + klen;
     if (len + vlen <= it->cap) {
-        memcpy(it->text + len, si->value, vlen);
+        if (vlen)
+            memcpy(it->text + len, si->value, vlen);
         len += vlen;
     } else {
         it->blob = si->value;

@@ -154,6 +154,8 @@ struct pkt {
 static void
 pkt_raw(struct pkt *p, const void *data, size_t n)
 {
+    if (n == 0)
+        return;
     if (p->len + n > p->cap) {
         p->cap = (p->len + n) * 2 + 64;
         p->b = realloc(p->b, p->cap);
@@ -304,16 +306,17 @@ expect_full(int fd, uint8_t op, uint16_t status, uint32_t opaque,
               "%s: op 0x%02x: extras %u key %u, wanted %zu and %zu (body "
               "\"%s\")",
               tg_name(), op, r.extlen, r.klen, extlen, klen, got);
-    cr_assert(memcmp(r.body, ext, extlen) == 0 &&
-                  memcmp(r.body + extlen, key, klen) == 0,
+    cr_assert((extlen == 0 || memcmp(r.body, ext, extlen) == 0) &&
+                  (klen == 0 || memcmp(r.body + extlen, key, klen) == 0),
               "%s: op 0x%02x: extras or key differ: \"%s\"", tg_name(), op,
               got);
     if (val) {
         char *want = tg_escape(val, vlen, 200);
-        cr_assert(r.bodylen == extlen + klen + vlen &&
-                      memcmp(r.body + extlen + klen, val, vlen) == 0,
-                  "%s: op 0x%02x: body \"%s\", wanted value \"%s\"", tg_name(),
-                  op, got, want);
+        cr_assert(
+            r.bodylen == extlen + klen + vlen &&
+                (vlen == 0 || memcmp(r.body + extlen + klen, val, vlen) == 0),
+            "%s: op 0x%02x: body \"%s\", wanted value \"%s\"", tg_name(), op,
+            got, want);
         free(want);
     }
     if (cas == CAS_ZERO)
