@@ -26,8 +26,10 @@
 #include "repl/repl.h"
 
 /*
- * --help's groups, in the order it prints them, with their headings (as
- * memcached groups its options); a group with no option is not printed.
+ * --help's groups, in the order it prints them, with their headings; a
+ * group with no option is not printed. (memcached 1.6.18's --help is one
+ * list in roughly this order, network first, with its -o options apart;
+ * mcdbd names the groups.)
  */
 #define MCDBD_GROUPS(G)                                                        \
     G(NETWORK, "Network")                                                      \
