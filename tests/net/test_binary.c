@@ -3,9 +3,10 @@
  * twins and noop, cas, incr/decr's initial value and expiry, flush with a
  * delay, stat, malformed headers, lying lengths, oversized keys and values,
  * pipelining, a text and a binary client sharing the data, and (mcdbd only)
- * a restart. Each test runs against memcached 1.6.18 too; replies are
- * compared field by field, the cas by shape (memcached counts, mcdbd's is a
- * clock): zero or not, equal to another reply's or not.
+ * a restart and a replica's refusal of writes. Each test runs against
+ * memcached 1.6.18 too; replies are compared field by field, the cas by shape
+ * (memcached counts, mcdbd's is a clock): zero or not, equal to another reply's
+ * or not.
  *
  *   build/tests/test_net_binary
  *   MCDB_TEST_TARGET=memcached build/tests/test_net_binary
@@ -32,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "helpers/repl_util.h"
 #include "helpers/server.h"
 #include "helpers/target.h"
 
@@ -973,4 +975,72 @@ Test(binary, a_value_written_in_binary_survives_a_restart)
     req(fd, OP_INCR, "dcount", arith_ext(1, 0, 0), 20, NULL, 0, 0, 4);
     expect_number(fd, OP_INCR, 4, 101);
     close(fd);
+}
+
+Test(binary, a_replica_refuses_binary_writes_as_not_supported_and_serves_reads)
+{
+    if (tg_is_memcached())
+        cr_skip_test("memcached has no replicas");
+    struct th_server p = {0}, r = {0};
+    tr_start(&p, NULL);
+    tr_start_replica(&r, p.port, NULL);
+    int fd = tg_connect(p.port);
+    cr_assert(fd >= 0);
+    set(fd, "k", "v", 3);
+    expect(fd, OP_SET, ST_OK, 1, "", CAS_SET);
+    close(fd);
+    tr_wait_caught_up(p.port, r.port, 10000);
+    fd = tg_connect(r.port);
+    cr_assert(fd >= 0);
+    struct {
+        uint8_t op;
+        const char *key;
+        const void *ext;
+        size_t extlen;
+        const char *val;
+    } writes[] = {
+        {OP_SET, "k", set_ext(0, 0), 8, "x"},
+        {OP_ADD, "n", set_ext(0, 0), 8, "x"},
+        {OP_APPEND, "k", NULL, 0, "x"},
+        {OP_DELETE, "k", NULL, 0, NULL},
+        {OP_INCR, "k", arith_ext(1, 0, 0), 20, NULL},
+        {OP_FLUSH, NULL, NULL, 0, NULL},
+        {OP_TOUCH, "k", exp_ext(10), 4, NULL},
+        {OP_GAT, "k", exp_ext(10), 4, NULL},
+        {OP_SETQ, "k", set_ext(0, 0), 8, "x"},
+    };
+    for (size_t i = 0; i < sizeof(writes) / sizeof(*writes); i++) {
+        req(fd, writes[i].op, writes[i].key, writes[i].ext, writes[i].extlen,
+            writes[i].val, writes[i].val ? strlen(writes[i].val) : 0, 0,
+            (uint32_t)i);
+        expect(fd, writes[i].op, 0x83, (uint32_t)i, "read-only replica",
+               CAS_ZERO);
+    }
+    req(fd, OP_GET, "k", NULL, 0, NULL, 0, 0, 99);
+    expect_hit(fd, OP_GET, 99, 3, NULL, "v");
+    close(fd);
+    th_server_cleanup(&r);
+    th_server_cleanup(&p);
+}
+
+Test(binary, binary_reads_and_writes_count_in_stats_as_text_ones_do)
+{
+    int b = conn(), t = conn();
+    long long hits = tg_stat(t, NULL, "get_hits");
+    long long misses = tg_stat(t, NULL, "get_misses");
+    long long sets = tg_stat(t, NULL, "cmd_set");
+    long long incr = tg_stat(t, NULL, "incr_hits");
+    set(b, "counted", "1", 0);
+    expect(b, OP_SET, ST_OK, 1, "", CAS_SET);
+    req(b, OP_GET, "counted", NULL, 0, NULL, 0, 0, 2);
+    expect_hit(b, OP_GET, 2, 0, NULL, "1");
+    req(b, OP_GETQ, "uncounted", NULL, 0, NULL, 0, 0, 3);
+    req(b, OP_INCR, "counted", arith_ext(1, 0, 0), 20, NULL, 0, 0, 4);
+    expect_number(b, OP_INCR, 4, 2);
+    cr_assert_eq(tg_stat(t, NULL, "get_hits"), hits + 1);
+    cr_assert_eq(tg_stat(t, NULL, "get_misses"), misses + 1);
+    cr_assert_eq(tg_stat(t, NULL, "cmd_set"), sets + 1);
+    cr_assert_eq(tg_stat(t, NULL, "incr_hits"), incr + 1);
+    close(b);
+    close(t);
 }
