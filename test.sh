@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/deps.sh
 need_packages "${MCDB_BUILD_PACKAGES[@]}" "${MCDB_TEST_PACKAGES[@]}"
+need_npm tests/js  # memjs, for tests/net/test_memjs
 
 sanitize=1
 fuzz=1
