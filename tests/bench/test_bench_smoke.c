@@ -7,7 +7,7 @@
  * --protocol meta runs against memcached, against mcdbd (its own Test, so a
  * mcdbd without meta fails there alone), and against a fake server in this
  * program that sends its replies a byte at a time; --protocol binary
- * against memcached.
+ * against memcached and mcdbd.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -491,6 +491,17 @@ Test(bench_smoke, memcached_binary_gets_of_preloaded_keys_all_hit,
     struct th_server s = {0};
     start_memcached(&s);
     binary_gets_of_preloaded_keys_all_hit(&s);
+    th_server_cleanup(&s);
+}
+
+/* Fails, naming what mcdbd answered, until mcdbd speaks binary. */
+Test(bench_smoke, mcdbd_binary_gets_of_preloaded_keys_all_hit_and_runs_add_up,
+     .timeout = 60)
+{
+    struct th_server s = {0};
+    cr_assert_eq(th_mcdbd_start(&s, NULL, NULL), 0, "mcdbd did not start");
+    binary_gets_of_preloaded_keys_all_hit(&s);
+    preloaded_run(&s, "binary");
     th_server_cleanup(&s);
 }
 
