@@ -641,7 +641,8 @@ stats_group(struct stat_out *o, const char *arg, size_t len)
         stat_fail(o, "ERROR\r\n");
         return;
     }
-    memcpy(buf, arg, len);
+    if (len) /* a binary STAT without a key has arg NULL */
+        memcpy(buf, arg, len);
     buf[len] = '\0';
     for (char *save, *t = strtok_r(buf, " ", &save); t && nw < STATS_MAX_WORDS;
          t = strtok_r(NULL, " ", &save))
