@@ -383,7 +383,7 @@ static bool
 bin_stat(struct conn *c, const struct bin_req *r)
 {
     struct out_bin id = bin_id(r);
-    stats_reply_bin(c, r->key, r->klen, &id);
+    stats_reply_bin(c, r->key ? r->key : "", r->klen, &id);
     return true;
 }
 
