@@ -90,9 +90,10 @@ const char *bin_status_text(uint16_t status);
  * max), the key, and the attributes. A quiet twin is a row of its own with
  * the same handler and BIN_A_QUIET. The parser checks a request's shape
  * from the lengths and the key column; dispatch goes through the handler.
- * SASL (0x20-0x22): bin_sasl answers as memcached without SASL does; a
- * server with authentication replaces that handler and checks
- * BIN_A_PREAUTH in bin_dispatch (cmd_bin.c).
+ * SASL (0x20-0x22): bin_sasl answers as memcached without SASL does, or
+ * with --auth-file as memcached with -S (cmd_auth.c); then only the
+ * commands with BIN_A_PREAUTH run before the login, as memcached's
+ * (version and SASL: not noop, not quit).
  */
 #define BIN_COMMANDS(X)                                                        \
     X(GET, 0x00, "get", bin_get, 0, 0, BIN_K_REQ, 0)                           \
@@ -102,10 +103,10 @@ const char *bin_status_text(uint16_t status);
     X(DELETE, 0x04, "delete", bin_delete, 0, 0, BIN_K_REQ, 0)                  \
     X(INCREMENT, 0x05, "incr", bin_arith, 20, 20, BIN_K_REQ, 0)                \
     X(DECREMENT, 0x06, "decr", bin_arith, 20, 20, BIN_K_REQ, 0)                \
-    X(QUIT, 0x07, "quit", bin_quit, 0, 0, BIN_K_NONE, BIN_A_PREAUTH)           \
+    X(QUIT, 0x07, "quit", bin_quit, 0, 0, BIN_K_NONE, 0)                       \
     X(FLUSH, 0x08, "flush", bin_flush, 0, 4, BIN_K_NONE, 0)                    \
     X(GETQ, 0x09, "getq", bin_get, 0, 0, BIN_K_REQ, BIN_A_QUIET)               \
-    X(NOOP, 0x0a, "noop", bin_noop, 0, 0, BIN_K_NONE, BIN_A_PREAUTH)           \
+    X(NOOP, 0x0a, "noop", bin_noop, 0, 0, BIN_K_NONE, 0)                       \
     X(VERSION, 0x0b, "version", bin_version, 0, 0, BIN_K_NONE, BIN_A_PREAUTH)  \
     X(GETK, 0x0c, "getk", bin_get, 0, 0, BIN_K_REQ, BIN_A_KEY)                 \
     X(GETKQ, 0x0d, "getkq", bin_get, 0, 0, BIN_K_REQ, BIN_A_KEY | BIN_A_QUIET) \
@@ -121,8 +122,7 @@ const char *bin_status_text(uint16_t status);
     X(DELETEQ, 0x14, "deleteq", bin_delete, 0, 0, BIN_K_REQ, BIN_A_QUIET)      \
     X(INCREMENTQ, 0x15, "incrq", bin_arith, 20, 20, BIN_K_REQ, BIN_A_QUIET)    \
     X(DECREMENTQ, 0x16, "decrq", bin_arith, 20, 20, BIN_K_REQ, BIN_A_QUIET)    \
-    X(QUITQ, 0x17, "quitq", bin_quit, 0, 0, BIN_K_NONE,                        \
-      BIN_A_QUIET | BIN_A_PREAUTH)                                             \
+    X(QUITQ, 0x17, "quitq", bin_quit, 0, 0, BIN_K_NONE, BIN_A_QUIET)           \
     X(FLUSHQ, 0x18, "flushq", bin_flush, 0, 4, BIN_K_NONE, BIN_A_QUIET)        \
     X(APPENDQ, 0x19, "appendq", bin_store, 0, 0, BIN_K_REQ,                    \
       BIN_A_VALUE | BIN_A_QUIET)                                               \

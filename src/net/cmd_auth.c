@@ -1,5 +1,8 @@
 /*
- * cmd_auth: the ASCII login (--auth-file), as memcached 1.6.18 does it with
+ * cmd_auth: logging in (--auth-file). The ASCII login here first, SASL over
+ * the binary protocol below.
+ *
+ * The ASCII login, as memcached 1.6.18 does it with
  * -Y (proto_text.c's try_read_command_asciiauth). Until a connection has
  * logged in, each request is one of:
  *
@@ -31,7 +34,9 @@
 #include "net/net_int.h"
 
 #include <string.h>
+#include <strings.h>
 
+#include "net/binary.h"
 #include "util/say.h"
 
 #define AUTH_LINE_WAIT 2048         /* memcached's wait for a "\n" */
@@ -153,4 +158,102 @@ cmd_auth_ascii(struct conn *c, const char *buf, size_t len)
     say(SAY_DEBUG, "%s < %.*s", c->peer, (int)shown, buf);
     auth_login(c, buf + line, size);
     return line + size + 2;
+}
+
+/*
+ * SASL over the binary protocol, as memcached 1.6.18 answers with -S and
+ * Cyrus SASL's PLAIN, the one mechanism offered:
+ *
+ *   SASL_LIST_MECHS  "PLAIN"
+ *   SASL_AUTH        key: the mechanism, "PLAIN" in any case (none: EINVAL
+ *                    and the connection closes; over AUTH_MECH_MAX bytes:
+ *                    EINVAL); value: authzid NUL user NUL password, the
+ *                    authzid empty or the user's own. Answers OK
+ *                    "Authenticated" (auth_cmds) or AUTH_ERROR "Auth
+ *                    failure." (auth_cmds, auth_errors); an empty value
+ *                    answers AUTH_CONTINUE and the next SASL_STEP carries
+ *                    the credentials.
+ *   SASL_STEP        completes an AUTH that was continued; any other is
+ *                    AUTH_ERROR.
+ *
+ * Every AUTH and STEP first logs the connection out, as memcached's does
+ * (init_sasl_conn): a failed one after a login leaves it logged out.
+ * Before login every other opcode but VERSION is AUTH_ERROR and closes the
+ * connection (cmd_bin.c's gate). The value is never logged.
+ */
+#define AUTH_MECH_MAX 32 /* memcached's MAX_SASL_MECH_LEN */
+
+static void
+sasl_reply(struct conn *c, const struct bin_req *r, uint16_t status,
+           const char *body)
+{
+    struct bin_res h = {
+        .opcode = r->opcode, .opaque = r->opaque, .status = status};
+    out_bin(c, &h, NULL, 0, NULL, 0, body, strlen(body));
+}
+
+/* authzid NUL user NUL password, checked against the file. */
+static bool
+sasl_plain(const auth_t *a, const char *v, size_t n)
+{
+    const char *z = memchr(v, '\0', n);
+    if (!z)
+        return false;
+    const char *user = z + 1, *end = v + n;
+    const char *u = memchr(user, '\0', (size_t)(end - user));
+    if (!u)
+        return false;
+    size_t zlen = (size_t)(z - v), ulen = (size_t)(u - user);
+    const char *pass = u + 1;
+    size_t plen = (size_t)(end - pass);
+    if (memchr(pass, '\0', plen))
+        return false; /* more than three parts */
+    if (zlen && (zlen != ulen || memcmp(v, user, ulen) != 0))
+        return false; /* acting as someone else */
+    return auth_check(a, user, ulen, pass, plen);
+}
+
+bool
+cmd_auth_sasl(struct conn *c, const struct bin_req *r)
+{
+    struct worker *w = c->w;
+    if (r->cmd == BIN_SASL_LIST_MECHS) {
+        sasl_reply(c, r, BIN_OK, "PLAIN");
+        return true;
+    }
+    if (r->klen == 0) {
+        sasl_reply(c, r, BIN_EINVAL, bin_status_text(BIN_EINVAL));
+        conn_drain(c);
+        return true;
+    }
+    if (r->klen > AUTH_MECH_MAX) {
+        sasl_reply(c, r, BIN_EINVAL, bin_status_text(BIN_EINVAL));
+        return true;
+    }
+    c->authed = false;
+    bool waiting = c->sasl_wait;
+    c->sasl_wait = false;
+    bool plain = r->klen == 5 && strncasecmp(r->key, "PLAIN", 5) == 0;
+    bool ok;
+    if (r->cmd == BIN_SASL_AUTH) {
+        if (plain && r->vlen == 0) {
+            c->sasl_wait = true;
+            sasl_reply(c, r, BIN_AUTH_CONTINUE, "");
+            return true;
+        }
+        ok = plain && sasl_plain(w->net->auth, r->value, r->vlen);
+    } else {
+        ok = waiting && sasl_plain(w->net->auth, r->value, r->vlen);
+    }
+    CNT_INC(w, auth_cmds);
+    if (!ok) {
+        CNT_INC(w, auth_errors);
+        say(SAY_VERBOSE, "%s: login failed (SASL)", c->peer);
+        sasl_reply(c, r, BIN_AUTH_ERROR, bin_status_text(BIN_AUTH_ERROR));
+        return true;
+    }
+    say(SAY_VERBOSE, "%s: logged in (SASL)", c->peer);
+    c->authed = true;
+    sasl_reply(c, r, BIN_OK, "Authenticated");
+    return true;
 }

@@ -395,6 +395,8 @@ bin_stat(struct conn *c, const struct bin_req *r)
 static bool
 bin_sasl(struct conn *c, const struct bin_req *r)
 {
+    if (c->w->net->auth)
+        return cmd_auth_sasl(c, r);
     bin_error(c, r, BIN_UNKNOWN_COMMAND);
     return true;
 }
@@ -407,9 +409,15 @@ bin_sasl(struct conn *c, const struct bin_req *r)
 static bool
 bin_allowed(const struct conn *c, enum bin_cmd cmd)
 {
-    (void)c;
-    (void)cmd;
-    return true;
+    return c->authed || (bin_cmd_attrs(cmd) & BIN_A_PREAUTH);
+}
+
+/* One not allowed before the login: AUTH_ERROR, and memcached closes. */
+static void
+bin_refuse(struct conn *c, const struct bin_req *r)
+{
+    bin_error(c, r, BIN_AUTH_ERROR);
+    conn_drain(c);
 }
 
 /* The handler column of the command table (binary.h). */
@@ -424,7 +432,7 @@ static void
 bin_dispatch(struct conn *c, const struct bin_req *r)
 {
     if (!bin_allowed(c, r->cmd)) {
-        bin_error(c, r, BIN_AUTH_ERROR);
+        bin_refuse(c, r);
         return;
     }
     handlers[r->cmd](c, r);
@@ -474,6 +482,14 @@ cmd_bin_step(struct conn *c, const char *buf, size_t len)
         say(SAY_DEBUG, "%s < binary %s (0x%02x) key %.*s", c->peer,
             bin_cmd_name(r.cmd), r.opcode, r.key ? (int)r.klen : 0,
             r.key ? r.key : "");
+    /* Before the login memcached refuses an unknown opcode, or a known one
+     * of the wrong shape or size, as any other; only a header it cannot
+     * frame (r.cmd unknown and r.close) is answered as it is. */
+    if (rc == BIN_ERROR && !bin_allowed(c, r.cmd) &&
+        !(r.cmd == BIN_NCMDS && r.close)) {
+        bin_refuse(c, &r);
+        return r.consumed;
+    }
     if (rc == BIN_ERROR) {
         bin_rejected(c, &r);
         c->swallow = r.swallow;

@@ -261,13 +261,11 @@ conn_parse(struct conn *c, const char *buf, size_t len)
         if (c->out_bytes + c->in_cap > c->mem_acct + NET_MEM_LEASE &&
             !conn_account(c))
             break;
-        /* With --auth-file a connection speaks text (memcached allows no
-         * binary protocol with ASCII authentication): it is chosen before
-         * the login. */
+        /* With --auth-file a binary connection logs in with SASL, a text
+         * one with the ASCII login (cmd_auth.c). */
         if (c->proto == CONN_PROTO_UNKNOWN)
-            c->proto = c->authed && (uint8_t)buf[off] == BIN_REQ_MAGIC
-                           ? CONN_PROTO_BINARY
-                           : CONN_PROTO_TEXT;
+            c->proto = (uint8_t)buf[off] == BIN_REQ_MAGIC ? CONN_PROTO_BINARY
+                                                          : CONN_PROTO_TEXT;
         if (c->proto == CONN_PROTO_BINARY) {
             size_t used = cmd_bin_step(c, buf + off, len - off);
             if (used == 0)

@@ -85,8 +85,9 @@
     X(SECURITY, auth_file, "auth-file", 'Y', AUTHFILE, "",                     \
       "auth_enabled_ascii",                                                    \
       "a file of user:password lines (memcached's -Y); a client must log "     \
-      "in before any other command, with a set whose data is \"user "          \
-      "password\" (no encryption: private networks or TLS tunnels only)")      \
+      "in before any other command: over text with a set whose data is "       \
+      "\"user password\", over the binary protocol with SASL PLAIN (no "       \
+      "encryption: private networks or TLS tunnels only)")                     \
     X(LOGGING, verbose, "verbose", 'v', LEVEL, "0", "verbosity",               \
       "-v: connection events and io_uring features, -vv: debug")               \
     X(GENERAL, help, "help", 'h', HELP, "", NULL, "print this help and exit")  \

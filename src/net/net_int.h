@@ -177,6 +177,7 @@ struct conn {
     bool recv_armed, send_busy;
     bool heard;       /* --idle-timeout: active since the last tick */
     bool authed;      /* logged in, or no --auth-file */
+    bool sasl_wait;   /* a SASL_AUTH continued: SASL_STEP completes it */
     uint32_t idle_ms; /* ... idle for this long, in whole ticks */
     unsigned refs;    /* ring operations naming this conn */
     uint8_t proto;    /* CONN_PROTO_*: chosen by the first byte */
@@ -349,6 +350,9 @@ bool cmd_me(struct conn *c, const struct proto_req *req);
  * caller parses and runs as usual. */
 #define CMD_AUTH_PASS ((size_t)-1)
 size_t cmd_auth_ascii(struct conn *c, const char *buf, size_t len);
+/* cmd_auth.c: SASL_LIST_MECHS, SASL_AUTH, SASL_STEP with --auth-file. */
+struct bin_req;
+bool cmd_auth_sasl(struct conn *c, const struct bin_req *r);
 
 /* cmd_bin.c: parse and run one binary request at buf; returns the bytes
  * it used (0: it needs more), and sets c->swallow (bytes to drop next). */

@@ -217,8 +217,8 @@ struct stats_snap {
     X(detail_enabled, "%s", atomic_load(&s->net->detail_on) ? "yes" : "no")    \
     X(cas_enabled, "%s", "yes")                                                \
     X(tcp_backlog, "%d", NET_BACKLOG)                                          \
-    X(binding_protocol, "%s", s->net->auth ? "ascii" : "auto-negotiate")       \
-    X(auth_enabled_sasl, "%s", "no")                                           \
+    X(binding_protocol, "%s", "auto-negotiate")                                \
+    X(auth_enabled_sasl, "%s", s->net->auth ? "yes" : "no")                    \
     X(maxconns_fast, "%s", "yes")                                              \
     X(flush_enabled, "%s", "yes")                                              \
     X(dump_enabled, "%s", "yes")                                               \

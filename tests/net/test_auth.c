@@ -299,7 +299,10 @@ Test(auth, stats_settings_name_the_auth_file_as_auth_enabled_ascii)
     char want[600];
     snprintf(want, sizeof(want), "STAT auth_enabled_ascii %s\r\n", path);
     cr_assert(strstr(all, want), "no \"%s\" in:\n%s", want, all);
-    cr_assert(strstr(all, "STAT auth_enabled_sasl no\r\n"), "%s", all);
+    /* memcached's -Y allows no binary protocol; mcdbd's file serves SASL */
+    cr_assert(strstr(all, tg_is_memcached() ? "STAT auth_enabled_sasl no\r\n"
+                                            : "STAT auth_enabled_sasl yes\r\n"),
+              "%s", all);
     free(all);
     close(fd);
 }
@@ -500,4 +503,387 @@ Test(auth, mcdbd_with_a_bad_auth_file_exits_1_naming_file_and_line)
     free(out);
     free(dir);
     free(path);
+}
+
+/* ---- SASL PLAIN over the binary protocol ----
+ * memcached 1.6.18 answers these with -S -B binary and Cyrus SASL's PLAIN
+ * over a sasldb holding the same users (saslpasswd2, SASL_CONF_PATH):
+ * -Y and the binary protocol exclude each other there. */
+
+enum {
+    OP_GET = 0x00,
+    OP_SET = 0x01,
+    OP_QUIT = 0x07,
+    OP_NOOP = 0x0a,
+    OP_VERSION = 0x0b,
+    OP_STAT = 0x10,
+    OP_LIST_MECHS = 0x20,
+    OP_AUTH = 0x21,
+    OP_STEP = 0x22,
+    ST_OK = 0x00,
+    ST_ENOENT = 0x01,
+    ST_EINVAL = 0x04,
+    ST_AUTH_ERROR = 0x20,
+    ST_AUTH_CONTINUE = 0x21,
+};
+
+struct bres {
+    int op, status;
+    size_t len;
+    char body[4096];
+};
+
+/* One request packet: header, extras, key, value. */
+static void
+bsend(int fd, int op, const void *ext, size_t elen, const char *key,
+      const void *val, size_t vlen)
+{
+    size_t klen = key ? strlen(key) : 0, blen = elen + klen + vlen;
+    unsigned char *p = calloc(1, 24 + blen);
+    p[0] = 0x80;
+    p[1] = (unsigned char)op;
+    p[2] = (unsigned char)(klen >> 8);
+    p[3] = (unsigned char)klen;
+    p[4] = (unsigned char)elen;
+    p[8] = (unsigned char)(blen >> 24);
+    p[9] = (unsigned char)(blen >> 16);
+    p[10] = (unsigned char)(blen >> 8);
+    p[11] = (unsigned char)blen;
+    if (elen) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(p + 24, ext, elen);
+    if (klen)
+        memcpy(p + 24 + elen, key, klen);
+    if (vlen)
+        memcpy(p + 24 + elen + klen, val, vlen);
+    cr_assert_eq(th_send(fd, p, 24 + blen), 0, "send of opcode 0x%02x", op);
+    free(p);
+}
+
+/* One response; the body (extras, key and value) in r->body. */
+static void
+brecv(int fd, struct bres *r)
+{
+    unsigned char h[24];
+    cr_assert_eq(tg_recv_n(fd, h, 24), 24, "no response header");
+    cr_assert_eq(h[0], 0x81, "magic 0x%02x", h[0]);
+    r->op = h[1];
+    r->status = h[6] << 8 | h[7];
+    r->len =
+        (size_t)h[8] << 24 | (size_t)h[9] << 16 | (size_t)h[10] << 8 | h[11];
+    cr_assert_lt(r->len, sizeof(r->body));
+    cr_assert_eq(tg_recv_n(fd, r->body, r->len), r->len);
+    r->body[r->len] = '\0';
+}
+
+/* Send, and expect status and body (NULL: any body) back for op. */
+static void
+bexpect(int fd, int op, const char *key, const void *val, size_t vlen,
+        int status, const char *body)
+{
+    struct bres r;
+    bsend(fd, op, NULL, 0, key, val, vlen);
+    brecv(fd, &r);
+    cr_assert_eq(r.op, op, "response to 0x%02x is for 0x%02x", op, r.op);
+    cr_assert_eq(r.status, status,
+                 "opcode 0x%02x: status 0x%02x (\"%s\"), expected 0x%02x", op,
+                 r.status, r.body, status);
+    if (body)
+        cr_assert_str_eq(r.body, body, "opcode 0x%02x", op);
+}
+
+#define PLAIN(s) (s), sizeof(s) - 1
+
+/* The target with USERS for SASL: mcdbd --auth-file, or memcached -S
+ * with a sasldb of the same users. */
+static void
+start_sasl(const char *const *mcdbd_more)
+{
+    if (!tg_is_memcached()) {
+        start_with_users(mcdbd_more);
+        return;
+    }
+    if (!th_installed("saslpasswd2"))
+        cr_skip_test("saslpasswd2 (sasl2-bin) is needed to give memcached "
+                     "its SASL users");
+    char *users[][2] = {{"alice", "wonderland"}, {"bob", "pa:ss"}};
+    char *db = write_file("sasldb", "", 0), *cmd;
+    unlink(db);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_geq(asprintf(&cmd,
+                               "printf %%s '%s' | saslpasswd2 -p -f '%s' -a "
+                               "memcached -c '%s'",
+                               users[i][1], db, users[i][0]),
+                      0);
+        cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+        free(cmd);
+    }
+    char *conf;
+    cr_assert_geq(asprintf(&conf, "mech_list: plain\nsasldb_path: %s\n", db),
+                  0);
+    free(write_file("memcached.conf", conf, strlen(conf)));
+    setenv("SASL_CONF_PATH", tmp, 1);
+    /* -B binary: th_server_start's "version\r\n" would get no answer */
+    const char *argv[] = {"memcached",
+                          "-p",
+                          "{port}",
+                          "-l",
+                          "127.0.0.1",
+                          "-U",
+                          "0",
+                          "-t",
+                          "1",
+                          "-S",
+                          "-B",
+                          "binary",
+                          geteuid() == 0 ? "-u" : NULL,
+                          "root",
+                          NULL};
+    srv.port = 0;
+    cr_assert_eq(th_server_spawn(&srv, argv), 0);
+    bool up = false;
+    for (int i = 0; i < 500 && !up; i++) {
+        int fd = th_connect(srv.port);
+        if (fd >= 0) {
+            unsigned char v[24] = {0x80, OP_VERSION}, h[24];
+            up = th_send(fd, v, 24) == 0 && tg_recv_n(fd, h, 24) == 24;
+            close(fd);
+        }
+        if (!up)
+            usleep(20000);
+    }
+    cr_assert(up, "memcached -S did not answer a binary version");
+    free(conf);
+    free(db);
+}
+
+static int
+sasl_login(int port, const char *plain, size_t len)
+{
+    int fd = conn(port);
+    bexpect(fd, OP_AUTH, "PLAIN", plain, len, ST_OK, "Authenticated");
+    return fd;
+}
+
+Test(auth, sasl_list_mechs_answers_plain)
+{
+    start_sasl(NULL);
+    int fd = conn(srv.port);
+    bexpect(fd, OP_LIST_MECHS, NULL, NULL, 0, ST_OK, "PLAIN");
+    close(fd);
+}
+
+Test(
+    auth,
+    before_sasl_auth_every_opcode_but_version_and_sasl_is_an_auth_error_that_closes)
+{
+    start_sasl(NULL);
+    static const int ops[] = {OP_GET, OP_NOOP, OP_QUIT, OP_STAT};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(*ops); i++) {
+        int fd = conn(srv.port);
+        bexpect(fd, OP_VERSION, NULL, NULL, 0, ST_OK, NULL);
+        bexpect(fd, ops[i], ops[i] == OP_GET ? "k" : NULL, NULL, 0,
+                ST_AUTH_ERROR, "Auth failure.");
+        cr_assert(tg_wait_closed(fd, 3000, NULL, NULL),
+                  "still open after opcode 0x%02x", ops[i]);
+        close(fd);
+    }
+    /* a set: its value is not stored */
+    int fd = conn(srv.port);
+    static const char ext[8] = {0};
+    bsend(fd, OP_SET, ext, 8, "k", "v", 1);
+    struct bres r;
+    brecv(fd, &r);
+    cr_assert_eq(r.status, ST_AUTH_ERROR);
+    cr_assert(tg_wait_closed(fd, 3000, NULL, NULL), "still open after a set");
+    close(fd);
+    fd = sasl_login(srv.port, PLAIN("\0alice\0wonderland"));
+    bexpect(fd, OP_GET, "k", NULL, 0, ST_ENOENT, "Not found");
+    close(fd);
+}
+
+Test(auth, sasl_plain_with_a_right_password_authenticates_and_commands_then_run)
+{
+    start_sasl(NULL);
+    int fd = sasl_login(srv.port, PLAIN("\0alice\0wonderland"));
+    static const char ext[8] = {0};
+    bsend(fd, OP_SET, ext, 8, "k", "v", 1);
+    struct bres r;
+    brecv(fd, &r);
+    cr_assert_eq(r.status, ST_OK, "set after login: 0x%02x", r.status);
+    bexpect(fd, OP_NOOP, NULL, NULL, 0, ST_OK, NULL);
+    close(fd);
+    close(sasl_login(srv.port, PLAIN("\0bob\0pa:ss")));
+    /* an authorization id equal to the user is the same login */
+    close(sasl_login(srv.port, PLAIN("alice\0alice\0wonderland")));
+    /* the mechanism's name is not case-sensitive (Cyrus SASL) */
+    fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, "plain", PLAIN("\0alice\0wonderland"), ST_OK,
+            "Authenticated");
+    close(fd);
+}
+
+Test(auth, a_failed_sasl_auth_is_an_auth_error_and_the_connection_stays_open)
+{
+    start_sasl(NULL);
+    static const struct {
+        const char *mech, *data;
+        size_t len;
+    } bad[] = {
+        {"PLAIN", PLAIN("\0alice\0wonderlan")},
+        {"PLAIN", PLAIN("\0alice\0pa:ss")},
+        {"PLAIN", PLAIN("\0mallory\0wonderland")},
+        {"PLAIN", PLAIN("bob\0alice\0wonderland")}, /* acting as another */
+        {"PLAIN", PLAIN("alicewonderland")},
+        {"PLAIN", PLAIN("alice\0wonderland")},
+        {"PLAIN", PLAIN("\0alice\0wonderland\0")},
+        {"PLAIN", PLAIN("\0alice\0")},
+        {"CRAM-MD5", PLAIN("\0alice\0wonderland")},
+        {"PLAINX", PLAIN("\0alice\0wonderland")},
+    };
+    int fd = conn(srv.port);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        bexpect(fd, OP_AUTH, bad[i].mech, bad[i].data, bad[i].len,
+                ST_AUTH_ERROR, "Auth failure.");
+        bexpect(fd, OP_VERSION, NULL, NULL, 0, ST_OK, NULL);
+    }
+    bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0wonderland"), ST_OK,
+            "Authenticated");
+    bexpect(fd, OP_GET, "k", NULL, 0, ST_ENOENT, "Not found");
+    close(fd);
+}
+
+Test(auth, sasl_auth_without_data_asks_to_continue_and_step_completes_it)
+{
+    start_sasl(NULL);
+    int fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, "PLAIN", NULL, 0, ST_AUTH_CONTINUE, "");
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0bob\0pa:ss"), ST_OK,
+            "Authenticated");
+    bexpect(fd, OP_GET, "k", NULL, 0, ST_ENOENT, "Not found");
+    close(fd);
+    fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, "PLAIN", NULL, 0, ST_AUTH_CONTINUE, "");
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0bob\0wrong"), ST_AUTH_ERROR,
+            "Auth failure.");
+    close(fd);
+    /* a step with no auth before it */
+    fd = conn(srv.port);
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0bob\0pa:ss"), ST_AUTH_ERROR,
+            "Auth failure.");
+    bexpect(fd, OP_VERSION, NULL, NULL, 0, ST_OK, NULL);
+    close(fd);
+}
+
+Test(auth, a_failed_sasl_auth_after_a_login_logs_the_connection_out)
+{
+    start_sasl(NULL);
+    int fd = sasl_login(srv.port, PLAIN("\0alice\0wonderland"));
+    bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0wrong"), ST_AUTH_ERROR,
+            "Auth failure.");
+    bexpect(fd, OP_GET, "k", NULL, 0, ST_AUTH_ERROR, "Auth failure.");
+    cr_assert(tg_wait_closed(fd, 3000, NULL, NULL), "still open");
+    close(fd);
+    /* a step after a completed auth fails the same way */
+    fd = sasl_login(srv.port, PLAIN("\0alice\0wonderland"));
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0alice\0wonderland"), ST_AUTH_ERROR,
+            "Auth failure.");
+    bexpect(fd, OP_GET, "k", NULL, 0, ST_AUTH_ERROR, "Auth failure.");
+    close(fd);
+}
+
+Test(auth, a_sasl_request_of_the_wrong_shape_is_invalid_and_closes)
+{
+    start_sasl(NULL);
+    int fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, NULL, PLAIN("\0alice\0wonderland"), ST_EINVAL,
+            "Invalid arguments");
+    cr_assert(tg_wait_closed(fd, 3000, NULL, NULL), "no mechanism: open");
+    close(fd);
+    fd = conn(srv.port);
+    bexpect(fd, OP_LIST_MECHS, "PLAIN", NULL, 0, ST_EINVAL,
+            "Invalid arguments");
+    cr_assert(tg_wait_closed(fd, 3000, NULL, NULL), "list with a key: open");
+    close(fd);
+    fd = conn(srv.port);
+    bsend(fd, OP_AUTH, "xxxx", 4, "PLAIN", PLAIN("\0alice\0wonderland"));
+    struct bres r;
+    brecv(fd, &r);
+    cr_assert_eq(r.status, ST_EINVAL, "auth with extras: 0x%02x", r.status);
+    cr_assert(tg_wait_closed(fd, 3000, NULL, NULL), "auth with extras: open");
+    close(fd);
+}
+
+/* A binary STAT's value for name (after a login), -1 if absent. */
+static long long
+bin_stat(int fd, const char *name)
+{
+    bsend(fd, OP_STAT, NULL, 0, NULL, NULL, 0);
+    long long v = -1;
+    for (;;) {
+        struct bres r;
+        brecv(fd, &r);
+        cr_assert_eq(r.status, ST_OK);
+        if (r.len == 0)
+            return v;
+        size_t n = strlen(name);
+        if (r.len > n && strncmp(r.body, name, n) == 0 &&
+            (r.body[n] < 'a' || r.body[n] > 'z') && r.body[n] != '_')
+            v = strtoll(r.body + n, NULL, 10);
+    }
+}
+
+Test(auth, sasl_logins_count_in_auth_cmds_and_auth_errors_as_memcached_does)
+{
+    start_sasl(NULL);
+    int fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0wrong"), ST_AUTH_ERROR, NULL);
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0alice\0wrong"), ST_AUTH_ERROR, NULL);
+    bexpect(fd, OP_AUTH, "PLAIN", NULL, 0, ST_AUTH_CONTINUE, NULL);
+    bexpect(fd, OP_STEP, "PLAIN", PLAIN("\0alice\0wonderland"), ST_OK, NULL);
+    /* a continue is not counted; each end of a login is */
+    cr_assert_eq(bin_stat(fd, "auth_cmds"), 3);
+    cr_assert_eq(bin_stat(fd, "auth_errors"), 2);
+    close(fd);
+}
+
+Test(auth, one_auth_file_serves_the_ascii_login_and_sasl_and_settings_say_both)
+{
+    mcdbd_only();
+    start_with_users(NULL);
+    int fd = sasl_login(srv.port, PLAIN("\0bob\0pa:ss"));
+    close(fd);
+    fd = conn(srv.port);
+    login(fd, "bob", "pa:ss");
+    char *all = tg_stats(fd, "settings");
+    cr_assert(strstr(all, "STAT auth_enabled_sasl yes\r\n"), "%s", all);
+    free(all);
+    close(fd);
+}
+
+Test(auth, sasl_credentials_never_appear_in_the_log_even_at_vv)
+{
+    mcdbd_only();
+    start_with_users((const char *const[]){"-vv", NULL});
+    int fd = conn(srv.port);
+    bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0pa:ss"), ST_AUTH_ERROR, NULL);
+    bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0wonderland"), ST_OK, NULL);
+    bexpect(fd, OP_GET, "marker", NULL, 0, ST_ENOENT, NULL);
+    close(fd);
+    size_t len;
+    char *log = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(log);
+        log = tt_slurp(srv.log, &len);
+        if (log && strstr(log, "marker"))
+            break;
+        usleep(20000);
+    }
+    cr_assert(log && strstr(log, "marker"),
+              "the log does not show binary requests at -vv:\n%s", log);
+    cr_assert(strstr(log, "logged in") && strstr(log, "login failed"),
+              "the log does not say who logged in:\n%s", log);
+    cr_assert_null(strstr(log, "wonderland"), "a password in the log:\n%s",
+                   log);
+    cr_assert_null(strstr(log, "pa:ss"), "a password in the log:\n%s", log);
+    free(log);
 }
