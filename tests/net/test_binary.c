@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +41,8 @@
 TG_SUITE_NEEDS(0)
 
 static struct th_server srv;
+static struct th_server disk; /* a server on a small tmpfs, if any */
+static char *small_mnt;       /* that tmpfs */
 
 static void
 setup(void)
@@ -52,6 +55,13 @@ teardown(void)
 {
     tg_report_death(&srv);
     th_server_cleanup(&srv);
+    if (small_mnt) {
+        th_server_cleanup(&disk);
+        umount2(small_mnt, MNT_DETACH);
+        th_rmrf(small_mnt);
+        free(small_mnt);
+        small_mnt = NULL;
+    }
 }
 
 TestSuite(binary, .init = setup, .fini = teardown, .timeout = 60);
@@ -611,11 +621,12 @@ Test(binary, incr_creates_the_initial_value_unless_the_expiry_is_all_ones)
 Test(binary, incr_creates_its_item_with_the_expiry_it_was_given)
 {
     int fd = conn();
-    req(fd, OP_INCR, "e", arith_ext(1, 42, 1), 20, NULL, 0, 0, 1);
+    /* 2 s: a 1 s expiry may end at the next tick of a seconds clock */
+    req(fd, OP_INCR, "e", arith_ext(1, 42, 2), 20, NULL, 0, 0, 1);
     expect_number(fd, OP_INCR, 1, 42);
     req(fd, OP_GET, "e", NULL, 0, NULL, 0, 0, 2);
     expect_hit(fd, OP_GET, 2, 0, NULL, "42");
-    usleep(2500 * 1000);
+    usleep(3200 * 1000);
     req(fd, OP_GET, "e", NULL, 0, NULL, 0, 0, 3);
     expect(fd, OP_GET, ST_ENOENT, 3, NOT_FOUND, CAS_ZERO);
     close(fd);
@@ -1043,4 +1054,65 @@ Test(binary, binary_reads_and_writes_count_in_stats_as_text_ones_do)
     cr_assert_eq(tg_stat(t, NULL, "incr_hits"), incr + 1);
     close(b);
     close(t);
+}
+
+Test(binary, a_full_disk_fails_binary_writes_with_an_internal_error_packet)
+{
+    if (tg_is_memcached())
+        cr_skip_test("memcached writes nothing to disk");
+    char *mnt = th_tmpdir();
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
+        th_rmrf(mnt);
+        free(mnt);
+        cr_skip_test("cannot mount a small tmpfs (needs root)");
+    }
+    small_mnt = mnt; /* unmounted by teardown */
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/data", mnt);
+    cr_assert_eq(th_mcdbd_start(&disk, dir,
+                                (const char *const[]){"--segment-size", "256k",
+                                                      "-I", "100k", NULL}),
+                 0, "mcdbd did not start");
+    int fd = tg_connect(disk.port);
+    cr_assert(fd >= 0);
+    size_t vl = 60000;
+    char *v = malloc(vl);
+    memset(v, 'd', vl);
+    req(fd, OP_SET, "first", set_ext(0, 0), 8, v, vl, 0, 1);
+    expect(fd, OP_SET, ST_OK, 1, "", CAS_SET);
+    /* 6 MB of distinct keys into 2 MB, quietly: only the failure answers,
+     * once the write that found the disk full has failed at its ack */
+    struct res r = {0};
+    for (uint32_t i = 0; i < 100; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%u", i);
+        req(fd, OP_SETQ, key, set_ext(0, 0), 8, v, vl, 0, 100 + i);
+        req(fd, OP_NOOP, NULL, NULL, 0, NULL, 0, 0, 1000 + i);
+        r = recv_res(fd);
+        if (r.op != OP_NOOP)
+            break;
+        free(r.body);
+        r.body = NULL;
+    }
+    cr_assert(r.body && r.op == OP_SETQ && r.status == 0x84 &&
+                  strstr((char *)r.body, "No space left on device"),
+              "a quiet write to a full disk answered op 0x%02x status 0x%x "
+              "\"%s\"",
+              r.op, r.status, r.body ? (char *)r.body : "");
+    free(r.body);
+    r = recv_res(fd); /* then its noop */
+    cr_assert_eq(r.op, OP_NOOP);
+    free(r.body);
+    /* read-only from now on, but it still serves what it has */
+    req(fd, OP_SET, "other", set_ext(0, 0), 8, "x", 1, 0, 2);
+    r = recv_res(fd);
+    cr_assert(r.op == OP_SET && r.status == 0x84 && r.opaque == 2 &&
+                  r.bodylen > 0,
+              "status 0x%x", r.status);
+    free(r.body);
+    req(fd, OP_GET, "first", NULL, 0, NULL, 0, 0, 3);
+    unsigned char f[4] = {0};
+    expect_full(fd, OP_GET, ST_OK, 3, f, 4, NULL, v, vl, CAS_SET);
+    free(v);
+    close(fd);
 }
