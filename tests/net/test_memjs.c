@@ -9,7 +9,8 @@
  *   MCDB_TEST_TARGET=memcached build/tests/test_net_memjs
  *
  * memcached runs without -B ascii here (it negotiates, as by default), and
- * for SASL with -S and a sasldb made by saslpasswd2 (Debian's sasl2-bin).
+ * for SASL with -S and a sasldb made by saslpasswd2 (Debian's sasl2-bin);
+ * mcdbd with --auth-file, whose user:password lines serve SASL PLAIN.
  * Without node, or without memjs in tests/js/node_modules, the whole suite
  * is skipped (exit 77) saying which.
  */
@@ -55,7 +56,8 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
 }
 
 static struct th_server srv;
-static char *saslconf; /* memcached -S: SASL_CONF_PATH, with its sasldb */
+/* memcached -S: SASL_CONF_PATH, with its sasldb; mcdbd: the auth file's */
+static char *saslconf;
 
 static void
 teardown(void)
@@ -157,16 +159,34 @@ Test(memjs, every_command_memjs_has_works_against_the_server)
     cr_assert_eq(rc, 0, "memjs_test.js exited %d (its report is above)", rc);
 }
 
+/* mcdbd --auth-file: one "user:password" line, read for SASL PLAIN too. */
+static int
+start_mcdbd_with_auth(void)
+{
+    char path[512];
+    saslconf = th_tmpdir();
+    snprintf(path, sizeof(path), "%s/auth", saslconf);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fprintf(f, "%s:%s\n", USER, PASSWORD);
+    fclose(f);
+    const char *extra[] = {"--auth-file", path, NULL};
+    return th_mcdbd_start(&srv, NULL, extra);
+}
+
 Test(memjs, sasl_plain_login_works_with_the_right_password_only)
 {
-    if (!tg_is_memcached())
-        cr_skip_test("SKIP: mcdbd has no SASL PLAIN login (binary "
-                     "protocol) yet");
-    if (access(SASLPASSWD2, X_OK) != 0)
-        cr_skip_test("SKIP: " SASLPASSWD2 " is missing (apt-get install "
-                     "sasl2-bin): no sasldb for memcached -S");
-    cr_assert_eq(make_sasldb(), 0);
-    cr_assert_eq(start_memcached(1), 0, "memcached -S did not start");
-    int rc = run_memjs(USER, PASSWORD);
+    int rc;
+    if (tg_is_memcached()) {
+        if (access(SASLPASSWD2, X_OK) != 0)
+            cr_skip_test("SKIP: " SASLPASSWD2 " is missing (apt-get install "
+                         "sasl2-bin): no sasldb for memcached -S");
+        cr_assert_eq(make_sasldb(), 0);
+        rc = start_memcached(1);
+    } else {
+        rc = start_mcdbd_with_auth();
+    }
+    cr_assert_eq(rc, 0, "%s with authentication did not start", tg_name());
+    rc = run_memjs(USER, PASSWORD);
     cr_assert_eq(rc, 0, "memjs_test.js exited %d (its report is above)", rc);
 }
