@@ -133,10 +133,6 @@ auth_load(const char *path, auth_t **out, char *err, size_t errlen)
         snprintf(err, errlen, "--auth-file %s: %s", path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-        say(SAY_WARN, "--auth-file %s can be read by other users; chmod 600 it",
-            path);
     char *text = malloc(AUTH_MAX_FILE + 1);
     size_t len = text ? fread(text, 1, AUTH_MAX_FILE + 1, f) : 0;
     bool failed = !text || ferror(f);

@@ -68,6 +68,12 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    char err[512];
+    if (net_check(&cfg, err, sizeof(err)) != 0) {
+        say(SAY_ERROR, "%s", err);
+        net_config_free(&cfg);
+        return 1;
+    }
     store_t *store;
     sd_notifyf(0, "STATUS=recovering the log in %s", cfg.data_dir);
     if (open_store(&cfg, &store) != 0) {
@@ -85,7 +91,6 @@ main(int argc, char **argv)
     };
     repl_t *repl;
     net_t *net;
-    char err[512];
     if (repl_start(&rc_cfg, store, &repl, err, sizeof(err)) != 0) {
         say(SAY_ERROR, "%s", err);
         store_close(store);

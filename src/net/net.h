@@ -162,6 +162,11 @@ typedef struct net net_t;
 int net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
               net_t **out, char *err, size_t errlen);
 
+/* What can be checked of cfg before the store recovers (minutes for a large
+ * log), so that a mistake fails at once: the --auth-file is read. 0, or -1
+ * with the reason in err. */
+int net_check(const struct net_config *cfg, char *err, size_t errlen);
+
 /* Begin a graceful stop: stop accepting, finish the requests in flight,
  * wait for their acks, close connections. Thread-safe; not for signal
  * handlers. */

@@ -502,8 +502,9 @@ static void
 opt_usage(FILE *out)
 {
     fprintf(out, "Usage: mcdbd [OPTION]...\n"
-                 "A persistent key-value server that speaks memcached's text "
-                 "protocol.\n\nOptions:\n");
+                 "A persistent key-value server that speaks memcached's "
+                 "protocols: text, meta\nand binary, on the same port.\n\n"
+                 "Options:\n");
     for (int g = 0; g < OPT_GROUP_COUNT; g++) {
         bool heading = false;
         for (size_t i = 0; i < sizeof(opt_helps) / sizeof(opt_helps[0]); i++) {

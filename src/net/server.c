@@ -90,6 +90,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -892,6 +893,16 @@ net_spawn(struct net *net, char *err, size_t errlen)
 }
 
 int
+net_check(const struct net_config *cfg, char *err, size_t errlen)
+{
+    auth_t *a = NULL;
+    if (cfg->auth_file[0] && auth_load(cfg->auth_file, &a, err, errlen) != 0)
+        return -1;
+    auth_free(a);
+    return 0;
+}
+
+int
 net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
           net_t **out, char *err, size_t errlen)
 {
@@ -926,9 +937,15 @@ net_start(const struct net_config *cfg, store_t *store, repl_t *repl,
     for (unsigned a = 0; a < net->naddrs; a++)
         say(SAY_INFO, "listening on %s (%u threads)", net->addr_names[a],
             net->nworkers);
-    if (net->auth)
+    if (net->auth) {
+        struct stat st;
+        if (stat(cfg->auth_file, &st) == 0 && (st.st_mode & 077))
+            say(SAY_WARN,
+                "--auth-file %s can be read by other users; chmod 600 it",
+                cfg->auth_file);
         say(SAY_INFO, "clients log in first: %u users in %s",
             auth_count(net->auth), cfg->auth_file);
+    }
     *out = net;
     return 0;
 }
