@@ -43,12 +43,11 @@
  * connection). apply writes on as many connections again, its own: a
  * server answers in order, and a write is answered only once it is on
  * disk, so a read queued behind writes on one connection would wait a
- * whole fsync for nothing (apply ran at half mcdb-bench's set rate that
- * way). A key always goes to the same read and the same write connection;
- * two rows of one key may still cross (the second read before the first
- * write), which the compare on cas turns into a retry (step 3). Keys are placed
- * on servers by libmemcached itself (memcached_generate_hash), with the
- * behaviours an application sets for
+ * whole fsync for nothing. A key always goes to the same read and the
+ * same write connection; two rows of one key may still cross (the second
+ * read before the first write), which the compare on cas turns into a
+ * retry (step 3). Keys are placed on servers by libmemcached itself
+ * (memcached_generate_hash), with the behaviours an application sets for
  * --distribution.
  *
  * Exit status (a monitoring check's), judged for check on what it found
