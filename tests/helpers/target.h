@@ -42,6 +42,31 @@ void tg_require(int mcdbd_only);
     }
 
 /*
+ * A Criterion suite whose every test finds the target started with its
+ * defaults (tg_start) in `srv` and one connection to it in `fd`; after each
+ * test the connection is closed, a server that died is reported and the
+ * server is stopped. Needs <criterion/criterion.h> and <unistd.h>.
+ */
+#define TG_CONNECTED_SUITE(name, timeout_s)                                    \
+    static struct th_server srv;                                               \
+    static int fd = -1;                                                        \
+    static void tg_suite_setup_(void)                                          \
+    {                                                                          \
+        cr_assert_eq(tg_start(&srv, NULL), 0, "%s did not start", tg_name());  \
+        fd = tg_connect(srv.port);                                             \
+        cr_assert(fd >= 0, "cannot connect to %s", tg_name());                 \
+    }                                                                          \
+    static void tg_suite_teardown_(void)                                       \
+    {                                                                          \
+        if (fd >= 0)                                                           \
+            close(fd);                                                         \
+        tg_report_death(&srv);                                                 \
+        th_server_cleanup(&srv);                                               \
+    }                                                                          \
+    TestSuite(name, .init = tg_suite_setup_, .fini = tg_suite_teardown_,       \
+              .timeout = (timeout_s))
+
+/*
  * Start the target on a free 127.0.0.1 port: mcdbd with s->dir as its data
  * dir (a fresh one when NULL) and the extra arguments (NULL-terminated, may
  * be NULL), or memcached with its defaults (extra is ignored):

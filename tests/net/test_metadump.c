@@ -20,27 +20,7 @@
 
 TG_SUITE_NEEDS(0)
 
-static struct th_server srv;
-static int fd = -1;
-
-static void
-setup(void)
-{
-    cr_assert_eq(tg_start(&srv, NULL), 0, "%s did not start", tg_name());
-    fd = tg_connect(srv.port);
-    cr_assert(fd >= 0, "cannot connect to %s", tg_name());
-}
-
-static void
-teardown(void)
-{
-    if (fd >= 0)
-        close(fd);
-    tg_report_death(&srv);
-    th_server_cleanup(&srv);
-}
-
-TestSuite(metadump, .init = setup, .fini = teardown, .timeout = 120);
+TG_CONNECTED_SUITE(metadump, 120);
 
 /* The whole reply to a metadump on c, up to and with "END\r\n"
  * (malloc'd, NUL-terminated). */

@@ -26,27 +26,7 @@
 
 TG_SUITE_NEEDS(0)
 
-static struct th_server srv;
-static int fd = -1;
-
-static void
-setup(void)
-{
-    cr_assert_eq(tg_start(&srv, NULL), 0, "%s did not start", tg_name());
-    fd = tg_connect(srv.port);
-    cr_assert(fd >= 0, "cannot connect to %s", tg_name());
-}
-
-static void
-teardown(void)
-{
-    if (fd >= 0)
-        close(fd);
-    tg_report_death(&srv);
-    th_server_cleanup(&srv);
-}
-
-TestSuite(protocol, .init = setup, .fini = teardown, .timeout = 60);
+TG_CONNECTED_SUITE(protocol, 60);
 
 /* printf into one of a few static buffers: short requests and replies. */
 static const char *
