@@ -320,6 +320,31 @@ Test(auth, without_an_auth_file_nothing_is_refused_and_settings_say_no)
 
 /* ---- mcdbd's own ---- */
 
+/* The server's -vv log, once it shows marker (it is written line by line):
+ * it says who logged in and who failed, and holds neither password the
+ * tests send (alice's "wonderland", the wrong "pa:ss"). */
+static void
+expect_log_without_credentials(const char *marker, const char *what)
+{
+    size_t len;
+    char *log = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(log);
+        log = tt_slurp(srv.log, &len);
+        if (log && strstr(log, marker))
+            break;
+        usleep(20000);
+    }
+    cr_assert(log && strstr(log, marker),
+              "the log does not show %s at -vv:\n%s", what, log);
+    cr_assert(strstr(log, "logged in") && strstr(log, "login failed"),
+              "the log does not say who logged in:\n%s", log);
+    cr_assert_null(strstr(log, "wonderland"), "a password in the log:\n%s",
+                   log);
+    cr_assert_null(strstr(log, "pa:ss"), "a password in the log:\n%s", log);
+    free(log);
+}
+
 Test(auth, credentials_never_appear_in_the_log_even_at_vv)
 {
     mcdbd_only();
@@ -332,24 +357,7 @@ Test(auth, credentials_never_appear_in_the_log_even_at_vv)
     login(fd, "alice", "wonderland");
     tg_expect(fd, "set k 0 0 5\r\nhello\r\n", "STORED\r\n");
     close(fd);
-    size_t len;
-    char *log = NULL;
-    /* the log is written line by line; wait for the last request's line */
-    for (int i = 0; i < 100; i++) {
-        free(log);
-        log = tt_slurp(srv.log, &len);
-        if (log && strstr(log, "< set k 0 0 5"))
-            break;
-        usleep(20000);
-    }
-    cr_assert(log && strstr(log, "< set k 0 0 5"),
-              "the log does not show requests at -vv:\n%s", log);
-    cr_assert(strstr(log, "logged in") && strstr(log, "login failed"),
-              "the log does not say who logged in:\n%s", log);
-    cr_assert_null(strstr(log, "wonderland"), "a password in the log:\n%s",
-                   log);
-    cr_assert_null(strstr(log, "pa:ss"), "a password in the log:\n%s", log);
-    free(log);
+    expect_log_without_credentials("< set k 0 0 5", "requests");
 }
 
 Test(auth,
@@ -869,21 +877,5 @@ Test(auth, sasl_credentials_never_appear_in_the_log_even_at_vv)
     bexpect(fd, OP_AUTH, "PLAIN", PLAIN("\0alice\0wonderland"), ST_OK, NULL);
     bexpect(fd, OP_GET, "marker", NULL, 0, ST_ENOENT, NULL);
     close(fd);
-    size_t len;
-    char *log = NULL;
-    for (int i = 0; i < 100; i++) {
-        free(log);
-        log = tt_slurp(srv.log, &len);
-        if (log && strstr(log, "marker"))
-            break;
-        usleep(20000);
-    }
-    cr_assert(log && strstr(log, "marker"),
-              "the log does not show binary requests at -vv:\n%s", log);
-    cr_assert(strstr(log, "logged in") && strstr(log, "login failed"),
-              "the log does not say who logged in:\n%s", log);
-    cr_assert_null(strstr(log, "wonderland"), "a password in the log:\n%s",
-                   log);
-    cr_assert_null(strstr(log, "pa:ss"), "a password in the log:\n%s", log);
-    free(log);
+    expect_log_without_credentials("marker", "binary requests");
 }
