@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -51,6 +52,30 @@ th_rmrf(const char *dir)
     }
     if (dir)
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *
+th_mount_tmpfs(const char *size)
+{
+    char *mnt = th_tmpdir(), opts[64];
+    snprintf(opts, sizeof(opts), "size=%s", size);
+    if (mount("tmpfs", mnt, "tmpfs", 0, opts) != 0) {
+        th_rmrf(mnt);
+        free(mnt);
+        return NULL;
+    }
+    return mnt;
+}
+
+void
+th_umount_tmpfs(char **mnt)
+{
+    if (!*mnt)
+        return;
+    umount2(*mnt, MNT_DETACH);
+    th_rmrf(*mnt);
+    free(*mnt);
+    *mnt = NULL;
 }
 
 int

@@ -14,6 +14,11 @@
 char *th_tmpdir(void);
 /* rm -rf dir. */
 void th_rmrf(const char *dir);
+/* A fresh temp dir with a tmpfs of size ("2m") mounted on it: a disk that
+ * fills up. NULL when the mount fails (it needs root); the dir is gone. */
+char *th_mount_tmpfs(const char *size);
+/* Unmount *mnt (lazily), remove it, free it, and set it to NULL. */
+void th_umount_tmpfs(char **mnt);
 
 /* Raise this process's open-file limit to its hard limit (a server it
  * starts inherits it). */

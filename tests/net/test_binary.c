@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,10 +56,7 @@ teardown(void)
     th_server_cleanup(&srv);
     if (small_mnt) {
         th_server_cleanup(&disk);
-        umount2(small_mnt, MNT_DETACH);
-        th_rmrf(small_mnt);
-        free(small_mnt);
-        small_mnt = NULL;
+        th_umount_tmpfs(&small_mnt);
     }
 }
 
@@ -1060,15 +1056,11 @@ Test(binary, a_full_disk_fails_binary_writes_with_an_internal_error_packet)
 {
     if (tg_is_memcached())
         cr_skip_test("memcached writes nothing to disk");
-    char *mnt = th_tmpdir();
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
-        th_rmrf(mnt);
-        free(mnt);
+    small_mnt = th_mount_tmpfs("2m"); /* unmounted by teardown */
+    if (!small_mnt)
         cr_skip_test("cannot mount a small tmpfs (needs root)");
-    }
-    small_mnt = mnt; /* unmounted by teardown */
     char dir[600];
-    snprintf(dir, sizeof(dir), "%s/data", mnt);
+    snprintf(dir, sizeof(dir), "%s/data", small_mnt);
     cr_assert_eq(th_mcdbd_start(&disk, dir,
                                 (const char *const[]){"--segment-size", "256k",
                                                       "-I", "100k", NULL}),

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,12 +32,7 @@ stop_server(void)
     tg_report_death(&srv);
     th_server_cleanup(&srv);
     memset(&srv, 0, sizeof(srv));
-    if (small_mnt) {
-        umount2(small_mnt, MNT_DETACH);
-        th_rmrf(small_mnt);
-        free(small_mnt);
-        small_mnt = NULL;
-    }
+    th_umount_tmpfs(&small_mnt);
 }
 
 TestSuite(server, .fini = stop_server, .timeout = 120);
@@ -584,15 +578,11 @@ Test(server, stats_report_memcacheds_fields_settings_and_the_log)
 
 Test(server, a_full_disk_makes_writes_server_errors_while_reads_keep_working)
 {
-    char *mnt = th_tmpdir();
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
-        th_rmrf(mnt);
-        free(mnt);
+    small_mnt = th_mount_tmpfs("2m"); /* unmounted by stop_server */
+    if (!small_mnt)
         cr_skip_test("cannot mount a small tmpfs (needs root)");
-    }
-    small_mnt = mnt; /* unmounted by stop_server */
     char dir[600];
-    snprintf(dir, sizeof(dir), "%s/data", mnt);
+    snprintf(dir, sizeof(dir), "%s/data", small_mnt);
     srv.dir = strdup(dir);
     start((const char *const[]){"--segment-size", "256k", "-I", "100k", NULL});
     int fd = conn();
