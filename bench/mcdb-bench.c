@@ -1197,17 +1197,25 @@ bin_reply(struct conn *c, const unsigned char *h)
     return 0;
 }
 
+/* Consume what has arrived of the c->skip bytes of a value being
+ * discarded; true once all of them are gone. */
+static bool
+conn_skip(struct conn *c)
+{
+    uint64_t avail = c->iend - c->ibeg;
+    uint64_t take = avail < c->skip ? avail : c->skip;
+    c->ibeg += (uint32_t)take;
+    c->skip -= take;
+    return c->skip == 0;
+}
+
 /* conn_parse() for the binary protocol: a header, then its body skipped. */
 static int
 conn_parse_binary(struct conn *c, uint64_t now)
 {
     for (;;) {
         if (c->rs == RS_DATA) {
-            uint64_t avail = c->iend - c->ibeg;
-            uint64_t take = avail < c->skip ? avail : c->skip;
-            c->ibeg += (uint32_t)take;
-            c->skip -= take;
-            if (c->skip)
+            if (!conn_skip(c))
                 break;
             c->rs = RS_LINE;
             conn_complete(c, c->res, now);
@@ -1241,11 +1249,7 @@ conn_parse(struct conn *c, uint64_t now)
         return conn_parse_binary(c, now);
     for (;;) {
         if (c->rs == RS_DATA) {
-            uint64_t avail = c->iend - c->ibeg;
-            uint64_t take = avail < c->skip ? avail : c->skip;
-            c->ibeg += (uint32_t)take;
-            c->skip -= take;
-            if (c->skip)
+            if (!conn_skip(c))
                 break;
             c->rs = RS_DATA_END;
         }
