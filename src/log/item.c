@@ -778,6 +778,14 @@ store_read_buffered(store_t *s, const struct store_loc *loc, void *buf)
     return log_read_buffered(s, loc->off, loc->len, buf);
 }
 
+void
+store_read_skip(store_t *s, struct store_loc *loc)
+{
+    (void)s;
+    seg_unpin(loc->pin);
+    loc->pin = NULL;
+}
+
 int
 store_read_finish(store_t *s, struct store_loc *loc, const void *buf,
                   size_t nread, const void *key, size_t klen,

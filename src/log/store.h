@@ -340,6 +340,10 @@ int store_mget(store_t *s, const struct store_mget *q,
  * bytes) and return 1; return 0 when it is in the file (read it yourself). */
 int store_read_buffered(store_t *s, const struct store_loc *loc, void *buf);
 
+/* The record will not be read after all (a cached copy of its item
+ * answered): unpins, in place of store_read_finish. */
+void store_read_skip(store_t *s, struct store_loc *loc);
+
 /* Verify the record read into buf (nread bytes) and decode it into *it
  * (pointing into buf); unpins. STORE_CORRUPT names nothing: the store logs
  * the file and offset. Must be called exactly once per successful lookup. */

@@ -74,6 +74,11 @@
       "never")                                                                 \
     X(STORAGE, segment_size, "segment-size", 0, SIZE, "64m", "segment_size",   \
       "size at which a log segment is sealed (k, m, g suffixes)")              \
+    X(STORAGE, value_cache, "value-cache", 0, SIZE0, "64m", "value_cache",     \
+      "memory for copies of recently read values, split between the "          \
+      "worker threads: a get of a hot key then copies it instead of "          \
+      "reading the log (k, m, g suffixes; 0: none). On top of the index; "     \
+      "unlike memcached's -m it limits no data, only this cache")              \
     X(STORAGE, compact_garbage, "compact-garbage", 0, RATIO, "0.5",            \
       "compact_garbage",                                                       \
       "compact the oldest segments while more than this fraction of the "      \
@@ -107,6 +112,7 @@
 #define NET_CTYPE_FSYNC enum store_fsync
 #define NET_CTYPE_RATIO double
 #define NET_CTYPE_RATE uint64_t
+#define NET_CTYPE_SIZE0 uint64_t
 #define NET_CTYPE_LEVEL unsigned
 #define NET_CTYPE_HELP bool
 #define NET_CTYPE_VERSION bool

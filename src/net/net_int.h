@@ -19,6 +19,7 @@
 #include "net/net.h"
 #include "net/out.h"
 #include "net/proto.h"
+#include "net/vcache.h"
 #include "repl/repl.h"
 
 #define NET_RING_ENTRIES 1024    /* submission queue; completions x8 */
@@ -80,6 +81,9 @@
     X(store_too_large)                                                         \
     X(store_no_memory)                                                         \
     X(conn_yields)                                                             \
+    X(value_cache_hits)                                                        \
+    X(value_cache_misses)                                                      \
+    X(value_cache_evictions)                                                   \
     X(listen_disabled_num)                                                     \
     X(time_in_listen_disabled_us)
 
@@ -248,6 +252,8 @@ struct worker {
     unsigned n_free_items;
     /* recycled text chunks and record buffers, by size class */
     struct buf_cache caches[NET_CACHE_CLASSES];
+    struct vcache vc; /* recently read values (--value-cache / workers) */
+    _Atomic size_t vc_bytes; /* vc.vc_bytes, for "stats" */
 
     struct net_counters w_cnt;
 };

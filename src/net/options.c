@@ -37,6 +37,7 @@
 #define OPT_HASARG_FSYNC required_argument
 #define OPT_HASARG_RATIO required_argument
 #define OPT_HASARG_RATE required_argument
+#define OPT_HASARG_SIZE0 required_argument
 #define OPT_HASARG_LEVEL no_argument
 #define OPT_HASARG_HELP no_argument
 #define OPT_HASARG_VERSION no_argument
@@ -59,6 +60,7 @@
 #define OPT_METAVAR_FSYNC "MODE"
 #define OPT_METAVAR_RATIO "RATIO"
 #define OPT_METAVAR_RATE "BYTES"
+#define OPT_METAVAR_SIZE0 "SIZE"
 #define OPT_METAVAR_LEVEL ""
 #define OPT_METAVAR_HELP ""
 #define OPT_METAVAR_VERSION ""
@@ -83,6 +85,7 @@
 #define OPT_STRING_FSYNC 0
 #define OPT_STRING_RATIO 0
 #define OPT_STRING_RATE 0
+#define OPT_STRING_SIZE0 0
 #define OPT_STRING_LEVEL 0
 #define OPT_STRING_HELP 0
 #define OPT_STRING_VERSION 0
@@ -273,15 +276,22 @@ opt_parse_RATIO(const char *s, double *field, bool is_default)
     return NULL;
 }
 
-/* A size per second; 0 means no limit. */
+/* A size, or 0 (none). */
 static const char *
-opt_parse_RATE(const char *s, uint64_t *field, bool is_default)
+opt_parse_SIZE0(const char *s, uint64_t *field, bool is_default)
 {
     if (strcmp(s, "0") == 0) {
         *field = 0;
         return NULL;
     }
     return opt_parse_SIZE(s, field, is_default);
+}
+
+/* A size per second; 0 means no limit. */
+static const char *
+opt_parse_RATE(const char *s, uint64_t *field, bool is_default)
+{
+    return opt_parse_SIZE0(s, field, is_default);
 }
 
 static const char *
@@ -433,6 +443,7 @@ opt_format_RATIO(const double *f, char *buf, size_t len)
 }
 
 #define opt_format_RATE opt_format_SIZE
+#define opt_format_SIZE0 opt_format_SIZE
 #define opt_format_MEMORY opt_format_SIZE
 
 static void

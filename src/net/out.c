@@ -6,6 +6,7 @@
 #include "net/net_int.h"
 
 #include "net/binary.h"
+#include "net/vcache.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -89,6 +90,8 @@ item_own(struct worker *w, struct oitem *it, size_t size)
 static void
 item_release(struct worker *w, struct oitem *it)
 {
+    if (it->vref)
+        vcache_unref(it->vref);
     if (it->own == OWN_CACHED &&
         (w->caches[it->cls].n + 1) * class_size(it->cls) <= NET_CACHE_BYTES) {
         struct buf_cache *k = &w->caches[it->cls];
@@ -629,19 +632,14 @@ read_done_bin(struct oitem *it, int rc, const char *key,
     it->len = (uint32_t)len;
 }
 
-/* The record of item it is in it->owned (nread bytes): make the reply. */
+/* The reply to a get whose item si is (rc 0) or that missed. */
 static void
-read_done(struct conn *c, struct oitem *it, size_t nread)
+read_reply(struct conn *c, struct oitem *it, int rc, const char *key,
+           const struct store_item *si0)
 {
     store_t *s = c->w->net->store;
-    const char *key = (const char *)it->owned + it->loc.len;
-    struct store_item si;
-    int rc =
-        store_read_finish(s, &it->loc, it->owned, nread, key, it->klen, &si);
+    struct store_item si = *si0;
     it->state = OI_READY;
-    if (rc != 0 && rc != STORE_NOT_FOUND)
-        say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
-            key, store_strerror(rc));
     if (it->bin) {
         read_done_bin(it, rc, key, &si);
         read_fold_next(c, it);
@@ -688,11 +686,37 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
     read_fold_next(c, it);
 }
 
+/* The record of item it is in it->owned (nread bytes): verify it, keep a
+ * copy of the item in the worker's cache, make the reply. */
+static void
+read_done(struct conn *c, struct oitem *it, size_t nread)
+{
+    store_t *s = c->w->net->store;
+    const char *key = (const char *)it->owned + it->loc.len;
+    struct store_item si = {0};
+    int rc =
+        store_read_finish(s, &it->loc, it->owned, nread, key, it->klen, &si);
+    if (rc != 0 && rc != STORE_NOT_FOUND)
+        say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
+            key, store_strerror(rc));
+    if (rc == 0) {
+        struct worker *w = c->w;
+        unsigned evicted =
+            vcache_insert(&w->vc, it->loc.off, si.cas, si.time_ms, si.flags,
+                          key, it->klen, si.value, si.vlen);
+        CNT_ADD(w, value_cache_evictions, evicted);
+        atomic_store_explicit(&w->vc_bytes, w->vc.vc_bytes,
+                              memory_order_relaxed);
+    }
+    read_reply(c, it, rc, key, &si);
+}
+
 /*
- * Queue the reply to one hit of a get: the record is copied from the
- * engine's append buffer now, or read from its segment file by the ring.
- * One buffer holds the record, then the key (to verify the record), then
- * the reply's text ("VALUE ..." line, and the value itself when small).
+ * Queue the reply to one hit of a get: the item is taken from the worker's
+ * cache, or the record is copied from the engine's append buffer now, or
+ * read from its segment file by the ring. One buffer holds the record
+ * (unless cached), then the key (to verify the record), then the reply's
+ * text ("VALUE ..." line, and the value itself when small).
  */
 static void
 start_read(struct conn *c, const struct store_loc *loc, const char *key,
@@ -700,11 +724,17 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
            const struct out_bin *b)
 {
     struct worker *w = c->w;
+    struct vc_entry *e = vcache_find(&w->vc, loc->off, loc->cas, key, klen);
+    if (e)
+        CNT_INC(w, value_cache_hits);
+    else if (w->vc.vc_cap)
+        CNT_INC(w, value_cache_misses);
     /* the VALUE line and room for "END\r\n", or a meta line, or a binary
      * header */
     size_t hdr = b ? BIN_HIT_MAX(klen) : m ? out_meta_line_max(m) : klen + 64;
     size_t small = loc->vlen <= NET_SMALL_VALUE ? loc->vlen + 2 : 0;
-    size_t at = loc->len + klen; /* the text, or the meta descriptor */
+    size_t rec = e ? 0 : loc->len;
+    size_t at = rec + klen; /* the text, or the meta descriptor */
     size_t desc = 0;
     if (m) {
         at = (at + 7) & ~(size_t)7;
@@ -714,14 +744,14 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
     struct oitem *it = item_alloc(w);
     item_own(w, it, size);
     char *buf = it->owned;
-    memcpy(buf + loc->len, key, klen);
+    memcpy(buf + rec, key, klen);
     if (m) {
         struct out_meta *d = (struct out_meta *)(buf + at);
         struct proto_ret *r = (struct proto_ret *)(d + 1);
         *d = *m;
         *r = *m->ret;
         d->ret = r;
-        d->key = buf + loc->len;
+        d->key = buf + rec;
         it->meta = d;
     }
 
@@ -738,6 +768,24 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
     it->acct += size;
     out_push(c, it);
 
+    if (e) {
+        store_read_skip(w->net->store, &it->loc);
+        struct store_item si = {.flags = e->flags,
+                                .exptime = loc->exptime,
+                                .cas = loc->cas,
+                                .time_ms = e->time_ms,
+                                .key = e->data,
+                                .klen = e->klen,
+                                .value = vc_value(e),
+                                .vlen = e->vlen};
+        read_reply(c, it, 0, buf, &si);
+        if (it->blob) { /* sent from the entry: keep it until then */
+            vcache_ref(e);
+            it->vref = e;
+        }
+        conn_mark_dirty(c);
+        return;
+    }
     if (store_read_buffered(w->net->store, &it->loc, buf) == 1) {
         read_done(c, it, loc->len);
         conn_mark_dirty(c);

@@ -118,8 +118,9 @@ struct oitem {
     void *owned; /* released with the item (a record buffer, a chunk) */
     const char *blob;
     uint32_t blob_len;
-    size_t acct;  /* bytes counted in conn->out_bytes for this item */
-    uint64_t ack; /* WAIT_ACK */
+    struct vc_entry *vref; /* blob points into this cache entry */
+    size_t acct;           /* bytes counted in conn->out_bytes for this item */
+    uint64_t ack;          /* WAIT_ACK */
     /* WAIT_READ: the record being read; the key follows it in owned */
     struct store_loc loc;
     uint16_t klen;

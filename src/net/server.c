@@ -728,7 +728,13 @@ worker_setup_bufs(struct worker *w)
 static int
 worker_init(struct worker *w, char *err, size_t errlen)
 {
-    int rc = ring_init(&w->ring, NET_RING_ENTRIES, &w->feat);
+    int rc = vcache_init(&w->vc, w->net->cfg.value_cache / w->net->nworkers);
+    if (rc != 0) {
+        snprintf(err, errlen, "worker %u: value cache: %s", w->id,
+                 strerror(-rc));
+        return -1;
+    }
+    rc = ring_init(&w->ring, NET_RING_ENTRIES, &w->feat);
     if (rc != 0) {
         snprintf(err, errlen, "io_uring_setup: %s", strerror(-rc));
         return -1;
@@ -795,6 +801,7 @@ worker_teardown(struct worker *w)
         munmap(w->br, NET_BUF_COUNT * sizeof(struct io_uring_buf));
     free(w->bufs);
     conn_free_caches(w);
+    vcache_free(&w->vc);
 }
 
 static void

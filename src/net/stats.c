@@ -40,7 +40,10 @@
  *                   (mcdb never evicts). mcdb's own: conn_memory_bytes
  *                   (what client connections hold for requests and
  *                   replies), conn_memory_kicks (closed past
- *                   --conn-memory-limit); idle_kicks as memcached, only
+ *                   --conn-memory-limit); value_cache_bytes, _hits,
+ *                   _misses, _evictions (--value-cache: gets answered
+ *                   from a copy in RAM, or read from the log); idle_kicks
+ *                   as memcached, only
  *                   with --idle-timeout.
  *   stats settings  every option with a "stats settings" name (net.h's
  *                   table; memcached's name where the meaning is the same),
@@ -95,6 +98,7 @@ struct stats_snap {
     uint32_t now;
     unsigned curr_conns;
     uint64_t conn_mem;
+    uint64_t vc_bytes;
     bool accepting;
 };
 
@@ -152,6 +156,10 @@ struct stats_snap {
     X(idle_kicks, U64, s->v.idle_kicks, s->net->cfg.idle_timeout > 0)          \
     X(conn_memory_bytes, U64, s->conn_mem, 1)                                  \
     X(conn_memory_kicks, U64, s->v.conn_memory_kicks, 1)                       \
+    X(value_cache_bytes, U64, s->vc_bytes, 1)                                  \
+    X(value_cache_hits, U64, s->v.value_cache_hits, 1)                         \
+    X(value_cache_misses, U64, s->v.value_cache_misses, 1)                     \
+    X(value_cache_evictions, U64, s->v.value_cache_evictions, 1)               \
     X(bytes_read, U64, s->v.bytes_read, 1)                                     \
     X(bytes_written, U64, s->v.bytes_written, 1)                               \
     X(limit_maxbytes, U64, s->capacity, 1)                                     \
@@ -350,6 +358,7 @@ stats_snap_take(struct net *net, struct stats_snap *s)
         s->curr_conns +=
             atomic_load_explicit(&w->curr_conns, memory_order_relaxed);
         s->conn_mem += atomic_load_explicit(&w->mem, memory_order_relaxed);
+        s->vc_bytes += atomic_load_explicit(&w->vc_bytes, memory_order_relaxed);
         if (atomic_load_explicit(&w->nls_paused, memory_order_relaxed))
             s->accepting = false;
     }

@@ -429,6 +429,101 @@ Test(server, a_get_of_more_than_the_output_limit_pauses_and_completes)
     close(fd);
 }
 
+/* ---- the value cache (--value-cache) ---- */
+
+Test(server, a_get_after_an_overwrite_answers_the_new_value_not_a_cached_one)
+{
+    const char *args[] = {"--threads", "1", NULL};
+    start(args);
+    int fd = conn();
+    set_value(fd, "k", "first", 5);
+    expect_value(fd, "k", "first", 5); /* read from the log, cached */
+    expect_value(fd, "k", "first", 5); /* from the cache */
+    cr_assert_geq(tg_stat(fd, NULL, "value_cache_hits"), 1);
+    cr_assert_gt(tg_stat(fd, NULL, "value_cache_bytes"), 0);
+    set_value(fd, "k", "second", 6);
+    expect_value(fd, "k", "second", 6);
+    expect_value(fd, "k", "second", 6);
+    cr_assert_eq(th_sends(fd, "mg k v f c s\r\n"), 0);
+    char *line = tg_recv_line(fd);
+    cr_assert(line && strncmp(line, "VA 6 f0 c", 9) == 0, "mg: %s",
+              line ? line : "");
+    free(line);
+    free(recv_n(fd, 8)); /* second\r\n */
+    tg_expect(fd, "delete k\r\n", "DELETED\r\n");
+    tg_expect(fd, "get k\r\n", "END\r\n");
+    close(fd);
+}
+
+Test(server, value_cache_0_reads_every_value_from_the_log)
+{
+    const char *args[] = {"--value-cache", "0", NULL};
+    start(args);
+    int fd = conn();
+    set_value(fd, "k", "value", 5);
+    for (int i = 0; i < 3; i++)
+        expect_value(fd, "k", "value", 5);
+    cr_assert_eq(tg_stat(fd, NULL, "value_cache_hits"), 0);
+    cr_assert_eq(tg_stat(fd, NULL, "value_cache_bytes"), 0);
+    close(fd);
+}
+
+/* Large values are sent straight from the cache entry: pipelined gets of
+ * them while other large values evict it must still send the right bytes. */
+Test(server, large_values_sent_from_the_cache_survive_their_eviction)
+{
+    const char *args[] = {"--threads", "1", "--value-cache", "2m", NULL};
+    start(args);
+    int fd = conn(), other = conn();
+    size_t vl = 200 * 1000;
+    enum { KEYS = 12, ROUNDS = 4 };
+    for (int i = 0; i < KEYS; i++) {
+        char key[16], *v = value_of(vl, (char)('a' + i));
+        snprintf(key, sizeof(key), "big%d", i);
+        set_value(fd, key, v, vl);
+        free(v);
+    }
+    char req[512] = "get";
+    for (int r = 0; r < ROUNDS; r++)
+        for (int i = 0; i < KEYS; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), " big%d", i);
+            strcat(req, key);
+        }
+    strcat(req, "\r\n");
+    /* twice: the second answers from the cache, evicting as it goes */
+    for (int pass = 0; pass < 2; pass++) {
+        cr_assert_eq(th_sends(fd, req), 0);
+        /* meanwhile another connection overwrites and reads the keys */
+        for (int i = 0; i < KEYS; i += 3) {
+            char key[16], *v = value_of(vl, (char)('A' + i));
+            snprintf(key, sizeof(key), "other%d", i);
+            set_value(other, key, v, vl);
+            expect_value(other, key, v, vl);
+            free(v);
+        }
+        for (int n = 0; n < KEYS * ROUNDS; n++) {
+            int i = n % KEYS;
+            char hdr[64];
+            int hl = snprintf(hdr, sizeof(hdr), "VALUE big%d 0 %zu\r\n", i, vl);
+            char *rep = recv_n(fd, (size_t)hl + vl + 2);
+            cr_assert(memcmp(rep, hdr, (size_t)hl) == 0, "reply %d: header", n);
+            for (size_t j = 0; j < vl; j++)
+                if (rep[hl + j] != 'a' + i)
+                    cr_assert_fail("pass %d reply %d: wrong byte at %zu", pass,
+                                   n, j);
+            free(rep);
+        }
+        char *end = recv_n(fd, 5);
+        cr_assert_str_eq(end, "END\r\n");
+        free(end);
+    }
+    cr_assert_gt(tg_stat(fd, NULL, "value_cache_hits"), 0);
+    cr_assert_gt(tg_stat(fd, NULL, "value_cache_evictions"), 0);
+    close(fd);
+    close(other);
+}
+
 /* ---- io_uring feature fallbacks ---- */
 
 Test(server, every_io_uring_fallback_still_serves)

@@ -135,6 +135,10 @@ static const struct why stats_only_mcdb[] = {
     {"conn_memory_bytes", "what client connections hold (no memcached "
                           "equivalent in one figure)"},
     {"conn_memory_kicks", "connections closed past --conn-memory-limit"},
+    {"value_cache_bytes", "--value-cache: mcdb reads values from disk"},
+    {"value_cache_hits", "gets answered from --value-cache"},
+    {"value_cache_misses", "gets that read the log"},
+    {"value_cache_evictions", "entries --value-cache dropped for room"},
     {NULL, NULL}};
 
 /* memcached 1.6.18's "stats settings" as tg_start runs it. */
@@ -284,6 +288,7 @@ static const struct why settings_only_mcdb[] = {{"conn_memory_limit", OPT},
                                                 {"segment_size", OPT},
                                                 {"compact_garbage", OPT},
                                                 {"compact_rate", OPT},
+                                                {"value_cache", OPT},
                                                 {"replica_of", OPT},
                                                 {"sync_replicas", OPT},
                                                 {"sync_timeout_ms", OPT},

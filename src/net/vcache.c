@@ -1,0 +1,185 @@
+/*
+ * vcache: a worker's cache of recently read values (vcache.h says what it
+ * holds and why it needs no invalidation).
+ *
+ * The table is open addressing with linear probing on the record's log
+ * offset, at most 3/4 full (it doubles); a removal shifts the entries of
+ * its run back instead of leaving tombstones, so a probe stops at the
+ * first empty slot.
+ */
+#include "net/vcache.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VC_MIN_CAP 1024u
+#define VC_ENTRY_OVERHEAD 16u /* malloc's header, roughly */
+
+static size_t
+entry_bytes(const struct vc_entry *e)
+{
+    return sizeof(*e) + e->klen + e->vlen + VC_ENTRY_OVERHEAD;
+}
+
+static uint32_t
+home(const struct vcache *vc, uint64_t off)
+{
+    return (uint32_t)((off * 0x9E3779B97F4A7C15ull) >> 32) & (vc->vc_cap - 1);
+}
+
+int
+vcache_init(struct vcache *vc, size_t budget)
+{
+    *vc = (struct vcache){.vc_budget = budget};
+    if (budget == 0)
+        return 0;
+    vc->vc_slots = calloc(VC_MIN_CAP, sizeof(*vc->vc_slots));
+    if (!vc->vc_slots)
+        return -ENOMEM;
+    vc->vc_cap = VC_MIN_CAP;
+    return 0;
+}
+
+void
+vcache_unref(struct vc_entry *e)
+{
+    if (--e->refs == 0)
+        free(e);
+}
+
+void
+vcache_free(struct vcache *vc)
+{
+    for (uint32_t i = 0; i < vc->vc_cap; i++)
+        if (vc->vc_slots[i].e)
+            vcache_unref(vc->vc_slots[i].e);
+    free(vc->vc_slots);
+    vc->vc_slots = NULL;
+    vc->vc_cap = 0;
+}
+
+/* The slot holding off, or the empty slot that ends its run. */
+static uint32_t
+probe(const struct vcache *vc, uint64_t off)
+{
+    uint32_t i = home(vc, off);
+    while (vc->vc_slots[i].e && vc->vc_slots[i].off != off)
+        i = (i + 1) & (vc->vc_cap - 1);
+    return i;
+}
+
+struct vc_entry *
+vcache_find(struct vcache *vc, uint64_t off, uint64_t cas, const void *key,
+            size_t klen)
+{
+    if (vc->vc_cap == 0)
+        return NULL;
+    struct vc_entry *e = vc->vc_slots[probe(vc, off)].e;
+    if (!e || e->cas != cas || e->klen != klen ||
+        memcmp(e->data, key, klen) != 0)
+        return NULL;
+    e->used = true;
+    return e;
+}
+
+/* Take slot i's entry out of the table, closing the gap in its run. */
+static void
+remove_at(struct vcache *vc, uint32_t i)
+{
+    struct vc_entry *gone = vc->vc_slots[i].e;
+    uint32_t mask = vc->vc_cap - 1;
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!vc->vc_slots[j].e)
+            break;
+        /* slot j may move back to the gap at i if its home is not in
+         * (i, j] */
+        uint32_t h = home(vc, vc->vc_slots[j].off);
+        if (((j - h) & mask) >= ((j - i) & mask)) {
+            vc->vc_slots[i] = vc->vc_slots[j];
+            i = j;
+        }
+    }
+    vc->vc_slots[i] = (struct vc_slot){0};
+    vc->vc_count--;
+    vc->vc_bytes -= entry_bytes(gone);
+    vcache_unref(gone);
+}
+
+/* CLOCK: drop one entry not read since the hand last passed it. */
+static void
+evict_one(struct vcache *vc)
+{
+    for (;;) {
+        uint32_t i = vc->vc_hand;
+        struct vc_entry *e = vc->vc_slots[i].e;
+        if (e && !e->used) {
+            remove_at(vc, i); /* a later entry may now be in slot i */
+            return;
+        }
+        if (e)
+            e->used = false;
+        vc->vc_hand = (i + 1) & (vc->vc_cap - 1);
+    }
+}
+
+static void
+grow(struct vcache *vc)
+{
+    uint32_t cap = vc->vc_cap * 2;
+    struct vc_slot *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return; /* stay fuller; inserts evict instead */
+    struct vc_slot *old = vc->vc_slots;
+    uint32_t oldcap = vc->vc_cap;
+    vc->vc_slots = slots;
+    vc->vc_cap = cap;
+    vc->vc_hand = 0;
+    for (uint32_t i = 0; i < oldcap; i++)
+        if (old[i].e)
+            slots[probe(vc, old[i].off)] = old[i];
+    free(old);
+}
+
+unsigned
+vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas, uint64_t time_ms,
+              uint32_t flags, const void *key, size_t klen, const void *val,
+              size_t vlen)
+{
+    size_t need = sizeof(struct vc_entry) + klen + vlen + VC_ENTRY_OVERHEAD;
+    if (vc->vc_cap == 0 || need > vc->vc_budget / 8)
+        return 0;
+    uint32_t i = probe(vc, off);
+    if (vc->vc_slots[i].e) {
+        if (vc->vc_slots[i].e->cas == cas)
+            return 0;
+        remove_at(vc, i); /* a rewritten log: the offset holds another */
+    }
+    unsigned evicted = 0;
+    for (; vc->vc_count && vc->vc_bytes + need > vc->vc_budget; evicted++)
+        evict_one(vc);
+    if ((vc->vc_count + 1) * 4 > vc->vc_cap * 3)
+        grow(vc);
+    if ((vc->vc_count + 1) * 4 > vc->vc_cap * 3) {
+        evict_one(vc);
+        evicted++;
+    }
+    struct vc_entry *e = malloc(sizeof(*e) + klen + vlen);
+    if (!e)
+        return evicted;
+    *e = (struct vc_entry){.off = off,
+                           .cas = cas,
+                           .time_ms = time_ms,
+                           .flags = flags,
+                           .vlen = (uint32_t)vlen,
+                           .refs = 1,
+                           .klen = (uint16_t)klen};
+    memcpy(e->data, key, klen);
+    memcpy(e->data + klen, val, vlen);
+    vc->vc_slots[probe(vc, off)] = (struct vc_slot){.off = off, .e = e};
+    vc->vc_count++;
+    vc->vc_bytes += need;
+    return evicted;
+}

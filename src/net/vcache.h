@@ -1,0 +1,87 @@
+/*
+ * vcache: a worker's cache of recently read values, so that a get of a hot
+ * key is an index probe and a copy, not a read of the log.
+ *
+ * An entry is what a verified record held (flags, the time it was written,
+ * the key and the value), found by the record's log offset and cas: a
+ * record at a log offset never changes, and a key's newest record is
+ * always at a new offset, so an entry can only go out of date by no longer
+ * being what the index points at, and then nothing looks it up again (the
+ * CLOCK hand ages it out). The key is kept and compared too: should a
+ * replica's log ever be rewritten from an offset on (a resync), a record at
+ * an old offset with the same cas and key is the same record.
+ *
+ * Each worker owns its cache (no locks, plain counters); the budget of
+ * --value-cache is split between the workers. Entries are counted from
+ * their value bytes plus a fixed overhead; when an insert passes the budget,
+ * CLOCK evicts: the hand clears the "used" bit of the entries it passes and
+ * drops the first one found clear. A reply that sends a large value
+ * straight from an entry holds a reference, so an evicted entry lives
+ * until that reply is sent.
+ */
+#ifndef MCDB_NET_VCACHE_H
+#define MCDB_NET_VCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vc_entry {
+    uint64_t off; /* log offset of the record */
+    uint64_t cas;
+    uint64_t time_ms;
+    uint32_t flags;
+    uint32_t vlen;
+    uint32_t refs; /* 1 while in the table, +1 per reply sending from it */
+    uint16_t klen;
+    bool used; /* CLOCK: read since the hand last passed */
+    char data[]; /* key, then value */
+};
+
+static inline const char *
+vc_value(const struct vc_entry *e)
+{
+    return e->data + e->klen;
+}
+
+/* A slot keeps the offset beside the pointer: a probe reads one line. */
+struct vc_slot {
+    uint64_t off;
+    struct vc_entry *e; /* NULL: empty */
+};
+
+struct vcache {
+    struct vc_slot *vc_slots; /* open addressing, linear probing */
+    uint32_t vc_cap;            /* a power of two, or 0: no cache */
+    uint32_t vc_count;
+    uint32_t vc_hand;
+    size_t vc_bytes; /* counted bytes of the entries in the table */
+    size_t vc_budget;
+};
+
+/* A cache of budget bytes (0: none; every call then misses or does
+ * nothing). Returns 0 or -ENOMEM. */
+int vcache_init(struct vcache *vc, size_t budget);
+void vcache_free(struct vcache *vc);
+
+/* The entry for the record at off with this cas and key, marked used; NULL
+ * if there is none. The pointer is good until the next insert (hold a
+ * reference with vcache_ref to keep it longer). */
+struct vc_entry *vcache_find(struct vcache *vc, uint64_t off, uint64_t cas,
+                             const void *key, size_t klen);
+
+/* Copy a verified record's item in (unless it is already there or larger
+ * than an eighth of the budget), evicting as needed; returns how many
+ * entries it evicted. */
+unsigned vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas,
+                   uint64_t time_ms, uint32_t flags, const void *key,
+                   size_t klen, const void *val, size_t vlen);
+
+static inline void
+vcache_ref(struct vc_entry *e)
+{
+    e->refs++;
+}
+void vcache_unref(struct vc_entry *e);
+
+#endif
