@@ -34,7 +34,7 @@ struct vc_entry {
     uint32_t vlen;
     uint32_t refs; /* 1 while in the table, +1 per reply sending from it */
     uint16_t klen;
-    bool used; /* CLOCK: read since the hand last passed */
+    bool used;   /* CLOCK: read since the hand last passed */
     char data[]; /* key, then value */
 };
 
@@ -52,7 +52,7 @@ struct vc_slot {
 
 struct vcache {
     struct vc_slot *vc_slots; /* open addressing, linear probing */
-    uint32_t vc_cap;            /* a power of two, or 0: no cache */
+    uint32_t vc_cap;          /* a power of two, or 0: no cache */
     uint32_t vc_count;
     uint32_t vc_hand;
     size_t vc_bytes; /* counted bytes of the entries in the table */
@@ -74,8 +74,8 @@ struct vc_entry *vcache_find(struct vcache *vc, uint64_t off, uint64_t cas,
  * than an eighth of the budget), evicting as needed; returns how many
  * entries it evicted. */
 unsigned vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas,
-                   uint64_t time_ms, uint32_t flags, const void *key,
-                   size_t klen, const void *val, size_t vlen);
+                       uint64_t time_ms, uint32_t flags, const void *key,
+                       size_t klen, const void *val, size_t vlen);
 
 static inline void
 vcache_ref(struct vc_entry *e)
