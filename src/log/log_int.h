@@ -141,7 +141,11 @@ struct store {
     size_t fill_len;
     uint64_t fill_start; /* log offset of buf[fill][0] */
     uint64_t fill_recs;
-    const char *wbuf; /* being written: [wstart, wstart + wlen) */
+    /* --fsync always: the writer gathers up to this many records before the
+     * next fdatasync (0: none; writer.c, "Gathering") */
+    uint64_t gather_recs;
+    int64_t gather_us; /* for at most this long */
+    const char *wbuf;  /* being written: [wstart, wstart + wlen) */
     uint64_t wstart;
     size_t wlen;
     uint64_t end;      /* log end: fill_start + fill_len */

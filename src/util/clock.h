@@ -40,20 +40,26 @@ clock_wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* An absolute CLOCK_REALTIME time `ms` from now, for pthread_cond_timedwait
+/* An absolute CLOCK_REALTIME time `us` from now, for pthread_cond_timedwait
  * on a condition variable with the default clock. */
 static inline struct timespec
-clock_deadline_ms(int64_t ms)
+clock_deadline_us(int64_t us)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
+    ts.tv_sec += us / 1000000;
+    ts.tv_nsec += (us % 1000000) * 1000;
     if (ts.tv_nsec >= 1000000000) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000;
     }
     return ts;
+}
+
+static inline struct timespec
+clock_deadline_ms(int64_t ms)
+{
+    return clock_deadline_us(ms * 1000);
 }
 
 #endif
