@@ -144,8 +144,10 @@ struct store {
     /* --fsync always: the writer gathers up to this many records before the
      * next fdatasync (0: none; writer.c, "Gathering") */
     uint64_t gather_recs;
-    int64_t gather_us; /* for at most this long */
-    const char *wbuf;  /* being written: [wstart, wstart + wlen) */
+    int64_t gather_win_us; /* for at most this long (adapted) */
+    int64_t gather_max_us; /* the last fdatasync's time, capped */
+    uint64_t gather_n;     /* gathers so far (every 16th probes) */
+    const char *wbuf;      /* being written: [wstart, wstart + wlen) */
     uint64_t wstart;
     size_t wlen;
     uint64_t end;      /* log end: fill_start + fill_len */

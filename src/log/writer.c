@@ -19,12 +19,17 @@
  * durable get their replies together and send their next writes together,
  * a network round trip later. Were the writer to start the next fdatasync
  * at the first of them, the rest would arrive while it runs and wait for
- * the one after: two syncs per write instead of one. So before step 1,
- * when the last fdatasync covered R records, the writer waits until R
- * records are in the buffer or a quarter of that fdatasync's time has
- * passed (at most GATHER_MAX_US) or half the buffer is full, whichever
- * comes first. A lone client (R = 1) never waits; appenders wake the
- * writer when the count is reached.
+ * the one after: two syncs per write instead of one (and the clients
+ * settle into two cohorts that alternate, each half the size). So before
+ * step 1, when the last fdatasync covered R records and B more arrived
+ * while it ran, the writer waits until R + B records are in the buffer or
+ * half the buffer is full, for at most a window: twice what the last
+ * successful wait took (the clients' round trip), halved after each wait
+ * that ran out (a mixed load whose clients read next stops waiting), and
+ * every GATHER_PROBE_EVERY fdatasyncs as long as the last fdatasync took
+ * (at most GATHER_MAX_US), so that a change of load is noticed. A lone
+ * client (R = 1) never waits; the appender that completes the count wakes
+ * the writer.
  *
  * Reads of records not yet in the files copy them from the buffers (under
  * mu): the fill buffer, or the one being written, which the writer only
@@ -52,6 +57,8 @@
 #include <unistd.h>
 
 #define GATHER_MAX_US 2000
+#define GATHER_MIN_US 20
+#define GATHER_PROBE_EVERY 16
 
 void
 log_fail(struct store *s, int err, const char *fmt, ...)
@@ -506,8 +513,9 @@ sync_now(struct store *s, struct seg *wseg, uint64_t upto, uint64_t recs)
     /* gathering: the next sync waits for as many records, briefly */
     int64_t took = clock_mono_us() - t0;
     pthread_mutex_lock(&s->mu);
-    s->gather_recs = s->cfg.fsync == STORE_FSYNC_ALWAYS ? recs : 0;
-    s->gather_us = took / 4 < GATHER_MAX_US ? took / 4 : GATHER_MAX_US;
+    s->gather_recs =
+        s->cfg.fsync == STORE_FSYNC_ALWAYS ? recs + s->fill_recs : 0;
+    s->gather_max_us = took < GATHER_MAX_US ? took : GATHER_MAX_US;
     pthread_mutex_unlock(&s->mu);
     atomic_fetch_add(&s->st_fsyncs, 1);
     atomic_fetch_add(&s->st_synced_recs, recs);
@@ -517,6 +525,32 @@ sync_now(struct store *s, struct seg *wseg, uint64_t upto, uint64_t recs)
     MCDB_ASSERT(upto <= atomic_load(&s->written) &&
                 upto >= atomic_load(&s->durable));
     atomic_store(&s->durable, upto);
+}
+
+/* Wait (mu held) until gather_recs records are in, for at most the
+ * current window, and adapt the window (see "Gathering" above). */
+static void
+gather_locked(struct store *s)
+{
+    int64_t win = s->gather_win_us;
+    if (++s->gather_n % GATHER_PROBE_EVERY == 0 || win > s->gather_max_us)
+        win = s->gather_max_us;
+    if (win <= 0)
+        return;
+    int64_t start = clock_mono_us();
+    struct timespec until = clock_deadline_us(win);
+    while (s->fill_recs < s->gather_recs && !s->stop &&
+           s->fill_len < s->buf_cap / 2 &&
+           s->sync_req <= atomic_load(&s->durable) &&
+           !atomic_load(&s->failed) &&
+           pthread_cond_timedwait(&s->cv_work, &s->mu, &until) != ETIMEDOUT)
+        ;
+    if (s->fill_recs >= s->gather_recs) {
+        int64_t took = 2 * (clock_mono_us() - start);
+        s->gather_win_us = took > GATHER_MIN_US ? took : GATHER_MIN_US;
+    } else {
+        s->gather_win_us = win / 2 >= GATHER_MIN_US ? win / 2 : 0;
+    }
 }
 
 static void *
@@ -539,16 +573,8 @@ writer_main(void *arg)
             }
             pthread_cond_wait(&s->cv_work, &s->mu);
         }
-        if (s->gather_recs > 1 && s->fill_recs < s->gather_recs) {
-            struct timespec until = clock_deadline_us(s->gather_us);
-            while (s->fill_recs < s->gather_recs && !s->stop &&
-                   s->fill_len < s->buf_cap / 2 &&
-                   s->sync_req <= atomic_load(&s->durable) &&
-                   !atomic_load(&s->failed) &&
-                   pthread_cond_timedwait(&s->cv_work, &s->mu, &until) !=
-                       ETIMEDOUT)
-                ;
-        }
+        if (s->gather_recs > 1 && s->fill_recs < s->gather_recs)
+            gather_locked(s);
         if (atomic_load(&s->failed))
             break;
         /* step 1: swap */
