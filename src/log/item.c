@@ -211,7 +211,8 @@ locate(struct store *s, const struct index_entry *e, size_t klen,
     struct seg *g = seg_pin(s, e->off);
     if (!g)
         return STORE_CORRUPT;
-    *loc = (struct store_loc){.fd = g->seg_fd,
+    *loc = (struct store_loc){.gen = atomic_load(&s->log_gen),
+                              .fd = g->seg_fd,
                               .pos = e->off - g->seg_base,
                               .len = (uint32_t)rec_size(klen, e->vlen),
                               .off = e->off,
@@ -776,6 +777,12 @@ int
 store_read_buffered(store_t *s, const struct store_loc *loc, void *buf)
 {
     return log_read_buffered(s, loc->off, loc->len, buf);
+}
+
+uint64_t
+store_log_generation(store_t *s)
+{
+    return atomic_load_explicit(&s->log_gen, memory_order_relaxed);
 }
 
 void

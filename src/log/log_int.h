@@ -178,6 +178,9 @@ struct store {
      * STORE_REPLICA; its read gate STORE_SYNCING until it holds a log. */
     atomic_bool replica;
     atomic_int read_gate, write_gate;
+    /* bumped whenever the log is reloaded (a replica's cut or full copy):
+     * a log offset read before may hold another record after */
+    atomic_uint_fast64_t log_gen;
     char gate_text[256];       /* write_gate's message, under meta_mu */
     struct apply live;         /* a replica's apply of what it receives */
     _Atomic uint64_t *won;     /* win tokens out (item.c): one tag a slot */

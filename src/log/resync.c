@@ -204,6 +204,7 @@ reload(struct store *s, reload_fn change, void *arg, char *err, size_t errlen)
     pthread_mutex_unlock(&s->mu);
 
     int rc = change ? change(s, arg, err, errlen) : 0;
+    atomic_fetch_add(&s->log_gen, 1);
     if (rc == 0)
         rc = log_recover(s, err, errlen);
     if (rc == 0 && s->max_rec * 2 + 4096 > s->buf_cap)

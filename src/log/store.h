@@ -288,8 +288,14 @@ struct store_loc {
     uint32_t exptime;
     uint32_t vlen;
     void *pin;
+    uint64_t gen; /* store_log_generation() when it was looked up */
     uint8_t miss; /* after STORE_NOT_FOUND: why (enum store_miss) */
 };
+
+/* Changes whenever a replica's log is reloaded (cut or copied anew): what
+ * a log offset held before may differ after. Caches keyed by offset (the
+ * server's value cache) start afresh when it moves. */
+uint64_t store_log_generation(store_t *s);
 
 /* Why a read missed (stats: get_expired, get_flushed). */
 enum store_miss { STORE_MISS_ABSENT, STORE_MISS_EXPIRED, STORE_MISS_FLUSHED };

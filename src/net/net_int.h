@@ -253,6 +253,7 @@ struct worker {
     /* recycled text chunks and record buffers, by size class */
     struct buf_cache caches[NET_CACHE_CLASSES];
     struct vcache vc; /* recently read values (--value-cache / workers) */
+    uint64_t vc_gen;  /* the store's log generation vc's entries are of */
     _Atomic size_t vc_bytes; /* vc.vc_bytes, for "stats" */
 
     struct net_counters w_cnt;

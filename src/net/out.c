@@ -699,7 +699,7 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
     if (rc != 0 && rc != STORE_NOT_FOUND)
         say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
             key, store_strerror(rc));
-    if (rc == 0) {
+    if (rc == 0 && it->loc.gen == c->w->vc_gen) {
         struct worker *w = c->w;
         unsigned evicted =
             vcache_insert(&w->vc, it->loc.off, si.cas, si.time_ms, si.flags,
@@ -724,7 +724,15 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
            const struct out_bin *b)
 {
     struct worker *w = c->w;
-    struct vc_entry *e = vcache_find(&w->vc, loc->off, loc->cas, key, klen);
+    if (loc->gen != w->vc_gen &&
+        loc->gen == store_log_generation(w->net->store)) {
+        vcache_clear(&w->vc); /* a replica's log was reloaded */
+        w->vc_gen = loc->gen;
+    }
+    struct vc_entry *e =
+        loc->gen == w->vc_gen
+            ? vcache_find(&w->vc, loc->off, loc->cas, key, klen)
+            : NULL;
     if (e)
         CNT_INC(w, value_cache_hits);
     else if (w->vc.vc_cap)

@@ -59,6 +59,19 @@ vcache_free(struct vcache *vc)
     vc->vc_cap = 0;
 }
 
+void
+vcache_clear(struct vcache *vc)
+{
+    for (uint32_t i = 0; i < vc->vc_cap; i++)
+        if (vc->vc_slots[i].e) {
+            vcache_unref(vc->vc_slots[i].e);
+            vc->vc_slots[i] = (struct vc_slot){0};
+        }
+    vc->vc_count = 0;
+    vc->vc_bytes = 0;
+    vc->vc_hand = 0;
+}
+
 /* The slot holding off, or the empty slot that ends its run. */
 static uint32_t
 probe(const struct vcache *vc, uint64_t off)

@@ -63,6 +63,8 @@ struct vcache {
  * nothing). Returns 0 or -ENOMEM. */
 int vcache_init(struct vcache *vc, size_t budget);
 void vcache_free(struct vcache *vc);
+/* Drop every entry (replies holding one keep it until they are sent). */
+void vcache_clear(struct vcache *vc);
 
 /* The entry for the record at off with this cas and key, marked used; NULL
  * if there is none. The pointer is good until the next insert (hold a

@@ -153,3 +153,22 @@ Test(vcache, an_evicted_entry_a_reply_holds_lives_until_released)
     cr_assert(memcmp(vc_value(e), "still here", 10) == 0);
     vcache_unref(e);
 }
+
+Test(vcache, clear_drops_every_entry_but_those_a_reply_holds)
+{
+    cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
+    put(1, 1, "held", "still here");
+    put(2, 2, "k2", "v2");
+    struct vc_entry *e = vcache_find(&vc, 1, 1, "held", 4);
+    cr_assert(e);
+    vcache_ref(e);
+    vcache_clear(&vc);
+    cr_assert_eq(vc.vc_count, 0);
+    cr_assert_eq(vc.vc_bytes, 0);
+    cr_assert_null(vcache_find(&vc, 1, 1, "held", 4));
+    cr_assert_null(vcache_find(&vc, 2, 2, "k2", 2));
+    cr_assert(memcmp(vc_value(e), "still here", 10) == 0);
+    vcache_unref(e);
+    put(2, 3, "k2", "again"); /* usable after */
+    expect_hit(2, 3, "k2", "again");
+}
