@@ -7,7 +7,9 @@
  * --protocol meta runs against memcached, against mcdbd (its own Test, so a
  * mcdbd without meta fails there alone), and against a fake server in this
  * program that sends its replies a byte at a time; --protocol binary
- * against memcached and mcdbd.
+ * against memcached and mcdbd. mcdb-nothing (bench/mcdb-nothing.c, the
+ * server that stores nothing) is loaded by mcdb-bench and spoken to in raw
+ * bytes cut at every place.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -29,6 +31,7 @@
 #include "helpers/server.h"
 
 #define BENCH MCDB_BUILD_DIR "/bench/mcdb-bench"
+#define NOTHING MCDB_BUILD_DIR "/bench/mcdb-nothing"
 
 struct bench_run {
     int status; /* exit code, or 128 + signal */
@@ -732,4 +735,75 @@ Test(bench_smoke, meta_against_a_server_without_meta_is_a_clear_error,
                              "answered 'ERROR' to 'mg key:0 v f'"),
               "%s", r->err);
     free(r);
+}
+
+/* ---- mcdb-nothing, the server that stores nothing ---- */
+
+static void
+start_nothing(struct th_server *s, const char *value_size)
+{
+    cr_assert(access(NOTHING, X_OK) == 0, "%s is not built", NOTHING);
+    const char *argv[] = {NOTHING,     "--port",       "{port}",   "--listen",
+                          "127.0.0.1", "--value-size", value_size, NULL};
+    cr_assert_eq(th_server_start(s, argv), 0, "mcdb-nothing did not start");
+}
+
+/* Sets are all STORED and gets all hit; its cmd_get and get_hits are the
+ * gets mcdb-bench counted (plus nothing: it has no probe in text). */
+Test(bench_smoke, nothing_stores_every_set_and_every_get_hits, .timeout = 60)
+{
+    struct th_server s = {0};
+    start_nothing(&s, "100");
+    preloaded_run(&s, "memcache");
+    long hits0 = stat_of(s.port, "get_hits");
+    const char *args[] = {"--server",   server_of(&s), "--ratio",       "0:1",
+                          "--requests", "5000",        "--warmup",      "0",
+                          "--threads",  "2",           "--connections", "6",
+                          "--pipeline", "16",          "--json",        NULL};
+    struct bench_run *r = bench(args);
+    cr_assert_eq(r->status, 0, "exit %d: %s", r->status, r->err);
+    assert_counts_add_up(r->out);
+    cr_assert_eq(json_num(r->out, "hits"), 5000, "%s", r->out);
+    cr_assert_eq(stat_of(s.port, "get_hits") - hits0, 5000);
+    cr_assert_eq(stat_of(s.port, "get_misses"), 0);
+    free(r);
+    th_server_cleanup(&s);
+}
+
+/* Requests sent a byte at a time are answered as if sent whole; a multi-get
+ * answers each key; a data block without its \r\n is a bad data chunk
+ * (what follows the 2 + 2 bytes of the cas's, "\n", is an empty line:
+ * ERROR), and incr, which it does not know, ERROR. */
+Test(bench_smoke, nothing_answers_requests_cut_at_every_byte, .timeout = 60)
+{
+    struct th_server s = {0};
+    start_nothing(&s, "3");
+    int fd = th_connect(s.port);
+    cr_assert(fd >= 0);
+    static const char req[] = "set k 0 0 4\r\n\r\n\r\n\r\n"
+                              "get a bb\r\ngets c\r\ndelete a\r\n"
+                              "set n 0 0 1 noreply\r\nx\r\nflush_all\r\n"
+                              "cas k 0 0 2 9\r\nxyz\r\nincr k 1\r\n"
+                              "version\r\n";
+    static const char want[] = "STORED\r\n"
+                               "VALUE a 0 3\r\nabc\r\nVALUE bb 0 3\r\nabc\r\n"
+                               "END\r\nVALUE c 0 3 1\r\nabc\r\nEND\r\n"
+                               "DELETED\r\nOK\r\n"
+                               "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+                               "ERROR\r\n"
+                               "VERSION mcdb-nothing\r\n";
+    for (size_t i = 0; i < sizeof(req) - 1; i++) {
+        cr_assert_eq(th_send(fd, req + i, 1), 0);
+        if (i % 5 == 0)
+            nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+    char *got = th_recv_until(fd, "VERSION mcdb-nothing\r\n", NULL);
+    cr_assert(got, "no reply");
+    cr_assert_str_eq(got, want);
+    free(got);
+    got = th_ask(fd, "stats\r\n", "END\r\n");
+    cr_assert(got && strstr(got, "STAT curr_connections 1\r\n"), "%s", got);
+    free(got);
+    close(fd);
+    th_server_cleanup(&s);
 }
