@@ -780,6 +780,12 @@ store_read_buffered(store_t *s, const struct store_loc *loc, void *buf)
 }
 
 uint64_t
+store_hash(const void *key, size_t klen)
+{
+    return index_hash(key, klen);
+}
+
+uint64_t
 store_log_generation(store_t *s)
 {
     return atomic_load_explicit(&s->log_gen, memory_order_relaxed);

@@ -292,6 +292,9 @@ struct store_loc {
     uint8_t miss; /* after STORE_NOT_FOUND: why (enum store_miss) */
 };
 
+/* The hash of a key, as the index files it (index_hash). */
+uint64_t store_hash(const void *key, size_t klen);
+
 /* Changes whenever a replica's log is reloaded (cut or copied anew): what
  * a log offset held before may differ after. Caches keyed by offset (the
  * server's value cache) start afresh when it moves. */

@@ -2,8 +2,8 @@
  * vcache: a worker's cache of recently read values (vcache.h says what it
  * holds and why it needs no invalidation).
  *
- * The table is open addressing with linear probing on the record's log
- * offset, at most 3/4 full (it doubles); a removal shifts the entries of
+ * The table is open addressing with linear probing on the key's hash (the
+ * index's), at most 3/4 full (it doubles); a removal shifts the entries of
  * its run back instead of leaving tombstones, so a probe stops at the
  * first empty slot.
  */
@@ -23,9 +23,9 @@ entry_bytes(const struct vc_entry *e)
 }
 
 static uint32_t
-home(const struct vcache *vc, uint64_t off)
+home(const struct vcache *vc, uint64_t hash)
 {
-    return (uint32_t)((off * 0x9E3779B97F4A7C15ull) >> 32) & (vc->vc_cap - 1);
+    return (uint32_t)(hash >> 32) & (vc->vc_cap - 1);
 }
 
 int
@@ -72,24 +72,24 @@ vcache_clear(struct vcache *vc)
     vc->vc_hand = 0;
 }
 
-/* The slot holding off, or the empty slot that ends its run. */
+/* The slot holding hash, or the empty slot that ends its run. */
 static uint32_t
-probe(const struct vcache *vc, uint64_t off)
+probe(const struct vcache *vc, uint64_t hash)
 {
-    uint32_t i = home(vc, off);
-    while (vc->vc_slots[i].e && vc->vc_slots[i].off != off)
+    uint32_t i = home(vc, hash);
+    while (vc->vc_slots[i].e && vc->vc_slots[i].hash != hash)
         i = (i + 1) & (vc->vc_cap - 1);
     return i;
 }
 
 struct vc_entry *
-vcache_find(struct vcache *vc, uint64_t off, uint64_t cas, const void *key,
-            size_t klen)
+vcache_find(struct vcache *vc, uint64_t hash, uint64_t off, uint64_t cas,
+            const void *key, size_t klen)
 {
     if (vc->vc_cap == 0)
         return NULL;
-    struct vc_entry *e = vc->vc_slots[probe(vc, off)].e;
-    if (!e || e->cas != cas || e->klen != klen ||
+    struct vc_entry *e = vc->vc_slots[probe(vc, hash)].e;
+    if (!e || e->off != off || e->cas != cas || e->klen != klen ||
         memcmp(e->data, key, klen) != 0)
         return NULL;
     e->used = true;
@@ -109,7 +109,7 @@ remove_at(struct vcache *vc, uint32_t i)
             break;
         /* slot j may move back to the gap at i if its home is not in
          * (i, j] */
-        uint32_t h = home(vc, vc->vc_slots[j].off);
+        uint32_t h = home(vc, vc->vc_slots[j].hash);
         if (((j - h) & mask) >= ((j - i) & mask)) {
             vc->vc_slots[i] = vc->vc_slots[j];
             i = j;
@@ -152,23 +152,24 @@ grow(struct vcache *vc)
     vc->vc_hand = 0;
     for (uint32_t i = 0; i < oldcap; i++)
         if (old[i].e)
-            slots[probe(vc, old[i].off)] = old[i];
+            slots[probe(vc, old[i].hash)] = old[i];
     free(old);
 }
 
 unsigned
-vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas, uint64_t time_ms,
-              uint32_t flags, const void *key, size_t klen, const void *val,
-              size_t vlen)
+vcache_insert(struct vcache *vc, uint64_t hash, uint64_t off, uint64_t cas,
+              uint64_t time_ms, uint32_t flags, const void *key, size_t klen,
+              const void *val, size_t vlen)
 {
     size_t need = sizeof(struct vc_entry) + klen + vlen + VC_ENTRY_OVERHEAD;
     if (vc->vc_cap == 0 || need > vc->vc_budget / 8)
         return 0;
-    uint32_t i = probe(vc, off);
+    uint32_t i = probe(vc, hash);
     if (vc->vc_slots[i].e) {
-        if (vc->vc_slots[i].e->cas == cas)
+        struct vc_entry *old = vc->vc_slots[i].e;
+        if (old->off == off && old->cas == cas)
             return 0;
-        remove_at(vc, i); /* a rewritten log: the offset holds another */
+        remove_at(vc, i); /* the key's older record (or a 64-bit clash) */
     }
     unsigned evicted = 0;
     for (; vc->vc_count && vc->vc_bytes + need > vc->vc_budget; evicted++)
@@ -191,7 +192,7 @@ vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas, uint64_t time_ms,
                            .klen = (uint16_t)klen};
     memcpy(e->data, key, klen);
     memcpy(e->data + klen, val, vlen);
-    vc->vc_slots[probe(vc, off)] = (struct vc_slot){.off = off, .e = e};
+    vc->vc_slots[probe(vc, hash)] = (struct vc_slot){.hash = hash, .e = e};
     vc->vc_count++;
     vc->vc_bytes += need;
     return evicted;

@@ -3,13 +3,15 @@
  * key is an index probe and a copy, not a read of the log.
  *
  * An entry is what a verified record held (flags, the time it was written,
- * the key and the value), found by the record's log offset and cas: a
- * record at a log offset never changes, and a key's newest record is
- * always at a new offset, so an entry can only go out of date by no longer
- * being what the index points at, and then nothing looks it up again (the
- * CLOCK hand ages it out). The key is kept and compared too: should a
- * replica's log ever be rewritten from an offset on (a resync), a record at
- * an old offset with the same cas and key is the same record.
+ * the key and the value), filed under the key's hash and found only by the
+ * record's log offset and cas, which the index gives: a record at a log
+ * offset never changes, and a key's newer record is always at a new
+ * offset, so an entry can only go out of date by no longer being what the
+ * index points at, and then nothing finds it again (a read of the newer
+ * record replaces it; otherwise the CLOCK hand ages it out). The key is
+ * compared too. A replica's log that is reloaded (cut, or copied anew) can
+ * put another record at an old offset: the server clears the cache then
+ * (store_log_generation).
  *
  * Each worker owns its cache (no locks, plain counters); the budget of
  * --value-cache is split between the workers. Entries are counted from
@@ -44,9 +46,9 @@ vc_value(const struct vc_entry *e)
     return e->data + e->klen;
 }
 
-/* A slot keeps the offset beside the pointer: a probe reads one line. */
+/* A slot keeps the hash beside the pointer: a probe reads one line. */
 struct vc_slot {
-    uint64_t off;
+    uint64_t hash;
     struct vc_entry *e; /* NULL: empty */
 };
 
@@ -66,18 +68,19 @@ void vcache_free(struct vcache *vc);
 /* Drop every entry (replies holding one keep it until they are sent). */
 void vcache_clear(struct vcache *vc);
 
-/* The entry for the record at off with this cas and key, marked used; NULL
- * if there is none. The pointer is good until the next insert (hold a
- * reference with vcache_ref to keep it longer). */
-struct vc_entry *vcache_find(struct vcache *vc, uint64_t off, uint64_t cas,
-                             const void *key, size_t klen);
+/* The entry for the key (hash: store_hash) whose record is at off with
+ * this cas, marked used; NULL if there is none. The pointer is good until
+ * the next insert (hold a reference with vcache_ref to keep it longer). */
+struct vc_entry *vcache_find(struct vcache *vc, uint64_t hash, uint64_t off,
+                             uint64_t cas, const void *key, size_t klen);
 
-/* Copy a verified record's item in (unless it is already there or larger
- * than an eighth of the budget), evicting as needed; returns how many
- * entries it evicted. */
-unsigned vcache_insert(struct vcache *vc, uint64_t off, uint64_t cas,
-                       uint64_t time_ms, uint32_t flags, const void *key,
-                       size_t klen, const void *val, size_t vlen);
+/* Copy a verified record's item in, in place of the key's older one
+ * (unless it is already there or larger than an eighth of the budget),
+ * evicting as needed; returns how many entries it evicted. */
+unsigned vcache_insert(struct vcache *vc, uint64_t hash, uint64_t off,
+                       uint64_t cas, uint64_t time_ms, uint32_t flags,
+                       const void *key, size_t klen, const void *val,
+                       size_t vlen);
 
 static inline void
 vcache_ref(struct vc_entry *e)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/store.h"
 #include "net/vcache.h"
 
 static struct vcache vc;
@@ -22,17 +23,24 @@ fini(void)
 
 TestSuite(vcache, .fini = fini);
 
+static uint64_t
+hash_of(const char *key)
+{
+    return store_hash(key, strlen(key));
+}
+
 static void
 put(uint64_t off, uint64_t cas, const char *key, const char *val)
 {
-    vcache_insert(&vc, off, cas, 1000 + off, (uint32_t)off, key, strlen(key),
-                  val, strlen(val));
+    vcache_insert(&vc, hash_of(key), off, cas, 1000 + off, (uint32_t)off, key,
+                  strlen(key), val, strlen(val));
 }
 
 static void
 expect_hit(uint64_t off, uint64_t cas, const char *key, const char *val)
 {
-    struct vc_entry *e = vcache_find(&vc, off, cas, key, strlen(key));
+    struct vc_entry *e =
+        vcache_find(&vc, hash_of(key), off, cas, key, strlen(key));
     cr_assert(e, "offset %llu (%s) missed", (unsigned long long)off, key);
     cr_assert_eq(e->vlen, strlen(val));
     cr_assert(memcmp(vc_value(e), val, e->vlen) == 0,
@@ -48,24 +56,36 @@ Test(vcache, an_inserted_item_is_found_by_offset_cas_and_key)
     expect_hit(4096, 7, "k1", "hello");
 }
 
-Test(vcache, another_cas_or_key_at_the_same_offset_is_a_miss)
+Test(vcache, another_cas_offset_or_key_is_a_miss)
 {
     cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
     put(4096, 7, "k1", "hello");
-    cr_assert_null(vcache_find(&vc, 4096, 8, "k1", 2), "another cas hit");
-    cr_assert_null(vcache_find(&vc, 4096, 7, "k2", 2), "another key hit");
-    cr_assert_null(vcache_find(&vc, 4097, 7, "k1", 2), "another offset hit");
-    /* a rewritten log: the new record at that offset replaces the old */
-    put(4096, 9, "k2", "other");
-    expect_hit(4096, 9, "k2", "other");
-    cr_assert_null(vcache_find(&vc, 4096, 7, "k1", 2));
+    cr_assert_null(vcache_find(&vc, hash_of("k1"), 4096, 8, "k1", 2),
+                   "another cas hit");
+    cr_assert_null(vcache_find(&vc, hash_of("k2"), 4096, 7, "k2", 2),
+                   "another key hit");
+    cr_assert_null(vcache_find(&vc, hash_of("k1"), 4097, 7, "k1", 2),
+                   "another offset hit");
+    /* the same hash with another key (a clash) is not that key */
+    cr_assert_null(vcache_find(&vc, hash_of("k1"), 4096, 7, "k9", 2),
+                   "another key under the same hash hit");
+}
+
+Test(vcache, a_newer_record_of_a_key_replaces_the_older)
+{
+    cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
+    put(4096, 7, "k1", "hello");
+    put(8192, 9, "k1", "world");
+    expect_hit(8192, 9, "k1", "world");
+    cr_assert_null(vcache_find(&vc, hash_of("k1"), 4096, 7, "k1", 2));
+    cr_assert_eq(vc.vc_count, 1);
 }
 
 Test(vcache, a_zero_budget_caches_nothing)
 {
     cr_assert_eq(vcache_init(&vc, 0), 0);
     put(1, 1, "k", "v");
-    cr_assert_null(vcache_find(&vc, 1, 1, "k", 1));
+    cr_assert_null(vcache_find(&vc, hash_of("k"), 1, 1, "k", 1));
 }
 
 Test(vcache, an_item_over_an_eighth_of_the_budget_is_not_kept)
@@ -75,7 +95,7 @@ Test(vcache, an_item_over_an_eighth_of_the_budget_is_not_kept)
     memset(big, 'x', 8999);
     big[8999] = 0;
     put(1, 1, "big", big);
-    cr_assert_null(vcache_find(&vc, 1, 1, "big", 3));
+    cr_assert_null(vcache_find(&vc, hash_of("big"), 1, 1, "big", 3));
     free(big);
 }
 
@@ -92,8 +112,8 @@ Test(vcache, it_stays_within_its_budget_and_keeps_what_is_read)
     for (uint64_t i = 2; i < 20000; i++) {
         char key[32];
         snprintf(key, sizeof(key), "key%llu", (unsigned long long)i);
-        evicted += vcache_insert(&vc, i * 512, i, 0, 0, key, strlen(key), val,
-                                 strlen(val));
+        evicted += vcache_insert(&vc, hash_of(key), i * 512, i, 0, 0, key,
+                                 strlen(key), val, strlen(val));
         cr_assert_leq(vc.vc_bytes, budget, "%zu bytes cached", vc.vc_bytes);
         expect_hit(1, 1, "hot", "hot value");
     }
@@ -113,20 +133,21 @@ Test(vcache, every_entry_stays_findable_through_growth_and_removals)
         snprintf(val, sizeof(val), "v%llu", (unsigned long long)i);
         put(i * 64, i + 1, key, val);
     }
-    /* overwrite every third offset with another record (removal + insert) */
+    /* every third key gets a newer record (removal + insert) */
     for (uint64_t i = 0; i < N; i += 3) {
         char key[32];
-        snprintf(key, sizeof(key), "n%llu", (unsigned long long)i);
-        put(i * 64, i + N + 1, key, "new");
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+        put(N * 64 + i, i + N + 1, key, "new");
     }
     cr_assert_eq(vc.vc_count, N);
     for (uint64_t i = 0; i < N; i++) {
         char key[32], val[32];
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
         if (i % 3 == 0) {
-            snprintf(key, sizeof(key), "n%llu", (unsigned long long)i);
-            expect_hit(i * 64, i + N + 1, key, "new");
+            expect_hit(N * 64 + i, i + N + 1, key, "new");
+            cr_assert_null(vcache_find(&vc, hash_of(key), i * 64, i + 1, key,
+                                       strlen(key)));
         } else {
-            snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
             snprintf(val, sizeof(val), "v%llu", (unsigned long long)i);
             expect_hit(i * 64, i + 1, key, val);
         }
@@ -137,7 +158,7 @@ Test(vcache, an_evicted_entry_a_reply_holds_lives_until_released)
 {
     cr_assert_eq(vcache_init(&vc, 64 * 1024), 0);
     put(1, 1, "held", "still here");
-    struct vc_entry *e = vcache_find(&vc, 1, 1, "held", 4);
+    struct vc_entry *e = vcache_find(&vc, hash_of("held"), 1, 1, "held", 4);
     cr_assert(e);
     vcache_ref(e);
     char val[500];
@@ -148,7 +169,8 @@ Test(vcache, an_evicted_entry_a_reply_holds_lives_until_released)
         snprintf(key, sizeof(key), "f%llu", (unsigned long long)i);
         put(i * 1024, i, key, val);
     }
-    cr_assert_null(vcache_find(&vc, 1, 1, "held", 4), "never evicted");
+    cr_assert_null(vcache_find(&vc, hash_of("held"), 1, 1, "held", 4),
+                   "never evicted");
     /* under ASan a use after free here fails the test */
     cr_assert(memcmp(vc_value(e), "still here", 10) == 0);
     vcache_unref(e);
@@ -159,14 +181,14 @@ Test(vcache, clear_drops_every_entry_but_those_a_reply_holds)
     cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
     put(1, 1, "held", "still here");
     put(2, 2, "k2", "v2");
-    struct vc_entry *e = vcache_find(&vc, 1, 1, "held", 4);
+    struct vc_entry *e = vcache_find(&vc, hash_of("held"), 1, 1, "held", 4);
     cr_assert(e);
     vcache_ref(e);
     vcache_clear(&vc);
     cr_assert_eq(vc.vc_count, 0);
     cr_assert_eq(vc.vc_bytes, 0);
-    cr_assert_null(vcache_find(&vc, 1, 1, "held", 4));
-    cr_assert_null(vcache_find(&vc, 2, 2, "k2", 2));
+    cr_assert_null(vcache_find(&vc, hash_of("held"), 1, 1, "held", 4));
+    cr_assert_null(vcache_find(&vc, hash_of("k2"), 2, 2, "k2", 2));
     cr_assert(memcmp(vc_value(e), "still here", 10) == 0);
     vcache_unref(e);
     put(2, 3, "k2", "again"); /* usable after */
