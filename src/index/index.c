@@ -170,6 +170,22 @@ shard_home(const struct index_shard *sh, uint64_t hash)
     return (uint32_t)(((uint64_t)(uint32_t)hash * sh->sh_cap) >> 32);
 }
 
+void
+index_prefetch(index_t *ix, uint64_t hash, int stage)
+{
+    struct index_shard *sh = index_shard_of(ix, hash);
+    if (stage == 0) {
+        __builtin_prefetch(sh, 1);
+        return;
+    }
+    /* unlocked: a table being resized may be read stale, which only makes
+     * the hint useless (a prefetch never faults) */
+    uint32_t *slots = __atomic_load_n(&sh->sh_slots, __ATOMIC_RELAXED);
+    uint32_t cap = __atomic_load_n(&sh->sh_cap, __ATOMIC_RELAXED);
+    if (slots && cap)
+        __builtin_prefetch(&slots[((uint64_t)(uint32_t)hash * cap) >> 32]);
+}
+
 static inline uint32_t
 shard_tag(const struct index_shard *sh, uint64_t hash)
 {

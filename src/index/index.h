@@ -46,6 +46,12 @@ void index_free(index_t *ix);
 /* The hash of a key: use it for index_lock and every keyed call. */
 uint64_t index_hash(const void *key, size_t klen);
 
+/* Start loading what a lookup of hash touches, without locking: stage 0
+ * the shard (its lock and table pointer), stage 1 the key's first slot.
+ * For a batch of keys, stage 0 every one, then stage 1 every one, then
+ * look them up: the cache misses overlap instead of following each other. */
+void index_prefetch(index_t *ix, uint64_t hash, int stage);
+
 void index_lock(index_t *ix, uint64_t hash);
 void index_unlock(index_t *ix, uint64_t hash);
 

@@ -785,6 +785,12 @@ store_hash(const void *key, size_t klen)
     return index_hash(key, klen);
 }
 
+void
+store_prefetch(store_t *s, uint64_t hash, int stage)
+{
+    index_prefetch(s->ix, hash, stage);
+}
+
 uint64_t
 store_log_generation(store_t *s)
 {

@@ -295,6 +295,10 @@ struct store_loc {
 /* The hash of a key, as the index files it (index_hash). */
 uint64_t store_hash(const void *key, size_t klen);
 
+/* Start loading what a lookup of this hash will touch (index_prefetch's
+ * stages: 0 for every key of a batch, then 1 for every key). */
+void store_prefetch(store_t *s, uint64_t hash, int stage);
+
 /* Changes whenever a replica's log is reloaded (cut or copied anew): what
  * a log offset held before may differ after. Caches keyed by offset (the
  * server's value cache) start afresh when it moves. */

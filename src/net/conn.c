@@ -245,6 +245,58 @@ conn_skip(struct conn *c, size_t *off, size_t len)
     c->swallow -= skip;
 }
 
+/* The key a text get, gets or mg line starts with (NULL: another line). */
+static const char *
+get_key(const char *p, const char *nl, size_t *klen)
+{
+    static const char *const cmds[] = {"get ", "gets ", "mg "};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        size_t n = strlen(cmds[i]);
+        if ((size_t)(nl - p) > n && memcmp(p, cmds[i], n) == 0) {
+            const char *k = p + n, *e = k;
+            while (e < nl && *e != ' ' && *e != '\r')
+                e++;
+            *klen = (size_t)(e - k);
+            return *klen ? k : NULL;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Pipelined gets: start loading, for the first key of each of the first
+ * PREFETCH_GETS get lines in buf, the index shard, then its slot and the
+ * value cache's slot (index_prefetch), so that their cache misses overlap
+ * instead of each lookup waiting for its own in turn.
+ */
+#define PREFETCH_GETS 16
+static void
+conn_prefetch(struct conn *c, const char *buf, size_t len)
+{
+    uint64_t h[PREFETCH_GETS];
+    unsigned n = 0;
+    const char *p = buf, *end = buf + len;
+    while (n < PREFETCH_GETS && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        size_t klen;
+        const char *k = get_key(p, nl, &klen);
+        if (k && klen <= PROTO_MAX_KEY)
+            h[n++] = store_hash(k, klen);
+        p = nl + 1;
+    }
+    if (n < 2)
+        return;
+    store_t *s = c->w->net->store;
+    for (unsigned i = 0; i < n; i++)
+        store_prefetch(s, h[i], 0);
+    for (unsigned i = 0; i < n; i++) {
+        store_prefetch(s, h[i], 1);
+        vcache_prefetch(&c->w->vc, h[i]);
+    }
+}
+
 /* Parse and execute complete requests in buf; returns the bytes used.
  * The first byte of a connection chooses its protocol (enum conn_proto). */
 static size_t
@@ -252,6 +304,8 @@ conn_parse(struct conn *c, const char *buf, size_t len)
 {
     uint32_t max_item = (uint32_t)c->w->net->cfg.max_item_size;
     size_t off = 0;
+    if (c->proto == CONN_PROTO_TEXT && c->authed)
+        conn_prefetch(c, buf, len);
     while (off < len && c->state == CONN_READING) {
         if (c->out_bytes >= NET_OUT_HIGH) {
             conn_pause(c);

@@ -82,6 +82,13 @@ probe(const struct vcache *vc, uint64_t hash)
     return i;
 }
 
+void
+vcache_prefetch(const struct vcache *vc, uint64_t hash)
+{
+    if (vc->vc_cap)
+        __builtin_prefetch(&vc->vc_slots[home(vc, hash)]);
+}
+
 struct vc_entry *
 vcache_find(struct vcache *vc, uint64_t hash, uint64_t off, uint64_t cas,
             const void *key, size_t klen)

@@ -68,6 +68,10 @@ void vcache_free(struct vcache *vc);
 /* Drop every entry (replies holding one keep it until they are sent). */
 void vcache_clear(struct vcache *vc);
 
+/* Start loading the slot a find of hash will read (a batch of gets
+ * prefetches every key's first, then finds them). */
+void vcache_prefetch(const struct vcache *vc, uint64_t hash);
+
 /* The entry for the key (hash: store_hash) whose record is at off with
  * this cas, marked used; NULL if there is none. The pointer is good until
  * the next insert (hold a reference with vcache_ref to keep it longer). */
