@@ -245,46 +245,76 @@ conn_skip(struct conn *c, size_t *off, size_t len)
     c->swallow -= skip;
 }
 
-/* The key a text get, gets or mg line starts with (NULL: another line). */
+/*
+ * The first key of a text line that reads or writes one (get, gets, mg,
+ * set and the storage commands, ms) and, for a write, the bytes of data
+ * that follow the line (*data); NULL for another line. The commands and
+ * the argument that counts the data: which token, after the key.
+ */
 static const char *
-get_key(const char *p, const char *nl, size_t *klen)
+line_key(const char *p, const char *nl, size_t *klen, long *data)
 {
-    static const char *const cmds[] = {"get ", "gets ", "mg "};
+    static const struct {
+        const char *cmd;
+        int bytes_arg; /* 0: no data block */
+    } cmds[] = {{"get ", 0}, {"gets ", 0},    {"mg ", 0},     {"set ", 3},
+                {"add ", 3}, {"replace ", 3}, {"append ", 3}, {"prepend ", 3},
+                {"cas ", 3}, {"ms ", 1}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        size_t n = strlen(cmds[i]);
-        if ((size_t)(nl - p) > n && memcmp(p, cmds[i], n) == 0) {
-            const char *k = p + n, *e = k;
+        size_t n = strlen(cmds[i].cmd);
+        if ((size_t)(nl - p) <= n || memcmp(p, cmds[i].cmd, n) != 0)
+            continue;
+        const char *k = p + n, *e = k;
+        while (e < nl && *e != ' ' && *e != '\r')
+            e++;
+        *klen = (size_t)(e - k);
+        *data = 0;
+        for (int a = 0; a < cmds[i].bytes_arg; a++) {
+            while (e < nl && *e == ' ')
+                e++;
+            const char *t = e;
             while (e < nl && *e != ' ' && *e != '\r')
                 e++;
-            *klen = (size_t)(e - k);
-            return *klen ? k : NULL;
+            if (a == cmds[i].bytes_arg - 1) {
+                char *end;
+                *data = t < e ? strtol(t, &end, 10) : -1;
+                if (t == e || end != e || *data < 0)
+                    return NULL; /* malformed: let the parser say so */
+            }
         }
+        return *klen ? k : NULL;
     }
+    *data = 0;
     return NULL;
 }
 
 /*
- * Pipelined gets: start loading, for the first key of each of the first
- * PREFETCH_GETS get lines in buf, the index shard, then its slot and the
- * value cache's slot (index_prefetch), so that their cache misses overlap
- * instead of each lookup waiting for its own in turn.
+ * Pipelined requests: start loading, for the key of each of the first
+ * PREFETCH_KEYS get and storage lines in buf, the index shard, then its
+ * slot and the value cache's slot (index_prefetch), so that their cache
+ * misses overlap instead of each lookup waiting for its own in turn. It
+ * reads no further than the first line it does not know.
  */
-#define PREFETCH_GETS 16
+#define PREFETCH_KEYS 16
 static void
 conn_prefetch(struct conn *c, const char *buf, size_t len)
 {
-    uint64_t h[PREFETCH_GETS];
+    uint64_t h[PREFETCH_KEYS];
     unsigned n = 0;
     const char *p = buf, *end = buf + len;
-    while (n < PREFETCH_GETS && p < end) {
+    while (n < PREFETCH_KEYS && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
             break;
         size_t klen;
-        const char *k = get_key(p, nl, &klen);
-        if (k && klen <= PROTO_MAX_KEY)
-            h[n++] = store_hash(k, klen);
-        p = nl + 1;
+        long data;
+        const char *k = line_key(p, nl, &klen, &data);
+        if (!k || klen > PROTO_MAX_KEY)
+            break;
+        h[n++] = store_hash(k, klen);
+        if (data > end - (nl + 1))
+            break;
+        p = nl + 1 + (data ? data + 2 : 0);
     }
     if (n < 2)
         return;

@@ -429,6 +429,31 @@ Test(server, a_get_of_more_than_the_output_limit_pauses_and_completes)
     close(fd);
 }
 
+/* A pipelined read is scanned ahead for keys to prefetch (conn.c): data
+ * that looks like commands, lying byte counts and cut lines change
+ * nothing in the replies. */
+Test(server,
+     pipelined_requests_with_data_that_looks_like_commands_are_answered_exactly)
+{
+    start(NULL);
+    int fd = conn();
+    const char *req = "set a 0 0 22\r\nget b\r\nset c 0 0 99999\r\n"
+                      "set b 0 0 1\r\nB\r\n"
+                      "ms c 2\r\nCC\r\n"
+                      "get a b c\r\n"
+                      "set d 0 0 notanumber\r\n"
+                      "gets\r\n"
+                      "mg b v\r\n";
+    const char *want = "STORED\r\nSTORED\r\nHD\r\n"
+                       "VALUE a 0 22\r\nget b\r\nset c 0 0 99999\r\n"
+                       "VALUE b 0 1\r\nB\r\nVALUE c 0 2\r\nCC\r\nEND\r\n"
+                       "CLIENT_ERROR bad command line format\r\n"
+                       "ERROR\r\n"
+                       "VA 1\r\nB\r\n";
+    tg_expect(fd, req, want);
+    close(fd);
+}
+
 /* ---- the value cache (--value-cache) ---- */
 
 Test(server, a_get_after_an_overwrite_answers_the_new_value_not_a_cached_one)
