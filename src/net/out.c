@@ -774,6 +774,8 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
         it->binid = *b;
     }
     it->acct += size;
+    if (e && !small) /* sent from the entry: it counts as the conn's */
+        it->acct += e->vlen;
     out_push(c, it);
 
     if (e) {
