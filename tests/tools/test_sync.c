@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,4 +373,72 @@ Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
     }
     close(fd);
     cr_assert(app > 0, "the writer wrote nothing");
+}
+
+/* Rows for apply_counts_every_class_exactly: P:k0..k99 newer than the
+ * store, P:k100..k199 as the store holds them, P:k200..k299 missing. */
+static void
+write_rows(const char *path, const char *prefix, bool changed)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    for (int i = 0; i < (changed ? 300 : 200); i++) {
+        bool newer = changed && (i < 100 || i >= 200);
+        fprintf(f, "%s:k%d\t%d\t%s%d\n", prefix, i, newer ? 2000 : 1000,
+                newer ? "new" : "old", i);
+    }
+    fclose(f);
+}
+
+Test(sync, apply_counts_every_class_exactly_at_any_pipeline_and_connections)
+{
+    static const char *const shapes[][2] = {
+        {"--connections=1", "--pipeline=1"},
+        {"--connections=1", "--pipeline=2"},
+        {"--connections=3", "--pipeline=5"},
+        {"--connections=4", "--pipeline=64"},
+    };
+    char *out = NULL, src[600], path[512], prefix[16];
+    dir = th_tmpdir();
+    cr_assert_eq(th_mcdbd_start(&srv[0], NULL, NULL), 0);
+    const char *s = addr(srv[0].port);
+    for (size_t n = 0; n < sizeof(shapes) / sizeof(shapes[0]); n++) {
+        snprintf(prefix, sizeof(prefix), "p%zu", n);
+        snprintf(path, sizeof(path), "%s/%s.tsv", dir, prefix);
+        snprintf(src, sizeof(src), "cat %s", path);
+        write_rows(path, prefix, false);
+        int rc = sync_run(&out, "apply", s, src, "--format=tsv",
+                          "--version-unit=none");
+        cr_assert_eq(rc, 0, "%s", out);
+        free(out);
+        write_rows(path, prefix, true);
+        const char *argv[] = {tt_tool("mcdb-sync"),
+                              "apply",
+                              "--servers",
+                              s,
+                              "--source-cmd",
+                              src,
+                              "--format=tsv",
+                              "--version-unit=none",
+                              shapes[n][0],
+                              shapes[n][1],
+                              NULL};
+        rc = tt_run(&out, argv);
+        cr_assert_eq(rc, 0, "%s %s: %s", shapes[n][0], shapes[n][1], out);
+        cr_assert(strstr(out, "in sync          100\n") &&
+                      strstr(out, "missing          100\n") &&
+                      strstr(out, "older in store   100\n") &&
+                      strstr(out, "newer in store   0\n") &&
+                      strstr(out, "wrote 200 (100 missing, 100 older in "
+                                  "store), 0 writes lost") &&
+                      strstr(out, "still out of sync 0;"),
+                  "%s %s: %s", shapes[n][0], shapes[n][1], out);
+        free(out);
+        rc = sync_run(&out, "check", s, src, "--format=tsv",
+                      "--version-unit=none");
+        cr_assert_eq(rc, 0, "%s %s: a second check: %s", shapes[n][0],
+                     shapes[n][1], out);
+        cr_assert(strstr(out, "in sync          300\n"), "%s", out);
+        free(out);
+    }
 }
