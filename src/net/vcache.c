@@ -1,11 +1,12 @@
 /*
  * vcache: a worker's cache of recently read values (vcache.h says what it
- * holds and why it needs no invalidation).
+ * holds, why it needs no invalidation and how it evicts).
  *
  * The table is open addressing with linear probing on the key's hash (the
  * index's), at most 3/4 full (it doubles); a removal shifts the entries of
  * its run back instead of leaving tombstones, so a probe stops at the
- * first empty slot.
+ * first empty slot. The queue is a ring of the entries in insertion order,
+ * the cache's own reference to each; it doubles when full.
  */
 #include "net/vcache.h"
 
@@ -35,9 +36,15 @@ vcache_init(struct vcache *vc, size_t budget)
     if (budget == 0)
         return 0;
     vc->vc_slots = calloc(VC_MIN_CAP, sizeof(*vc->vc_slots));
-    if (!vc->vc_slots)
+    vc->vc_queue = calloc(VC_MIN_CAP, sizeof(*vc->vc_queue));
+    if (!vc->vc_slots || !vc->vc_queue) {
+        free(vc->vc_slots);
+        free(vc->vc_queue);
+        *vc = (struct vcache){0};
         return -ENOMEM;
+    }
     vc->vc_cap = VC_MIN_CAP;
+    vc->vc_qcap = VC_MIN_CAP;
     return 0;
 }
 
@@ -49,27 +56,28 @@ vcache_unref(struct vc_entry *e)
 }
 
 void
-vcache_free(struct vcache *vc)
+vcache_clear(struct vcache *vc)
 {
-    for (uint32_t i = 0; i < vc->vc_cap; i++)
-        if (vc->vc_slots[i].e)
-            vcache_unref(vc->vc_slots[i].e);
-    free(vc->vc_slots);
-    vc->vc_slots = NULL;
-    vc->vc_cap = 0;
+    for (uint32_t i = 0; i < vc->vc_queued; i++) {
+        struct vc_entry *e =
+            vc->vc_queue[(vc->vc_head + i) & (vc->vc_qcap - 1)];
+        e->in_table = false;
+        vcache_unref(e);
+    }
+    if (vc->vc_cap)
+        memset(vc->vc_slots, 0, vc->vc_cap * sizeof(*vc->vc_slots));
+    vc->vc_count = 0;
+    vc->vc_head = vc->vc_queued = 0;
+    vc->vc_bytes = 0;
 }
 
 void
-vcache_clear(struct vcache *vc)
+vcache_free(struct vcache *vc)
 {
-    for (uint32_t i = 0; i < vc->vc_cap; i++)
-        if (vc->vc_slots[i].e) {
-            vcache_unref(vc->vc_slots[i].e);
-            vc->vc_slots[i] = (struct vc_slot){0};
-        }
-    vc->vc_count = 0;
-    vc->vc_bytes = 0;
-    vc->vc_hand = 0;
+    vcache_clear(vc);
+    free(vc->vc_slots);
+    free(vc->vc_queue);
+    *vc = (struct vcache){0};
 }
 
 /* The slot holding hash, or the empty slot that ends its run. */
@@ -103,11 +111,12 @@ vcache_find(struct vcache *vc, uint64_t hash, uint64_t off, uint64_t cas,
     return e;
 }
 
-/* Take slot i's entry out of the table, closing the gap in its run. */
+/* Take slot i's entry out of the table, closing the gap in its run; it
+ * stays queued. */
 static void
 remove_at(struct vcache *vc, uint32_t i)
 {
-    struct vc_entry *gone = vc->vc_slots[i].e;
+    vc->vc_slots[i].e->in_table = false;
     uint32_t mask = vc->vc_cap - 1;
     uint32_t j = i;
     for (;;) {
@@ -124,24 +133,56 @@ remove_at(struct vcache *vc, uint32_t i)
     }
     vc->vc_slots[i] = (struct vc_slot){0};
     vc->vc_count--;
-    vc->vc_bytes -= entry_bytes(gone);
-    vcache_unref(gone);
 }
 
-/* CLOCK: drop one entry not read since the hand last passed it. */
-static void
+static struct vc_entry *
+dequeue(struct vcache *vc)
+{
+    struct vc_entry *e = vc->vc_queue[vc->vc_head];
+    vc->vc_head = (vc->vc_head + 1) & (vc->vc_qcap - 1);
+    vc->vc_queued--;
+    return e;
+}
+
+/* Queue e at the tail (the ring doubles when full); false: no memory. */
+static bool
+enqueue(struct vcache *vc, struct vc_entry *e)
+{
+    if (vc->vc_queued == vc->vc_qcap) {
+        uint32_t cap = vc->vc_qcap * 2;
+        struct vc_entry **q = malloc(cap * sizeof(*q));
+        if (!q)
+            return false;
+        for (uint32_t i = 0; i < vc->vc_queued; i++)
+            q[i] = vc->vc_queue[(vc->vc_head + i) & (vc->vc_qcap - 1)];
+        free(vc->vc_queue);
+        vc->vc_queue = q;
+        vc->vc_qcap = cap;
+        vc->vc_head = 0;
+    }
+    vc->vc_queue[(vc->vc_head + vc->vc_queued) & (vc->vc_qcap - 1)] = e;
+    vc->vc_queued++;
+    return true;
+}
+
+/* Let the oldest entry go (an entry read since it was queued goes to the
+ * tail instead, once); returns 1 if it was still findable. */
+static unsigned
 evict_one(struct vcache *vc)
 {
     for (;;) {
-        uint32_t i = vc->vc_hand;
-        struct vc_entry *e = vc->vc_slots[i].e;
-        if (e && !e->used) {
-            remove_at(vc, i); /* a later entry may now be in slot i */
-            return;
-        }
-        if (e)
+        struct vc_entry *e = dequeue(vc);
+        if (e->in_table && e->used) {
             e->used = false;
-        vc->vc_hand = (i + 1) & (vc->vc_cap - 1);
+            enqueue(vc, e); /* room: it was just dequeued */
+            continue;
+        }
+        unsigned was = e->in_table;
+        if (was)
+            remove_at(vc, probe(vc, e->hash));
+        vc->vc_bytes -= entry_bytes(e);
+        vcache_unref(e);
+        return was;
     }
 }
 
@@ -156,7 +197,6 @@ grow(struct vcache *vc)
     uint32_t oldcap = vc->vc_cap;
     vc->vc_slots = slots;
     vc->vc_cap = cap;
-    vc->vc_hand = 0;
     for (uint32_t i = 0; i < oldcap; i++)
         if (old[i].e)
             slots[probe(vc, old[i].hash)] = old[i];
@@ -179,26 +219,30 @@ vcache_insert(struct vcache *vc, uint64_t hash, uint64_t off, uint64_t cas,
         remove_at(vc, i); /* the key's older record (or a 64-bit clash) */
     }
     unsigned evicted = 0;
-    for (; vc->vc_count && vc->vc_bytes + need > vc->vc_budget; evicted++)
-        evict_one(vc);
+    while (vc->vc_queued && vc->vc_bytes + need > vc->vc_budget)
+        evicted += evict_one(vc);
     if ((vc->vc_count + 1) * 4 > vc->vc_cap * 3)
         grow(vc);
-    if ((vc->vc_count + 1) * 4 > vc->vc_cap * 3) {
-        evict_one(vc);
-        evicted++;
-    }
+    while (vc->vc_queued && (vc->vc_count + 1) * 4 > vc->vc_cap * 3)
+        evicted += evict_one(vc);
     struct vc_entry *e = malloc(sizeof(*e) + klen + vlen);
     if (!e)
         return evicted;
-    *e = (struct vc_entry){.off = off,
+    *e = (struct vc_entry){.hash = hash,
+                           .off = off,
                            .cas = cas,
                            .time_ms = time_ms,
                            .flags = flags,
                            .vlen = (uint32_t)vlen,
                            .refs = 1,
-                           .klen = (uint16_t)klen};
+                           .klen = (uint16_t)klen,
+                           .in_table = true};
     memcpy(e->data, key, klen);
     memcpy(e->data + klen, val, vlen);
+    if (!enqueue(vc, e)) {
+        free(e);
+        return evicted;
+    }
     vc->vc_slots[probe(vc, hash)] = (struct vc_slot){.hash = hash, .e = e};
     vc->vc_count++;
     vc->vc_bytes += need;

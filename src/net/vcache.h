@@ -16,10 +16,15 @@
  * Each worker owns its cache (no locks, plain counters); the budget of
  * --value-cache is split between the workers. Entries are counted from
  * their value bytes plus a fixed overhead; when an insert passes the budget,
- * CLOCK evicts: the hand clears the "used" bit of the entries it passes and
- * drops the first one found clear. A reply that sends a large value
- * straight from an entry holds a reference, so an evicted entry lives
- * until that reply is sent.
+ * the oldest go, with a second chance for those read since they were last
+ * looked at (CLOCK over a queue in insertion order: an entry read since is
+ * requeued with its "used" bit cleared). Eviction follows the queue, not
+ * the table, whose linear probing would otherwise collect the survivors
+ * of one sweep into ever longer runs. An entry replaced by its key's
+ * newer record leaves the table at once and the queue (and the budget)
+ * when the queue reaches it. A reply that sends a large value straight
+ * from an entry holds a reference, so an evicted entry lives until that
+ * reply is sent.
  */
 #ifndef MCDB_NET_VCACHE_H
 #define MCDB_NET_VCACHE_H
@@ -29,15 +34,17 @@
 #include <stdint.h>
 
 struct vc_entry {
-    uint64_t off; /* log offset of the record */
+    uint64_t hash; /* the key's (store_hash) */
+    uint64_t off;  /* log offset of the record */
     uint64_t cas;
     uint64_t time_ms;
     uint32_t flags;
     uint32_t vlen;
-    uint32_t refs; /* 1 while in the table, +1 per reply sending from it */
+    uint32_t refs; /* 1 while queued, +1 per reply sending from it */
     uint16_t klen;
-    bool used;   /* CLOCK: read since the hand last passed */
-    char data[]; /* key, then value */
+    bool used;     /* read since it was queued (or requeued) */
+    bool in_table; /* findable (not replaced, evicted or cleared) */
+    char data[];   /* key, then value */
 };
 
 static inline const char *
@@ -53,11 +60,13 @@ struct vc_slot {
 };
 
 struct vcache {
-    struct vc_slot *vc_slots; /* open addressing, linear probing */
-    uint32_t vc_cap;          /* a power of two, or 0: no cache */
-    uint32_t vc_count;
-    uint32_t vc_hand;
-    size_t vc_bytes; /* counted bytes of the entries in the table */
+    struct vc_slot *vc_slots;   /* open addressing, linear probing */
+    uint32_t vc_cap;            /* a power of two, or 0: no cache */
+    uint32_t vc_count;          /* entries in the table */
+    struct vc_entry **vc_queue; /* every entry held, oldest at vc_head */
+    uint32_t vc_qcap;           /* a power of two */
+    uint32_t vc_head, vc_queued;
+    size_t vc_bytes; /* counted bytes of the queued entries */
     size_t vc_budget;
 };
 

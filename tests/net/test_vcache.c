@@ -194,3 +194,29 @@ Test(vcache, clear_drops_every_entry_but_those_a_reply_holds)
     put(2, 3, "k2", "again"); /* usable after */
     expect_hit(2, 3, "k2", "again");
 }
+
+/* Eviction in table order once packed the survivors of each sweep into one
+ * run thousands of slots long: every probe walked it (a scan of a million
+ * keys through the cache slowed to a thousand gets a second). */
+Test(vcache, eviction_keeps_the_tables_runs_short)
+{
+    cr_assert_eq(vcache_init(&vc, 8u << 20), 0);
+    char val[100];
+    memset(val, 'v', sizeof(val));
+    for (uint64_t i = 0; i < 400000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "scan%llu", (unsigned long long)i);
+        vcache_insert(&vc, hash_of(key), i * 256, i + 1, 0, 0, key, strlen(key),
+                      val, sizeof(val));
+    }
+    cr_assert_leq(vc.vc_bytes, 8u << 20);
+    uint32_t longest = 0, run = 0;
+    for (uint32_t i = 0; i < 2 * vc.vc_cap; i++) { /* twice: runs wrap */
+        run = vc.vc_slots[i & (vc.vc_cap - 1)].e ? run + 1 : 0;
+        if (run > longest)
+            longest = run;
+    }
+    cr_assert_lt(longest, 200, "a run of %u slots (%u entries in %u)", longest,
+                 vc.vc_count, vc.vc_cap);
+    cr_assert_gt(vc.vc_count, 1000);
+}
