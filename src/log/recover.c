@@ -22,6 +22,7 @@
  */
 #include "log/hint.h"
 #include "log/log_int.h"
+#include "util/cpus.h"
 #include "util/panic.h"
 #include "util/say.h"
 
@@ -445,8 +446,8 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n, struct scan *sc)
            hint_open(s->dir, s->log_id, s->segs[k]->seg_base, sizes[k],
                      &hints[k]) == 0)
         k++;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned nthreads = cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus;
+    unsigned cpus = cpus_usable(); /* pinned to one CPU: one thread */
+    unsigned nthreads = cpus > 4 ? 4 : cpus;
     struct replay_job jobs[4];
     size_t done = k;
     for (unsigned t = 0; k && t < nthreads; t++) {

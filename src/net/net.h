@@ -53,7 +53,7 @@
       "address to listen on; repeat or comma-separate for several; "           \
       "IPv6 literals allowed")                                                 \
     X(NETWORK, threads, "threads", 't', THREADS, "0", "num_threads",           \
-      "worker threads, one io_uring each (0: one per online CPU)")             \
+      "worker threads, one io_uring each (0: one per CPU it may run on)")      \
     X(LIMITS, max_connections, "max-connections", 'c', COUNT, "4096",          \
       "maxconns", "most client connections open at once")                      \
     X(LIMITS, idle_timeout, "idle-timeout", 0, SECONDS, "0", "idle_timeout",   \

@@ -9,6 +9,7 @@
  * is written. Flags with no argument (-v, -h, -V) are given NULL.
  */
 #include "net/net.h"
+#include "util/cpus.h"
 #include "util/usage.h"
 
 #include <ctype.h>
@@ -574,10 +575,8 @@ static const char *
 opt_check(struct net_config *cfg, const char **name)
 {
     if (cfg->threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cfg->threads = n < 1                       ? 1
-                       : n > (long)OPT_MAX_THREADS ? OPT_MAX_THREADS
-                                                   : (unsigned)n;
+        unsigned n = cpus_usable();
+        cfg->threads = n > OPT_MAX_THREADS ? OPT_MAX_THREADS : n;
     }
     *name = "--conn-memory-limit";
     if (cfg->conn_memory_limit == 0) {
