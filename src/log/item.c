@@ -669,8 +669,10 @@ store_lookup(store_t *s, const void *key, size_t klen, struct store_loc *loc)
     int rc = STORE_NOT_FOUND;
     if (find_live(s, h, key, klen, &e, &loc->miss)) {
         rc = locate(s, &e, klen, loc);
-        if (rc == 0)
+        if (rc == 0) {
+            loc->fetched = e.fetched;
             mark_fetched(s, h, key, klen, &e);
+        }
     }
     index_unlock(s->ix, h);
     /* a reload (a replica's resync) may have emptied the index under us:
@@ -767,8 +769,10 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
     res->cas = k.e.cas;
     res->exptime = k.e.exptime;
     res->vlen = k.e.vlen;
-    if (!q->no_record)
+    if (!q->no_record) {
         rc = locate(s, &k.e, q->klen, &res->loc);
+        res->loc.fetched = res->hit_before;
+    }
     index_unlock(s->ix, k.h);
     return rc;
 }

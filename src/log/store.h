@@ -289,6 +289,7 @@ struct store_loc {
     uint32_t vlen;
     void *pin;
     uint64_t gen; /* store_log_generation() when it was looked up */
+    bool fetched; /* read before, since it was written (meta h) */
     uint8_t miss; /* after STORE_NOT_FOUND: why (enum store_miss) */
 };
 

@@ -687,7 +687,8 @@ read_reply(struct conn *c, struct oitem *it, int rc, const char *key,
 }
 
 /* The record of item it is in it->owned (nread bytes): verify it, keep a
- * copy of the item in the worker's cache, make the reply. */
+ * copy of the item in the worker's cache if it was read before, make the
+ * reply. */
 static void
 read_done(struct conn *c, struct oitem *it, size_t nread)
 {
@@ -699,7 +700,9 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
     if (rc != 0 && rc != STORE_NOT_FOUND)
         say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
             key, store_strerror(rc));
-    if (rc == 0 && it->loc.gen == c->w->vc_gen) {
+    /* admitted on its second read since written: a key read once (a scan,
+     * a cold random read of more data than RAM) does not churn the cache */
+    if (rc == 0 && it->loc.fetched && it->loc.gen == c->w->vc_gen) {
         struct worker *w = c->w;
         unsigned evicted = vcache_insert(
             &w->vc, store_hash(key, it->klen), it->loc.off, si.cas, si.time_ms,
