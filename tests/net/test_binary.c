@@ -890,9 +890,13 @@ Test(binary, a_body_length_of_4_gib_is_answered_at_once_never_buffered)
                   0xffffffffll);
     pkt_send(fd, &p);
     expect(fd, OP_SET, ST_E2BIG, 1, "Too large.", CAS_ZERO);
-    /* what follows is the value being skipped: send a megabyte of it */
+    /* what follows is the value being skipped: send a megabyte of it
+     * (memcached 1.6.18 closes the connection now and then while it
+     * swallows a 4 GiB body, which fails this send: 3 runs in 6 here) */
     char *junk = calloc(1, 1 << 20);
-    cr_assert_eq(th_send(fd, junk, 1 << 20), 0);
+    int sent = th_send(fd, junk, 1 << 20);
+    if (!tg_is_memcached())
+        cr_assert_eq(sent, 0, "mcdbd stopped reading the skipped value");
     free(junk);
     still_serving();
     close(fd);
