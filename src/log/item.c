@@ -671,6 +671,7 @@ store_lookup(store_t *s, const void *key, size_t klen, struct store_loc *loc)
         rc = locate(s, &e, klen, loc);
         if (rc == 0) {
             loc->fetched = e.fetched;
+            loc->hash = h;
             mark_fetched(s, h, key, klen, &e);
         }
     }
@@ -772,6 +773,7 @@ store_mget(store_t *s, const struct store_mget *q, struct store_mget_res *res)
     if (!q->no_record) {
         rc = locate(s, &k.e, q->klen, &res->loc);
         res->loc.fetched = res->hit_before;
+        res->loc.hash = k.h;
     }
     index_unlock(s->ix, k.h);
     return rc;

@@ -288,9 +288,10 @@ struct store_loc {
     uint32_t exptime;
     uint32_t vlen;
     void *pin;
-    uint64_t gen; /* store_log_generation() when it was looked up */
-    bool fetched; /* read before, since it was written (meta h) */
-    uint8_t miss; /* after STORE_NOT_FOUND: why (enum store_miss) */
+    uint64_t gen;  /* store_log_generation() when it was looked up */
+    bool fetched;  /* read before, since it was written (meta h) */
+    uint64_t hash; /* the key's store_hash(), which the lookup computed */
+    uint8_t miss;  /* after STORE_NOT_FOUND: why (enum store_miss) */
 };
 
 /* The hash of a key, as the index files it (index_hash). */

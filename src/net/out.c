@@ -704,9 +704,9 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
      * a cold random read of more data than RAM) does not churn the cache */
     if (rc == 0 && it->loc.fetched && it->loc.gen == c->w->vc_gen) {
         struct worker *w = c->w;
-        unsigned evicted = vcache_insert(
-            &w->vc, store_hash(key, it->klen), it->loc.off, si.cas, si.time_ms,
-            si.flags, key, it->klen, si.value, si.vlen);
+        unsigned evicted =
+            vcache_insert(&w->vc, it->loc.hash, it->loc.off, si.cas, si.time_ms,
+                          si.flags, key, it->klen, si.value, si.vlen);
         CNT_ADD(w, value_cache_evictions, evicted);
         atomic_store_explicit(&w->vc_bytes, w->vc.vc_bytes,
                               memory_order_relaxed);
@@ -732,10 +732,10 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
         vcache_clear(&w->vc); /* a replica's log was reloaded */
         w->vc_gen = loc->gen;
     }
-    struct vc_entry *e = loc->gen == w->vc_gen
-                             ? vcache_find(&w->vc, store_hash(key, klen),
-                                           loc->off, loc->cas, key, klen)
-                             : NULL;
+    struct vc_entry *e =
+        loc->gen == w->vc_gen
+            ? vcache_find(&w->vc, loc->hash, loc->off, loc->cas, key, klen)
+            : NULL;
     if (e)
         CNT_INC(w, value_cache_hits);
     else if (w->vc.vc_cap)
