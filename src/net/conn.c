@@ -299,6 +299,8 @@ line_key(const char *p, const char *nl, size_t *klen, long *data)
 static void
 conn_prefetch(struct conn *c, const char *buf, size_t len)
 {
+    const char *key[PREFETCH_KEYS];
+    size_t klen[PREFETCH_KEYS];
     uint64_t h[PREFETCH_KEYS];
     unsigned n = 0;
     const char *p = buf, *end = buf + len;
@@ -306,21 +308,22 @@ conn_prefetch(struct conn *c, const char *buf, size_t len)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
             break;
-        size_t klen;
         long data;
-        const char *k = line_key(p, nl, &klen, &data);
-        if (!k || klen > PROTO_MAX_KEY)
+        key[n] = line_key(p, nl, &klen[n], &data);
+        if (!key[n] || klen[n] > PROTO_MAX_KEY)
             break;
-        h[n++] = store_hash(k, klen);
+        n++;
         if (data > end - (nl + 1))
             break;
         p = nl + 1 + (data ? data + 2 : 0);
     }
-    if (n < 2)
+    if (n < 2) /* one request: nothing to overlap with */
         return;
     store_t *s = c->w->net->store;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
+        h[i] = store_hash(key[i], klen[i]);
         store_prefetch(s, h[i], 0);
+    }
     for (unsigned i = 0; i < n; i++) {
         store_prefetch(s, h[i], 1);
         vcache_prefetch(&c->w->vc, h[i]);
