@@ -200,6 +200,7 @@ struct store {
 
     /* statistics */
     atomic_uint_fast64_t st_fsyncs, st_synced_recs, st_batch_max;
+    atomic_uint_fast64_t st_fsync_us, st_gather_us;
     atomic_uint_fast64_t st_records, st_expired, st_value_bytes;
     atomic_uint_fast64_t st_compact_runs, st_compact_read, st_compact_copied;
     atomic_uint_fast64_t st_compact_reclaimed, st_compact_last_ms;

@@ -432,6 +432,8 @@ store_stats(store_t *s, struct store_stats *st)
     uint64_t synced = atomic_load(&s->st_synced_recs);
     st->fsync_batch_avg = st->fsyncs ? synced / st->fsyncs : 0;
     st->fsync_batch_max = atomic_load(&s->st_batch_max);
+    st->fsync_us = atomic_load(&s->st_fsync_us);
+    st->gather_us = atomic_load(&s->st_gather_us);
     st->index_bytes = index_bytes(s->ix);
     st->index_bytes_per_key = st->items ? st->index_bytes / st->items : 0;
     st->expired_items = atomic_load(&s->st_expired);

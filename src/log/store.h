@@ -556,6 +556,8 @@ void store_copy_abort(struct store_copy *c);
     X(fsyncs, "fdatasync calls since start")                                   \
     X(fsync_batch_avg, "average records per fdatasync")                        \
     X(fsync_batch_max, "most records one fdatasync covered")                   \
+    X(fsync_us, "microseconds spent in fdatasync of the log since start")      \
+    X(gather_us, "microseconds the writer waited to gather records")           \
     X(index_bytes, "bytes of memory the index holds")                          \
     X(index_bytes_per_key, "index memory per key, bytes")                      \
     X(expired_items, "items dropped because they expired")                     \

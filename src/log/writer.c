@@ -400,9 +400,11 @@ fault(struct store *s, const char *op)
 static int
 do_fdatasync(struct store *s, struct seg *g)
 {
+    int64_t t0 = clock_mono_us();
     int rc = fault(s, "fdatasync");
     if (!rc && fdatasync(g->seg_fd) != 0)
         rc = -errno;
+    atomic_fetch_add(&s->st_fsync_us, (uint64_t)(clock_mono_us() - t0));
     if (rc) {
         char path[4096];
         dir_seg_path(s, g->seg_base, path, sizeof(path));
@@ -545,8 +547,10 @@ gather_locked(struct store *s)
            !atomic_load(&s->failed) &&
            pthread_cond_timedwait(&s->cv_work, &s->mu, &until) != ETIMEDOUT)
         ;
+    int64_t waited = clock_mono_us() - start;
+    atomic_fetch_add(&s->st_gather_us, (uint64_t)waited);
     if (s->fill_recs >= s->gather_recs) {
-        int64_t took = 2 * (clock_mono_us() - start);
+        int64_t took = 2 * waited;
         s->gather_win_us = took > GATHER_MIN_US ? took : GATHER_MIN_US;
     } else {
         s->gather_win_us = win / 2 >= GATHER_MIN_US ? win / 2 : 0;
