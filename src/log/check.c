@@ -363,6 +363,17 @@ scan(struct ck *c, struct segck *g)
         struct rec r;
         uint64_t off = g->base + pos;
         long n = rec_decode(g->map + pos, g->size - pos, c->seed, off, &r);
+        if (n < 0 && g->last && log_all_zero(g->map + pos, g->size - pos)) {
+            /* recovery rule 3's zeros: where the log ends (recover.c) */
+            report(c, CHECK_NOTE, CHECK_TORN_TAIL, g->name, true, off,
+                   g->base + g->size,
+                   "the log ends at offset %" PRIu64 ", before %" PRIu64
+                   " zero bytes (room the writer gives the file ahead of its "
+                   "records, or writes that never reached the disk); the "
+                   "next writes go over them",
+                   off, g->size - pos);
+            break;
+        }
         if (n < 0) {
             pos = bad_bytes(c, g, pos, rec_strerror((int)n));
             continue;
@@ -722,14 +733,23 @@ file_size(const char *dir, uint64_t base)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+static bool
+seg_blank(const char *dir, uint64_t base)
+{
+    char path[4096];
+    logdir_seg_path(dir, base, path, sizeof(path));
+    return log_file_blank(path) == 1;
+}
+
 static void
 check_segments(struct ck *c, const uint64_t *bases, size_t n)
 {
-    /* An empty last file after another is the next segment of a roll-over
-     * that a crash interrupted (recovery removes it) or, live, that is
-     * under way: the segment before it is the last. Appenders may have
-     * rolled over more than once ahead of the writer: several such. */
-    while (n >= 2 && file_size(c->dir, bases[n - 1]) == 0) {
+    /* An empty (or all-zero) last file after another is the next segment
+     * of a roll-over that a crash interrupted (recovery removes it) or,
+     * live, that is under way: the segment before it is the last.
+     * Appenders may have rolled over more than once ahead of the writer:
+     * several such. */
+    while (n >= 2 && seg_blank(c->dir, bases[n - 1])) {
         char path[4096];
         logdir_seg_path(c->dir, bases[n - 1], path, sizeof(path));
         report(c, CHECK_NOTE, c->o->live ? CHECK_LIVE : CHECK_STRAY,

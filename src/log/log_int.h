@@ -99,6 +99,7 @@ struct seg {
     uint64_t seg_records;          /* records appended (by log_append) */
     atomic_bool seg_hint;          /* its hint file is written and valid */
     bool seg_new;                  /* created; its name not yet fsynced */
+    uint64_t seg_size;             /* the file's size (the writer's) */
 };
 
 #define STORE_MAX_SUBS 256
@@ -340,6 +341,14 @@ uint64_t log_resync(const char *map, uint64_t size, uint64_t pos, uint64_t seed,
  * valid follows, or when a whole page of zeros lies between (a page the
  * kernel had not written when the machine stopped); else corruption. */
 bool log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next);
+/* Whether map[0, len) is all zero bytes. */
+bool log_all_zero(const char *map, uint64_t len);
+/* Whether the file at path is empty or all zero bytes (-errno if it cannot
+ * be read): a segment that nothing was written to. */
+int log_file_blank(const char *path);
+/* --fsync always: the writer writes zeros past what it writes, up to the
+ * next multiple of this, when a write would grow the file (writer.c). */
+#define LOG_PAD (1u << 20)
 
 /* compact.c */
 int compact_start(struct store *s);

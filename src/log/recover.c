@@ -124,7 +124,7 @@ cut_tail(struct scan *sc, const char *why, char *err, size_t errlen)
                          .why = why};
     int rc = log_cut_tail(&t, err, errlen);
     if (rc == 0)
-        sc->size = sc->valid;
+        sc->size = sc->g->seg_size = sc->valid;
     return rc;
 }
 
@@ -140,6 +140,34 @@ log_resync(const char *map, uint64_t size, uint64_t pos, uint64_t seed,
 }
 
 #define PAGE 4096
+
+bool
+log_all_zero(const char *map, uint64_t len)
+{
+    static const char zeros[PAGE];
+    for (uint64_t p = 0; p < len; p += PAGE) {
+        uint64_t n = len - p < PAGE ? len - p : PAGE;
+        if (memcmp(map + p, zeros, n) != 0)
+            return false;
+    }
+    return true;
+}
+
+int
+log_file_blank(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    static char buf[1 << 16];
+    int blank = 1;
+    ssize_t n;
+    while (blank && (n = read(fd, buf, sizeof(buf))) > 0)
+        blank = log_all_zero(buf, (uint64_t)n);
+    int rc = n < 0 ? -errno : blank;
+    close(fd);
+    return rc;
+}
 
 bool
 log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next)
@@ -183,6 +211,14 @@ scan_records(struct scan *sc, char *err, size_t errlen)
         uint64_t off = sc->g->seg_base + pos;
         long n =
             rec_decode(sc->map + pos, sc->size - pos, s->log_seed, off, &r);
+        if (n < 0 && sc->last && log_all_zero(sc->map + pos, sc->size - pos)) {
+            /* zeros to the end: the space the writer pads the file with
+             * (LOG_PAD), or writes that never reached the disk (never
+             * acknowledged). The log ends here; its next writes go over
+             * them. */
+            sc->size = pos;
+            return 0;
+        }
         if (n < 0 && sc->last) {
             uint64_t next = log_resync(sc->map, sc->size, pos, s->log_seed,
                                        sc->g->seg_base);
@@ -313,8 +349,7 @@ drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
     while (*n >= 2) {
         char path[4096];
         dir_seg_path(s, bases[*n - 1], path, sizeof(path));
-        struct stat st;
-        if (stat(path, &st) != 0 || st.st_size > 0)
+        if (log_file_blank(path) != 1)
             return 0;
         if (unlink(path) != 0) {
             snprintf(err, errlen, "removing empty segment %s: %s", path,
@@ -322,8 +357,8 @@ drop_unborn_segment(struct store *s, uint64_t *bases, size_t *n, char *err,
             return -errno;
         }
         say(SAY_WARN,
-            "removed %s: an empty segment left by a crash while the "
-            "log rolled over",
+            "removed %s: an empty (or all-zero) segment left by a crash "
+            "while the log rolled over",
             path);
         (*n)--;
     }

@@ -237,9 +237,11 @@ struct cut {
 };
 
 /* Count the records in [pos, size) of a segment file's bytes. */
+/* Records from pos on; *end: the file position after the last (the zeros
+ * the writer pads the last segment with are not log). */
 static uint64_t
 count_records(struct store *s, const char *map, uint64_t size, uint64_t pos,
-              uint64_t base)
+              uint64_t base, uint64_t *end)
 {
     uint64_t n = 0;
     while (pos < size) {
@@ -250,19 +252,22 @@ count_records(struct store *s, const char *map, uint64_t size, uint64_t pos,
         pos += (uint64_t)k;
         n++;
     }
+    *end = pos;
     return n;
 }
 
 static uint64_t
-count_file(struct store *s, const char *path, uint64_t base, uint64_t from)
+count_file(struct store *s, const char *path, uint64_t base, uint64_t from,
+           uint64_t *end)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     uint64_t n = 0;
+    *end = from;
     if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > from) {
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m != MAP_FAILED) {
-            n = count_records(s, m, (uint64_t)st.st_size, from, base);
+            n = count_records(s, m, (uint64_t)st.st_size, from, base, end);
             munmap(m, (size_t)st.st_size);
         }
     }
@@ -294,8 +299,9 @@ cut_files(struct store *s, void *arg, char *err, size_t errlen)
             continue;
         path_in(to, sizeof(to), c->aside, strrchr(seg, '/') + 1);
         uint64_t skip = bases[i] < c->from ? c->from - bases[i] : 0;
-        c->records += count_file(s, seg, bases[i], skip);
-        c->bytes += end - (bases[i] + skip);
+        uint64_t last;
+        c->records += count_file(s, seg, bases[i], skip, &last);
+        c->bytes += last - skip;
         unlink(hint); /* it describes the whole segment */
         if (skip == 0) {
             if (rename(seg, to) != 0) {

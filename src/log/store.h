@@ -104,6 +104,9 @@ struct store_config {
     bool compactor;         /* run the background compactor thread */
     double compact_garbage; /* compact when this fraction is garbage */
     uint64_t compact_rate;  /* compactor reads at most this many B/s */
+    /* Zero-fill the active segment's file a MiB ahead of its writes, so
+     * that most fdatasyncs do not change its size (writer.c). */
+    bool preallocate;
     /* Wall clock in unix milliseconds; NULL means the real clock. Tests
      * move time with it. */
     int64_t (*now_ms)(void *arg);

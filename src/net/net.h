@@ -87,6 +87,12 @@
       "bytes per second the compactor may read (k, m, g suffixes; 0: no "      \
       "limit); lifted while garbage is past halfway from --compact-garbage "   \
       "to 1")                                                                  \
+    X(STORAGE, preallocate, "preallocate", 0, YESNO, "no", "preallocate",      \
+      "zero-fill the newest segment file a MiB ahead of its writes: an "       \
+      "fdatasync that does not change the file's size is cheaper (faster "     \
+      "durable writes), but the file's size and mtime no longer show that "    \
+      "it changed: back it up with rsync --checksum, not rsync's quick "       \
+      "check")                                                                 \
     X(SECURITY, auth_file, "auth-file", 'Y', AUTHFILE, "",                     \
       "auth_enabled_ascii",                                                    \
       "a file of user:password lines (memcached's -Y); a client must log "     \

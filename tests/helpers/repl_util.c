@@ -135,15 +135,32 @@ list(const char *dir, const char *ext, char names[][32], size_t max)
     return n;
 }
 
+static int
+zeros(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* With zero_tail (the last segment), the longer file may go on in zeros:
+ * the room a writer with --fsync always pads its active segment with
+ * (docs/architecture.md), which a clean stop trims and a kill leaves. */
 static char *
-diff_file(const char *a, const char *b, const char *name)
+diff_file(const char *a, const char *b, const char *name, int zero_tail)
 {
     char pa[4096], pb[4096];
     snprintf(pa, sizeof(pa), "%s/%s", a, name);
     snprintf(pb, sizeof(pb), "%s/%s", b, name);
     size_t la = 0, lb = 0;
     char *x = tt_slurp(pa, &la), *y = tt_slurp(pb, &lb), *why = NULL;
-    if (!x || !y || la != lb || memcmp(x, y, la) != 0) {
+    size_t common = la < lb ? la : lb;
+    int same_len =
+        la == lb ||
+        (zero_tail && x && y &&
+         (la > lb ? zeros(x + lb, la - lb) : zeros(y + la, lb - la)));
+    if (!x || !y || !same_len || memcmp(x, y, common) != 0) {
         size_t at = 0;
         while (x && y && at < la && at < lb && x[at] == y[at])
             at++;
@@ -176,14 +193,14 @@ tr_diff_dirs(const char *a, const char *b)
                 why = NULL;
             break;
         }
-        why = diff_file(a, b, na[i]);
+        why = diff_file(a, b, na[i], i == n - 1);
     }
     n = list(a, ".hint", na, 512);
     for (size_t i = 0; i < n && !why; i++) {
         char pb[4096];
         if (snprintf(pb, sizeof(pb), "%s/%s", b, na[i]) < (int)sizeof(pb) &&
             access(pb, F_OK) == 0)
-            why = diff_file(a, b, na[i]);
+            why = diff_file(a, b, na[i], 0);
     }
     return why;
 }

@@ -30,8 +30,9 @@ long long tr_stat_num(int port, const char *group, const char *name);
 void tr_wait_caught_up(int primary_port, int replica_port, int ms);
 
 /* NULL when every segment file of a is in b with the same bytes and b has
- * no other (hint files too, where both have one); else a description
- * (malloc'd). */
+ * no other (hint files too, where both have one); the last segment of
+ * either may go on in zeros after the other's end (a writer's padding,
+ * docs/architecture.md). Else a description (malloc'd). */
 char *tr_diff_dirs(const char *a, const char *b);
 
 /* Run mcdb-fsck on dir; its exit status (0: clean). Its output goes to

@@ -193,6 +193,94 @@ Test(recovery, a_zero_filled_tail_is_truncated)
     cr_assert_eq(ts_file_size(path), size);
 }
 
+/* The last segment's file and where the log ends in it. */
+static long long
+last_segment(char *path, size_t n, uint64_t *log_end_in_it)
+{
+    uint64_t bases[64];
+    size_t k = ts_segments(&t, bases, 64);
+    cr_assert_gt(k, 0);
+    ts_seg_path(&t, bases[k - 1], path, n);
+    if (log_end_in_it && t.s) {
+        struct store_stats st;
+        store_stats(t.s, &st);
+        *log_end_in_it = st.log_end - bases[k - 1];
+    }
+    return ts_file_size(path);
+}
+
+/* Reopen t with --preallocate. */
+static void
+preallocating(void)
+{
+    ts_close(&t);
+    t.cfg.preallocate = true;
+    ts_open(&t);
+}
+
+Test(recovery, by_default_the_last_segment_ends_where_the_log_does)
+{
+    fill(10, 50, "p");
+    char path[512];
+    uint64_t end;
+    long long size = last_segment(path, sizeof(path), &end);
+    /* what rsync's quick check relies on: every write changes the size */
+    cr_assert_eq(size, (long long)end, "%lld bytes for a log of %" PRIu64, size,
+                 end);
+}
+
+Test(recovery, with_preallocate_the_last_segment_is_padded_and_a_close_trims_it)
+{
+    preallocating();
+    fill(10, 50, "p");
+    char path[512];
+    uint64_t end;
+    long long open_size = last_segment(path, sizeof(path), &end);
+    /* zeros ahead of the records: the next fdatasyncs need not write the
+     * file's size */
+    cr_assert_gt(open_size, (long long)end, "%lld bytes for a log of %" PRIu64,
+                 open_size, end);
+    char *buf;
+    size_t len;
+    read_file(path, &buf, &len);
+    for (size_t i = end; i < len; i++)
+        cr_assert_eq(buf[i], 0, "a padding byte at %zu is not zero", i);
+    free(buf);
+    ts_close(&t);
+    cr_assert_eq(ts_file_size(path), (long long)end);
+}
+
+/* A crash leaves the padding: the log ends before it, no warning, nothing
+ * cut, and the next writes go over it. */
+Test(recovery, the_log_continues_over_the_zeros_a_crash_left_after_it)
+{
+    preallocating();
+    fill(10, 50, "a");
+    char path[512];
+    uint64_t end;
+    last_segment(path, sizeof(path), &end);
+    char *crashed;
+    size_t len;
+    read_file(path, &crashed, &len); /* all synced: --fsync always */
+    cr_assert_gt(len, end);
+    ts_close(&t);
+    write_file(path, crashed, len);
+    free(crashed);
+    ts_open(&t);
+    uint64_t end2;
+    long long size = last_segment(path, sizeof(path), &end2);
+    cr_assert_eq(size, (long long)len, "the zeros were cut: %lld bytes left",
+                 size);
+    cr_assert_eq(end2, end, "the log ends at %" PRIu64 ", not %" PRIu64, end2,
+                 end);
+    check(10, 50, "a");
+    fill(20, 40, "b");
+    ts_close(&t);
+    ts_open(&t);
+    check(10, 50, "a");
+    check(20, 40, "b");
+}
+
 Test(recovery, the_store_keeps_writing_after_truncating_a_torn_tail)
 {
     fill(10, 50, "a");

@@ -350,6 +350,26 @@ Test(fsck, a_missing_hint_is_a_note_that_repair_writes)
     assert_status(NULL, 0);
 }
 
+/* What a crash leaves after the records of the last segment with --fsync
+ * always: the zeros the writer padded it with. */
+Test(fsck, zeros_after_the_last_record_are_a_note_and_repair_leaves_them)
+{
+    size_t last = nseg - 1;
+    long long size = ts_file_size(seg_file(last));
+    cr_assert_eq(truncate(seg_file(last), (off_t)(size + (1 << 20))), 0);
+    char *out, want[256];
+    cr_assert_eq(fsck(&out, NULL, NULL), 0, "%s", out);
+    snprintf(want, sizeof(want),
+             "note: %s: the log ends at offset %" PRIu64 ", before %d zero "
+             "bytes",
+             base_name(seg_file(last)), bases[last] + (uint64_t)size, 1 << 20);
+    assert_has(out, want);
+    free(out);
+    cr_assert_eq(fsck(&out, "--repair", NULL), 0, "%s", out);
+    free(out);
+    cr_assert_eq(ts_file_size(seg_file(last)), size + (1 << 20));
+}
+
 Test(fsck, a_torn_tail_is_reported_and_repair_cuts_and_saves_it)
 {
     size_t last = nseg - 1;
