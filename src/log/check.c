@@ -364,7 +364,7 @@ scan(struct ck *c, struct segck *g)
         uint64_t off = g->base + pos;
         long n = rec_decode(g->map + pos, g->size - pos, c->seed, off, &r);
         if (n < 0 && g->last && log_all_zero(g->map + pos, g->size - pos)) {
-            /* recovery rule 3's zeros: where the log ends (recover.c) */
+            /* zeros to the end: where the log ends (recover.c, rule 3) */
             report(c, CHECK_NOTE, CHECK_TORN_TAIL, g->name, true, off,
                    g->base + g->size,
                    "the log ends at offset %" PRIu64 ", before %" PRIu64

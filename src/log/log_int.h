@@ -346,7 +346,7 @@ bool log_all_zero(const char *map, uint64_t len);
 /* Whether the file at path is empty or all zero bytes (-errno if it cannot
  * be read): a segment that nothing was written to. */
 int log_file_blank(const char *path);
-/* --fsync always: the writer writes zeros past what it writes, up to the
+/* --preallocate: the writer writes zeros past what it writes, up to the
  * next multiple of this, when a write would grow the file (writer.c). */
 #define LOG_PAD (1u << 20)
 

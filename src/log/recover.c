@@ -7,15 +7,18 @@
  *   2. Every segment but the last must be sealed (end with its footer). Any
  *      invalid record in them is corruption: open refuses, naming the file
  *      and offset, and points to mcdb-fsck.
- *   3. In the last (active) segment the first invalid record starts a torn
- *      tail: the file is cut there and the cut is logged. Bytes cut that are
- *      not all zero are first saved beside the segment as
- *      <segment>.tail-<offset>, so that not even unacknowledged bytes are
- *      thrown away unseen. A torn write leaves either nothing valid after
- *      the bad record or, when the machine stopped with pages of the last
- *      write in any order on disk, a hole: a whole page of zeros. Bad bytes
- *      followed by valid records with no such hole are corruption (a
- *      flipped bit in an acknowledged record): open refuses (log_torn).
+ *   3. In the last (active) segment, zeros from a record boundary to the
+ *      end of the file are where the log ends (the room --preallocate
+ *      gives the file, or writes that never reached the disk): nothing is
+ *      cut. Otherwise the first invalid record starts a torn tail: the
+ *      file is cut there and the cut is logged. Bytes cut that are not all
+ *      zero are first saved beside the segment as <segment>.tail-<offset>,
+ *      so that not even unacknowledged bytes are thrown away unseen. A torn
+ * write leaves either nothing valid after the bad record or, when the machine
+ * stopped with pages of the last write in any order on disk, a hole: a whole
+ * page of zeros. Bad bytes followed by valid records with no such hole are
+ * corruption (a flipped bit in an acknowledged record): open refuses
+ * (log_torn).
  *   4. Records are applied in offset order by apply_record (apply.c, where
  *      the rules are written), expired items are swept out at the end, and
  *      the next cas is above every cas seen and every segment's cas floor.

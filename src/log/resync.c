@@ -236,9 +236,9 @@ struct cut {
     uint64_t records, bytes;
 };
 
-/* Count the records in [pos, size) of a segment file's bytes. */
-/* Records from pos on; *end: the file position after the last (the zeros
- * the writer pads the last segment with are not log). */
+/* Count the records in [pos, size) of a segment file's bytes; *end: the
+ * file position after the last (the zeros --preallocate pads the last
+ * segment with are not log). */
 static uint64_t
 count_records(struct store *s, const char *map, uint64_t size, uint64_t pos,
               uint64_t base, uint64_t *end)
