@@ -294,6 +294,21 @@ void store_drop_later(struct store *s, uint64_t end, uint64_t at);
  * it appends, so that a restart, a replica and fsck count what it did). */
 bool apply_cas_counts(const struct rec *r);
 void apply_record(struct apply *a, const struct rec *r, uint64_t off);
+/* Records queued to be applied together (see apply.c, "Batches"): the
+ * same result as apply_record() on each in order, faster on a large index.
+ * The bytes of their keys and values must stay where they are until
+ * apply_batch_run(). */
+#define APPLY_BATCH 16
+struct apply_batch {
+    struct rec ab_rec[APPLY_BATCH];
+    uint64_t ab_off[APPLY_BATCH];
+    unsigned ab_n;
+};
+/* Queue r at off; a full batch is applied at once. */
+void apply_batch_add(struct apply *a, struct apply_batch *b,
+                     const struct rec *r, uint64_t off);
+/* Apply what b holds, in order, and empty it. */
+void apply_batch_run(struct apply *a, struct apply_batch *b);
 /* Drop the entries (of a's partition) whose record lies before log offset
  * before_off, or expired at now (0: judge no expiry). */
 void apply_sweep(struct apply *a, uint64_t before_off, uint32_t now);

@@ -22,6 +22,8 @@
  *   4. Records are applied in offset order by apply_record (apply.c, where
  *      the rules are written), expired items are swept out at the end, and
  *      the next cas is above every cas seen and every segment's cas floor.
+ *      They are queued in batches of 16 (apply_batch_add), which applies
+ *      them in the same order with the index's cache misses overlapped.
  */
 #include "log/hint.h"
 #include "log/log_int.h"
@@ -53,6 +55,9 @@ struct scan {
     /* What the replay learns; with several threads each has its own and
      * they are merged (apply_merge). */
     struct apply ap;
+    /* records queued for ap, pointing into the mapped segment or hint:
+     * applied before it is unmapped */
+    struct apply_batch batch;
     char path[4096];
 };
 
@@ -254,7 +259,7 @@ scan_records(struct scan *sc, char *err, size_t errlen)
                      sc->path, off);
             return STORE_CORRUPT;
         }
-        apply_record(&sc->ap, &r, off);
+        apply_batch_add(&sc->ap, &sc->batch, &r, off);
         pos += (uint64_t)n;
         sc->valid = pos;
         sc->records++;
@@ -283,7 +288,7 @@ hint_apply(void *arg, const struct rec *r, uint64_t off)
         return STORE_CORRUPT;
     if (r->type == REC_SEG_FOOTER)
         sc->sealed = true;
-    apply_record(&sc->ap, r, off);
+    apply_batch_add(&sc->ap, &sc->batch, r, off);
     sc->records++;
     return 0;
 }
@@ -294,8 +299,14 @@ replay_hint(struct scan *sc)
 {
     if (sc->last || sc->no_hint)
         return false;
-    int rc = hint_read(sc->s->dir, sc->s->log_id, sc->g->seg_base, sc->size,
-                       hint_apply, sc);
+    struct hint h;
+    int rc =
+        hint_open(sc->s->dir, sc->s->log_id, sc->g->seg_base, sc->size, &h);
+    if (rc == 0) {
+        rc = hint_walk(&h, hint_apply, sc);
+        apply_batch_run(&sc->ap, &sc->batch);
+        hint_close(&h);
+    }
     if (rc == 0 && sc->sealed) {
         atomic_store(&sc->g->seg_hint, true);
         sc->valid = sc->size;
@@ -333,6 +344,7 @@ scan_segment(struct scan *sc, char *err, size_t errlen)
     madvise(m, sc->size, MADV_SEQUENTIAL);
     sc->map = m;
     int rc = scan_records(sc, err, errlen);
+    apply_batch_run(&sc->ap, &sc->batch);
     munmap(m, st.st_size);
     return rc;
 }
@@ -460,8 +472,9 @@ replay_job_main(void *arg)
         j->sc.sealed = false;
         /* a hint is checked whole before its first entry is applied, so
          * a failure leaves this segment entirely unapplied */
-        if (hint_walk(&j->hints[j->done], hint_apply, &j->sc) != 0 ||
-            !j->sc.sealed)
+        int rc = hint_walk(&j->hints[j->done], hint_apply, &j->sc);
+        apply_batch_run(&j->sc.ap, &j->sc.batch);
+        if (rc != 0 || !j->sc.sealed)
             break;
     }
     return NULL;

@@ -1,7 +1,7 @@
 /*
  * apply_record (apply.c): the one place where the replay rules live, used
  * by recovery, mcdb-fsck and replicas. Driven here on a bare index, record
- * by record, as mcdb-fsck drives it.
+ * by record, as mcdb-fsck drives it, and in batches, as recovery does.
  */
 #include "index/index.h"
 #include "log/log_int.h"
@@ -190,4 +190,144 @@ Test(apply, partitions_apply_only_their_own_keys_and_together_all_of_them)
         apply_merge(&parts[0], &parts[p]);
     cr_assert_eq(parts[0].next_cas, 301);
     cr_assert_eq(parts[0].last_off, 29900);
+}
+
+/*
+ * Batches (apply_batch_add/run) must give the index record-by-record
+ * replay gives, after every batch. Half the records below hit 4 hot keys,
+ * so that most batches hold several records of one key (a put then its
+ * delete, a delete then a touch...): applied out of order (even two
+ * neighbours swapped), some key ends up with another offset, cas or
+ * exptime, or present when it should be gone.
+ */
+#define MIX_KEYS 40
+#define MIX_RECS 3000
+#define MIX_NOW 2000000u /* expiry is judged at this time */
+
+static uint64_t
+mix_next(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Record i of the mix; key points into keys. */
+static struct rec
+mix_rec(uint64_t *x, int i, char keys[][16])
+{
+    static const uint32_t exptimes[] = {0, 1000000, 3000000}; /* past, future */
+    if (i == 1234) /* an immediate FLUSH in the middle of a batch */
+        return rec(REC_FLUSH, NULL, 0, 0, (uint64_t)i + 10, 1000);
+    if (i == 2345) /* a delayed one */
+        return rec(REC_FLUSH, NULL, 0, 4000000, (uint64_t)i + 10, 1000);
+    uint64_t v = mix_next(x);
+    /* half of them on 4 hot keys: neighbours in a batch often share one */
+    const char *key = keys[(v >> 50) % 2 ? v % 4 : v % MIX_KEYS];
+    uint32_t exptime = exptimes[(v >> 8) % 3];
+    unsigned kind = (unsigned)(v >> 16) % 10;
+    uint8_t type = kind < 6 ? REC_PUT : kind < 8 ? REC_DELETE : REC_TOUCH;
+    struct rec r =
+        rec(type, key, type == REC_PUT ? (uint32_t)(v >> 24) % 500 : 0, exptime,
+            (uint64_t)i + 10, 1000);
+    if ((v >> 40) % 7 == 0)
+        r.rflags = REC_F_STALE;
+    return r;
+}
+
+static void
+assert_same_index(index_t *want, index_t *got, char keys[][16])
+{
+    cr_assert_eq(index_count(got), index_count(want));
+    for (int k = 0; k < MIX_KEYS; k++) {
+        uint64_t h = index_hash(keys[k], strlen(keys[k]));
+        struct index_entry w, g;
+        index_lock(want, h);
+        bool in_w = index_find(want, h, keys[k], strlen(keys[k]), &w);
+        index_unlock(want, h);
+        index_lock(got, h);
+        bool in_g = index_find(got, h, keys[k], strlen(keys[k]), &g);
+        index_unlock(got, h);
+        cr_assert_eq(in_g, in_w, "%s: present %d, record by record %d", keys[k],
+                     in_g, in_w);
+        if (!in_w)
+            continue;
+        cr_assert_eq(g.off, w.off, "%s: offset", keys[k]);
+        cr_assert_eq(g.cas, w.cas, "%s: cas", keys[k]);
+        cr_assert_eq(g.exptime, w.exptime, "%s: exptime", keys[k]);
+        cr_assert_eq(g.vlen, w.vlen, "%s: vlen", keys[k]);
+        cr_assert_eq(g.stale, w.stale, "%s: stale", keys[k]);
+    }
+}
+
+static void
+assert_same_apply(const struct apply *want, const struct apply *got)
+{
+    cr_assert_eq(got->next_cas, want->next_cas);
+    cr_assert_eq(got->flush_before, want->flush_before);
+    cr_assert_eq(got->flush_deadline, want->flush_deadline);
+    cr_assert_eq(got->max_rec, want->max_rec);
+    cr_assert_eq(got->last_off, want->last_off);
+}
+
+Test(apply, a_batch_gives_the_same_index_as_record_by_record)
+{
+    char keys[MIX_KEYS][16];
+    for (int k = 0; k < MIX_KEYS; k++)
+        snprintf(keys[k], sizeof(keys[k]), "key%d", k);
+    struct apply one = a; /* record by record, into a.ix */
+    struct apply batched = {.ix = index_new(0), .nparts = 1};
+    struct apply_batch b = {0};
+    uint64_t x = 88172645463325252ull;
+    struct rec recs[MIX_RECS]; /* the batch points at their keys */
+    for (int i = 0; i < MIX_RECS; i++) {
+        recs[i] = mix_rec(&x, i, keys);
+        uint64_t off = 100 + (uint64_t)i * 64;
+        apply_record(&one, &recs[i], off);
+        apply_batch_add(&batched, &b, &recs[i], off);
+        if (b.ab_n == 0) /* a batch was applied: the indexes agree now */
+            assert_same_index(one.ix, batched.ix, keys);
+    }
+    apply_batch_run(&batched, &b);
+    cr_assert_eq(b.ab_n, 0);
+    cr_assert_gt(index_count(one.ix), 0, "the mix leaves some keys");
+    assert_same_apply(&one, &batched);
+    assert_same_index(one.ix, batched.ix, keys);
+
+    /* expired items swept as recovery does at the end */
+    apply_sweep(&one, one.flush_before, MIX_NOW);
+    apply_sweep(&batched, batched.flush_before, MIX_NOW);
+    assert_same_index(one.ix, batched.ix, keys);
+    index_free(batched.ix);
+}
+
+Test(apply, batches_of_two_partitions_give_the_same_index_as_record_by_record)
+{
+    char keys[MIX_KEYS][16];
+    for (int k = 0; k < MIX_KEYS; k++)
+        snprintf(keys[k], sizeof(keys[k]), "key%d", k);
+    struct apply one = a;
+    index_t *ix = index_new(0);
+    struct apply parts[2];
+    struct apply_batch b[2] = {0};
+    for (unsigned p = 0; p < 2; p++)
+        parts[p] = (struct apply){.ix = ix, .part = p, .nparts = 2};
+    uint64_t x = 1181783497276652981ull;
+    struct rec recs[MIX_RECS];
+    for (int i = 0; i < MIX_RECS; i++) {
+        recs[i] = mix_rec(&x, i, keys);
+        uint64_t off = 100 + (uint64_t)i * 64;
+        apply_record(&one, &recs[i], off);
+        for (unsigned p = 0; p < 2; p++)
+            apply_batch_add(&parts[p], &b[p], &recs[i], off);
+        if (b[0].ab_n == 0)
+            assert_same_index(one.ix, ix, keys);
+    }
+    for (unsigned p = 0; p < 2; p++)
+        apply_batch_run(&parts[p], &b[p]);
+    apply_merge(&parts[0], &parts[1]);
+    assert_same_apply(&one, &parts[0]);
+    assert_same_index(one.ix, ix, keys);
+    index_free(ix);
 }
