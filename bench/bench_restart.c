@@ -19,6 +19,9 @@
  * restart timed in the process that wrote the data would start with a warm
  * allocator (the freed index's memory ready for reuse) and flatter the
  * figure. The page cache stays warm either way: these are warm restarts.
+ * Each run's line shows the child's minor page faults and involuntary
+ * context switches: thousands of the latter mean another process had the
+ * CPU for part of the run (its time is then not the restart's alone).
  * The median of --runs restarts is printed, first with the hints, then
  * (unless --hints-only) after deleting them each time (the restart scans
  * the segments and its store_close() writes the hints again).
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -180,9 +184,12 @@ load(const char *dir, long keys, size_t vsize)
     free(val);
 }
 
-/* Run "self --open-once dir" and read its "SECONDS KEYS". */
+/* Run "self --open-once dir" and read its "SECONDS KEYS"; *ru gets the
+ * child's resource use (its involuntary context switches tell a restart
+ * that shared its CPU with another process). */
 static double
-timed_child(const char *self, const char *dir, unsigned long long *keys)
+timed_child(const char *self, const char *dir, unsigned long long *keys,
+            struct rusage *ru)
 {
     int pfd[2];
     if (pipe(pfd) != 0) {
@@ -211,7 +218,7 @@ timed_child(const char *self, const char *dir, unsigned long long *keys)
     if (f)
         fclose(f);
     int status;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+    if (wait4(pid, &status, 0, ru) != pid || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0 || secs < 0) {
         fprintf(stderr, "bench_restart: the timed restart failed\n");
         exit(1);
@@ -234,9 +241,12 @@ time_restarts(const char *self, const char *dir, bool hints, unsigned runs)
     for (unsigned run = 0; run < runs; run++) {
         if (!hints)
             remove_hints(dir);
-        t[run] = timed_child(self, dir, &keys);
-        printf("restart %s hints: %.3f s (%.2f M keys/s), %llu keys\n",
-               hints ? "with" : "without", t[run], keys / t[run] / 1e6, keys);
+        struct rusage ru;
+        t[run] = timed_child(self, dir, &keys, &ru);
+        printf("restart %s hints: %.3f s (%.2f M keys/s), %llu keys; "
+               "%ld minor faults, %ld involuntary context switches\n",
+               hints ? "with" : "without", t[run], keys / t[run] / 1e6, keys,
+               ru.ru_minflt, ru.ru_nivcsw);
     }
     qsort(t, runs, sizeof(*t), cmp_double);
     double med = runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
