@@ -85,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hint_path(dir, base, path, sizeof(path));
     FUZZ_CHECK(fuzz_write_file(path, file, n) == 0);
 
-    (void)hint_entries(dir, base);
+    (void)hint_entries(dir, base, NULL);
 
     struct walk w = {.stop_at = control >> 4};
     int rc = hint_read(dir, fuzz_log_id, base, segsize, visit, &w);

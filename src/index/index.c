@@ -136,8 +136,9 @@ struct index_shard {
     uint64_t sh_bytes; /* table and arena bytes (relaxed atomic stores) */
     uint8_t sh_obits;
     uint8_t sh_cshift;
-    uint8_t sh_half; /* the last chunk has only 2^(cshift-1) bytes */
-    uint8_t sh_jit;  /* growth phase: scales capacities by 1 + jit/256/2^k */
+    uint8_t sh_half;    /* the last chunk has only 2^(cshift-1) bytes */
+    uint8_t sh_jit;     /* growth phase: scales capacities by 1 + jit/256/2^k */
+    uint8_t sh_reserve; /* empty: the chunk shift index_reserve chose, or 0 */
 #ifndef NDEBUG
     pthread_t sh_owner;
 #endif
@@ -521,6 +522,8 @@ arena_reserve(struct index_shard *sh, uint32_t size)
         int rc;
         if (sh->sh_nchunks == 0) {
             unsigned cshift = arena_chunk_shift(ARENA_BASE + size);
+            if (sh->sh_reserve > cshift)
+                cshift = sh->sh_reserve;
             arena_widen(sh, cshift + CHUNKS_BITS);
             sh->sh_cshift = (uint8_t)cshift;
             rc = arena_add_chunk(sh);
@@ -555,6 +558,7 @@ shard_reset(struct index_shard *sh)
     sh->sh_used = 0;
     sh->sh_live = 0;
     sh->sh_holes = 0;
+    sh->sh_reserve = 0;
     shard_set_count(sh, 0);
     shard_account(sh);
 }
@@ -861,9 +865,10 @@ index_scan(index_t *ix, unsigned shard, index_visit_fn fn, void *arg)
     pthread_mutex_unlock(&sh->sh_lock);
 }
 
-/* Give every shard a table for `per` keys, or shrink an oversized one. */
+/* Give a shard a table for `per` keys (and an empty one arena chunks for
+ * `bytes` of entries), or shrink an oversized table. */
 static int
-shard_size_for(struct index_shard *sh, uint64_t per, bool grow)
+shard_size_for(struct index_shard *sh, uint64_t per, uint64_t bytes, bool grow)
 {
     int rc = 0;
     pthread_mutex_lock(&sh->sh_lock);
@@ -871,6 +876,8 @@ shard_size_for(struct index_shard *sh, uint64_t per, bool grow)
         uint32_t cap = table_fit(sh, per);
         if (cap > sh->sh_cap)
             rc = table_resize(sh, cap);
+        if (bytes && sh->sh_nchunks == 0)
+            sh->sh_reserve = (uint8_t)arena_chunk_shift(bytes);
     } else if (sh->sh_cap && sh->sh_count < table_max_load(sh->sh_cap) / 2) {
         uint32_t cap = table_fit(sh, (uint64_t)sh->sh_count * 9 / 8 + 1);
         if (cap != 0 && cap < sh->sh_cap)
@@ -881,12 +888,16 @@ shard_size_for(struct index_shard *sh, uint64_t per, bool grow)
 }
 
 int
-index_reserve(index_t *ix, uint64_t keys)
+index_reserve(index_t *ix, uint64_t keys, uint64_t key_bytes)
 {
     uint64_t per = keys / ix->ix_nshards;
     per += per / 8 + 8; /* shards differ by a few standard deviations */
+    /* entries of the average key: arena_chunk_shift leaves room to double */
+    uint64_t bytes = key_bytes ? ARENA_BASE + per * ENTRY_HDR +
+                                     key_bytes / ix->ix_nshards * 9 / 8
+                               : 0;
     for (unsigned i = 0; i < ix->ix_nshards; i++) {
-        int rc = shard_size_for(&ix->ix_shards[i], per, true);
+        int rc = shard_size_for(&ix->ix_shards[i], per, bytes, true);
         if (rc)
             return rc;
     }
@@ -897,7 +908,7 @@ void
 index_trim(index_t *ix)
 {
     for (unsigned i = 0; i < ix->ix_nshards; i++)
-        (void)shard_size_for(&ix->ix_shards[i], 0, false);
+        (void)shard_size_for(&ix->ix_shards[i], 0, 0, false);
 }
 
 uint64_t

@@ -85,12 +85,14 @@ void index_scan(index_t *ix, unsigned shard, index_visit_fn fn, void *arg);
 
 /*
  * Bulk loading (recovery): index_reserve sizes every table for about `keys`
- * keys in all, so that loading them rehashes nothing; index_trim afterwards
- * shrinks the tables that ended up far larger than their keys. Both take
- * the shard locks themselves. index_reserve returns 0 or INDEX_ENOMEM (the
- * index is unchanged but usable).
+ * keys in all, so that loading them rehashes nothing, and, when key_bytes
+ * (their keys' bytes in all) is not 0, picks the arena chunk size of every
+ * empty shard for that much, so that loading rewrites no arena into larger
+ * chunks; index_trim afterwards shrinks the tables that ended up far larger
+ * than their keys. Both take the shard locks themselves. index_reserve
+ * returns 0 or INDEX_ENOMEM (the index is unchanged but usable).
  */
-int index_reserve(index_t *ix, uint64_t keys);
+int index_reserve(index_t *ix, uint64_t keys, uint64_t key_bytes);
 void index_trim(index_t *ix);
 
 /* Figures for stats: number of keys, bytes of memory the index holds. */

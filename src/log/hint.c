@@ -188,19 +188,23 @@ hint_write(const char *dir, const uint8_t log_id[16], uint64_t base,
 }
 
 uint64_t
-hint_entries(const char *dir, uint64_t base)
+hint_entries(const char *dir, uint64_t base, uint64_t *key_bytes)
 {
     char path[4096];
     hint_path(dir, base, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    uint64_t n = 0;
+    uint64_t n = 0, size = 0;
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0 &&
         st.st_size >= HINT_HDR + HINT_TRAILER &&
-        pread(fd, &n, 8, st.st_size - HINT_TRAILER) != 8)
-        n = 0;
+        pread(fd, &n, 8, st.st_size - HINT_TRAILER) == 8)
+        size = (uint64_t)st.st_size - HINT_HDR - HINT_TRAILER;
     if (fd >= 0)
         close(fd);
+    if (n > size / HINT_ENTRY) /* not a hint: estimate nothing */
+        n = 0;
+    if (key_bytes)
+        *key_bytes = n ? size - n * HINT_ENTRY : 0;
     return n;
 }
 

@@ -56,7 +56,9 @@ int hint_walk(const struct hint *h,
 void hint_close(struct hint *h);
 
 /* The number of entries a hint file says it holds, unverified (0 when it
- * has none): an estimate for sizing the index before loading. */
-uint64_t hint_entries(const char *dir, uint64_t base);
+ * has none), and in *key_bytes (if not NULL) the bytes of their keys (and
+ * of the small values of records other than PUT): estimates for sizing the
+ * index before loading. */
+uint64_t hint_entries(const char *dir, uint64_t base, uint64_t *key_bytes);
 
 #endif

@@ -547,21 +547,24 @@ log_recover(struct store *s, char *err, size_t errlen)
         s->log_seed = rec_log_seed(s->log_id);
     /* Size the index once for what the hints hold, instead of growing it
      * step by step (each step rehashes a shard); trimmed at the end. */
-    uint64_t estimate = 0, hinted = 0;
+    uint64_t estimate = 0, key_bytes = 0, hinted = 0;
     for (size_t i = 0; i + 1 < n; i++) {
-        uint64_t e = hint_entries(s->dir, bases[i]);
+        uint64_t kb, e = hint_entries(s->dir, bases[i], &kb);
         estimate += e;
+        key_bytes += kb;
         hinted += e ? bases[i + 1] - bases[i] : 0;
     }
     struct stat last;
     char lpath[4096];
     if (n)
         dir_seg_path(s, bases[n - 1], lpath, sizeof(lpath));
-    if (hinted && stat(lpath, &last) == 0) /* the active segment's share */
-        estimate += (uint64_t)((double)estimate * (double)last.st_size /
-                               (double)hinted);
+    if (hinted && stat(lpath, &last) == 0) { /* the active segment's share */
+        double share = (double)last.st_size / (double)hinted;
+        estimate += (uint64_t)((double)estimate * share);
+        key_bytes += (uint64_t)((double)key_bytes * share);
+    }
     if (estimate)
-        (void)index_reserve(s->ix, estimate);
+        (void)index_reserve(s->ix, estimate, key_bytes);
     uint64_t *sizes = calloc(n ? n : 1, sizeof(*sizes));
     if (rc == 0 && !sizes)
         rc = STORE_NOMEM;

@@ -802,7 +802,7 @@ put_n(index_t *ix, int from, int to)
 Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
 {
     index_t *ix = index_new(0);
-    cr_assert_eq(index_reserve(ix, 200000), 0);
+    cr_assert_eq(index_reserve(ix, 200000, 0), 0);
     uint64_t reserved = index_bytes(ix);
     cr_assert_gt(reserved, 200000 * 4, "the tables were not sized up front");
     put_n(ix, 0, 200000);
@@ -821,7 +821,7 @@ Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
 
     /* over-reserved: trim shrinks the tables to the keys loaded */
     ix = index_new(0);
-    cr_assert_eq(index_reserve(ix, 1000000), 0);
+    cr_assert_eq(index_reserve(ix, 1000000, 0), 0);
     put_n(ix, 0, 50000);
     uint64_t before = index_bytes(ix);
     index_trim(ix);
@@ -831,5 +831,40 @@ Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
     cr_assert_eq(index_count(ix), 50000);
     put_n(ix, 50000, 60000);
     cr_assert_eq(index_count(ix), 60000);
+    index_free(ix);
+}
+
+Test(index, reserving_key_bytes_keeps_every_key_in_no_more_memory)
+{
+    index_t *plain = index_new(0), *ix = index_new(0);
+    uint64_t key_bytes = 0;
+    for (int i = 0; i < 200000; i++)
+        key_bytes += (uint64_t)snprintf(NULL, 0, "reserved:%d", i);
+    cr_assert_eq(index_reserve(plain, 200000, 0), 0);
+    cr_assert_eq(index_reserve(ix, 200000, key_bytes), 0);
+    put_n(plain, 0, 200000);
+    put_n(ix, 0, 200000);
+    index_trim(plain);
+    index_trim(ix);
+    cr_assert_eq(index_count(ix), 200000);
+    for (int i = 0; i < 200000; i += 997) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "reserved:%d", i);
+        uint64_t h = index_hash(key, (size_t)n);
+        struct index_entry e;
+        index_lock(ix, h);
+        cr_assert(index_find(ix, h, key, (size_t)n, &e), "%s", key);
+        cr_assert_eq(e.off, (uint64_t)i);
+        index_unlock(ix, h);
+    }
+    /* chunks sized up front are those growth would have ended with */
+    cr_assert_leq(index_bytes(ix), index_bytes(plain) * 21 / 20,
+                  "reserved %llu bytes, grown %llu",
+                  (unsigned long long)index_bytes(ix),
+                  (unsigned long long)index_bytes(plain));
+    /* and it keeps working past the estimate */
+    put_n(ix, 200000, 260000);
+    cr_assert_eq(index_count(ix), 260000);
+    index_free(plain);
     index_free(ix);
 }
