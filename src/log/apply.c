@@ -107,6 +107,12 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
     return INDEX_DROP;
 }
 
+bool
+apply_may_expire(const struct apply *a, uint32_t now)
+{
+    return a->exp_min && store_expired(a->exp_min, now);
+}
+
 void
 apply_sweep(struct apply *a, uint64_t before_off, uint32_t now)
 {
@@ -154,6 +160,9 @@ apply_key(struct apply *a, const struct rec *r, uint64_t off, uint64_t h)
     if (!apply_mine(a, h))
         return;
     struct index_entry e;
+    if ((r->type == REC_PUT || r->type == REC_TOUCH) && r->exptime &&
+        (a->exp_min == 0 || r->exptime < a->exp_min))
+        a->exp_min = r->exptime;
     index_lock(a->ix, h);
     switch (r->type) {
     case REC_PUT:
@@ -266,6 +275,8 @@ apply_merge(struct apply *into, const struct apply *from)
     MAX_INTO(max_rec);
     MAX_INTO(last_off);
 #undef MAX_INTO
+    if (from->exp_min && (!into->exp_min || from->exp_min < into->exp_min))
+        into->exp_min = from->exp_min;
     /* every thread saw the same FLUSH records */
     into->flush_deadline = from->flush_deadline;
 }

@@ -72,6 +72,7 @@ struct apply {
     uint64_t drop_off;       /* ... and that DROP's offset */
     uint64_t max_rec;        /* largest PUT record */
     uint64_t last_off;       /* the offset of the last record applied */
+    uint32_t exp_min; /* earliest exptime of a PUT or TOUCH applied, 0: none */
 };
 
 /*
@@ -312,6 +313,9 @@ void apply_batch_run(struct apply *a, struct apply_batch *b);
 /* Drop the entries (of a's partition) whose record lies before log offset
  * before_off, or expired at now (0: judge no expiry). */
 void apply_sweep(struct apply *a, uint64_t before_off, uint32_t now);
+/* Whether an item a applied may have expired at now (else a sweep for
+ * expired items would find none). */
+bool apply_may_expire(const struct apply *a, uint32_t now);
 /* Fold what another thread's apply learned into `into`. */
 void apply_merge(struct apply *into, const struct apply *from);
 

@@ -635,7 +635,11 @@ log_recover(struct store *s, char *err, size_t errlen)
             return rc;
         }
     }
-    store_sweep(s); /* expired items */
+    /* expired items; items before the last FLUSH went when it was applied
+     * (apply_flush), so a log whose exptimes all lie ahead (or that has
+     * none) needs no walk over every entry (a tenth of a 5M-key restart) */
+    if (apply_may_expire(&sc.ap, store_now(s)))
+        store_sweep(s);
     index_trim(s->ix);
     s->fill_start = s->end;
     atomic_store(&s->written, s->end);

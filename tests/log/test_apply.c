@@ -331,3 +331,25 @@ Test(apply, batches_of_two_partitions_give_the_same_index_as_record_by_record)
     assert_same_index(one.ix, ix, keys);
     index_free(ix);
 }
+
+Test(apply, the_earliest_exptime_applied_says_whether_a_sweep_can_find_anything)
+{
+    put("forever", 100, 5);
+    cr_assert_not(apply_may_expire(&a, 4000000000u), "nothing has an exptime");
+    struct rec r = rec(REC_PUT, "later", 1, 5000, 6, 1000);
+    apply_record(&a, &r, 200);
+    struct rec t = rec(REC_TOUCH, "forever", 0, 3000, 7, 1000);
+    apply_record(&a, &t, 300);
+    cr_assert_not(apply_may_expire(&a, 2999));
+    cr_assert(apply_may_expire(&a, 3000));
+    /* another partition's earlier exptime counts once merged */
+    struct apply other = {.ix = a.ix, .nparts = 1};
+    struct rec o = rec(REC_PUT, "other", 1, 2000, 8, 1000);
+    apply_record(&other, &o, 400);
+    apply_merge(&a, &other);
+    cr_assert(apply_may_expire(&a, 2000));
+    struct apply none = {.ix = a.ix, .nparts = 1};
+    apply_merge(&a, &none);
+    cr_assert_eq(a.exp_min, 2000,
+                 "a partition with no exptime changes nothing");
+}
