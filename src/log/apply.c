@@ -250,6 +250,9 @@ apply_batch_run(struct apply *a, struct apply_batch *b)
         if (pre[i])
             index_prefetch(a->ix, h[i], 1);
     for (unsigned i = 0; i < b->ab_n; i++)
+        if (pre[i] && b->ab_rec[i].type == REC_PUT)
+            index_prefetch(a->ix, h[i], 2);
+    for (unsigned i = 0; i < b->ab_n; i++)
         apply_one(a, &b->ab_rec[i], b->ab_off[i], h[i]);
     b->ab_n = 0;
 }
