@@ -68,7 +68,7 @@ ap_put(struct apply *a, uint64_t h, const struct rec *r,
        const struct index_entry *e)
 {
     if (a->s) {
-        store_index_put(a->s, h, r->key, r->klen, e);
+        store_index_put_acct(a->s, a->acct, h, r->key, r->klen, e);
     } else if (index_put(a->ix, h, r->key, r->klen, e, NULL) < 0) {
         /* a bare index out of memory: its figures would lie */
         MCDB_PANIC("out of memory for the index of key '%.*s'", (int)r->klen,
@@ -80,7 +80,7 @@ static void
 ap_remove(struct apply *a, uint64_t h, const struct rec *r)
 {
     if (a->s)
-        store_index_remove(a->s, h, r->key, r->klen);
+        store_index_remove_acct(a->s, a->acct, h, r->key, r->klen);
     else
         index_remove(a->ix, h, r->key, r->klen, NULL);
 }
@@ -103,7 +103,7 @@ sweep_visit(void *arg, const void *key, size_t klen, struct index_entry *e)
     if (!gone && e->off >= sw->before_off)
         return INDEX_KEEP;
     if (a->s)
-        store_index_dropped(a->s, klen, e, gone);
+        store_index_dropped_acct(a->s, a->acct, klen, e, gone);
     return INDEX_DROP;
 }
 

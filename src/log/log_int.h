@@ -59,10 +59,26 @@
 
 struct store;
 
+/*
+ * Live-byte accounting gathered by one thread and added to the store at
+ * once (store_acct_flush): recovery's replay threads would otherwise take
+ * seg_mu and write the same counters for every record. Only while the
+ * segment table does not change (recovery, before the writer starts).
+ */
+#define STORE_ACCT_SEGS 64 /* segments gathered; others accounted at once */
+struct store_acct {
+    struct seg *sa_segs[STORE_ACCT_SEGS];
+    int64_t sa_live[STORE_ACCT_SEGS];
+    size_t sa_n;
+    int64_t sa_value_bytes;
+};
+
 /* apply.c: the replay rules (written there), one record at a time. */
 struct apply {
     index_t *ix;
-    struct store *s;       /* NULL: a bare index (mcdb-fsck), no live bytes */
+    struct store *s;         /* NULL: a bare index (mcdb-fsck), no live bytes */
+    struct store_acct *acct; /* with s: gather the accounting here (NULL:
+                                account at once) */
     bool live;             /* a replica's stream: the store's state moves too */
     unsigned part, nparts; /* apply only the keys of this partition */
     uint64_t next_cas;     /* above every cas the store generated */
@@ -269,6 +285,17 @@ int store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
                     const struct index_entry *e);
 bool store_index_remove(struct store *s, uint64_t h, const void *key,
                         size_t klen);
+/* The same, gathering the accounting in acc (NULL: at once). */
+int store_index_put_acct(struct store *s, struct store_acct *acc, uint64_t h,
+                         const void *key, size_t klen,
+                         const struct index_entry *e);
+bool store_index_remove_acct(struct store *s, struct store_acct *acc,
+                             uint64_t h, const void *key, size_t klen);
+void store_index_dropped_acct(struct store *s, struct store_acct *acc,
+                              size_t klen, const struct index_entry *e,
+                              bool expired);
+/* Add what acc gathered to the store and empty it. */
+void store_acct_flush(struct store *s, struct store_acct *acc);
 /* Drop every flushed or expired entry from the index. */
 void store_sweep(struct store *s);
 /* The accounting of an entry that a sweep dropped (expired: counted). */

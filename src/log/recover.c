@@ -455,6 +455,7 @@ open_segments(struct store *s, const uint64_t *bases, size_t n, uint64_t *sizes,
 /* One thread's share of replaying hints: every hint, its keys only. */
 struct replay_job {
     struct scan sc;
+    struct store_acct acct; /* its live bytes, added to the store after */
     const struct hint *hints;
     size_t k;
     size_t done; /* segments replayed */
@@ -503,6 +504,7 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n, struct scan *sc)
     size_t done = k;
     for (unsigned t = 0; k && t < nthreads; t++) {
         jobs[t] = (struct replay_job){.sc = *sc, .hints = hints, .k = k};
+        jobs[t].sc.ap.acct = &jobs[t].acct;
         jobs[t].sc.ap.part = t;
         jobs[t].sc.ap.nparts = nthreads;
         if (nthreads == 1 ||
@@ -515,6 +517,7 @@ replay_hints(struct store *s, const uint64_t *sizes, size_t n, struct scan *sc)
         else
             replay_job_main(&jobs[t]); /* no thread: do its share here */
         apply_merge(&sc->ap, &jobs[t].sc.ap);
+        store_acct_flush(s, &jobs[t].acct);
         if (jobs[t].done != done && t > 0) {
             MCDB_PANIC("recovery threads disagree on the hints");
         }
@@ -570,8 +573,12 @@ log_recover(struct store *s, char *err, size_t errlen)
         rc = STORE_NOMEM;
     if (rc == 0)
         rc = open_segments(s, bases, n, sizes, err, errlen);
-    struct scan sc = {.s = s,
-                      .ap = {.ix = s->ix, .s = s, .nparts = 1, .next_cas = 1}};
+    /* The segment table stays as it is until the replay is over, so the
+     * accounting of live bytes is gathered per thread and added once. */
+    struct store_acct acct = {0};
+    struct scan sc = {
+        .s = s,
+        .ap = {.ix = s->ix, .s = s, .acct = &acct, .nparts = 1, .next_cas = 1}};
     size_t first = rc == 0 ? replay_hints(s, sizes, n, &sc) : 0;
     uint64_t expect = first ? bases[first - 1] + sizes[first - 1]
                       : n   ? bases[0]
@@ -600,6 +607,7 @@ log_recover(struct store *s, char *err, size_t errlen)
             sc.g->seg_end = expect;
     }
     free(sizes);
+    store_acct_flush(s, &acct);
     if (rc == 0) {
         if (sc.ap.next_cas > s->next_cas)
             s->next_cas = sc.ap.next_cas;

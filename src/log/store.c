@@ -117,6 +117,56 @@ seg_account(struct store *s, uint64_t off, int64_t delta)
     pthread_mutex_unlock(&s->seg_mu);
 }
 
+/* The accounting of delta bytes at off, at once or gathered in acc. */
+static void
+acct_add(struct store *s, struct store_acct *acc, uint64_t off, int64_t delta)
+{
+    if (!acc) {
+        seg_account(s, off, delta);
+        return;
+    }
+    /* the table does not change while acc is in use (store_acct_start) */
+    struct seg *g = seg_find_locked(s, off);
+    if (!g)
+        return;
+    if (acc->sa_n == 0 || g != acc->sa_segs[acc->sa_n - 1]) {
+        size_t i = 0;
+        while (i < acc->sa_n && acc->sa_segs[i] != g)
+            i++;
+        if (i == acc->sa_n) {
+            if (acc->sa_n == STORE_ACCT_SEGS) { /* full: the slow way */
+                seg_account(s, off, delta);
+                return;
+            }
+            acc->sa_segs[acc->sa_n] = g;
+            acc->sa_live[acc->sa_n++] = 0;
+        }
+        acc->sa_live[i] += delta;
+        return;
+    }
+    acc->sa_live[acc->sa_n - 1] += delta;
+}
+
+static void
+acct_value(struct store *s, struct store_acct *acc, int64_t delta)
+{
+    if (acc)
+        acc->sa_value_bytes += delta;
+    else
+        atomic_fetch_add(&s->st_value_bytes, (uint64_t)delta);
+}
+
+void
+store_acct_flush(struct store *s, struct store_acct *acc)
+{
+    pthread_mutex_lock(&s->seg_mu);
+    for (size_t i = 0; i < acc->sa_n; i++)
+        atomic_fetch_add(&acc->sa_segs[i]->seg_live, (uint64_t)acc->sa_live[i]);
+    pthread_mutex_unlock(&s->seg_mu);
+    atomic_fetch_add(&s->st_value_bytes, (uint64_t)acc->sa_value_bytes);
+    *acc = (struct store_acct){0};
+}
+
 static int64_t
 entry_size(size_t klen, const struct index_entry *e)
 {
@@ -124,41 +174,62 @@ entry_size(size_t klen, const struct index_entry *e)
 }
 
 int
-store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
-                const struct index_entry *e)
+store_index_put_acct(struct store *s, struct store_acct *acc, uint64_t h,
+                     const void *key, size_t klen, const struct index_entry *e)
 {
     struct index_entry old;
     int rc = index_put(s->ix, h, key, klen, e, &old);
     if (rc < 0)
         return STORE_NOMEM;
-    seg_account(s, e->off, entry_size(klen, e));
-    atomic_fetch_add(&s->st_value_bytes, e->vlen);
+    acct_add(s, acc, e->off, entry_size(klen, e));
+    acct_value(s, acc, e->vlen);
     if (rc == 1) {
-        seg_account(s, old.off, -entry_size(klen, &old));
-        atomic_fetch_sub(&s->st_value_bytes, old.vlen);
+        acct_add(s, acc, old.off, -entry_size(klen, &old));
+        acct_value(s, acc, -(int64_t)old.vlen);
     }
     return 0;
+}
+
+int
+store_index_put(struct store *s, uint64_t h, const void *key, size_t klen,
+                const struct index_entry *e)
+{
+    return store_index_put_acct(s, NULL, h, key, klen, e);
+}
+
+bool
+store_index_remove_acct(struct store *s, struct store_acct *acc, uint64_t h,
+                        const void *key, size_t klen)
+{
+    struct index_entry old;
+    if (!index_remove(s->ix, h, key, klen, &old))
+        return false;
+    acct_add(s, acc, old.off, -entry_size(klen, &old));
+    acct_value(s, acc, -(int64_t)old.vlen);
+    return true;
 }
 
 bool
 store_index_remove(struct store *s, uint64_t h, const void *key, size_t klen)
 {
-    struct index_entry old;
-    if (!index_remove(s->ix, h, key, klen, &old))
-        return false;
-    seg_account(s, old.off, -entry_size(klen, &old));
-    atomic_fetch_sub(&s->st_value_bytes, old.vlen);
-    return true;
+    return store_index_remove_acct(s, NULL, h, key, klen);
+}
+
+void
+store_index_dropped_acct(struct store *s, struct store_acct *acc, size_t klen,
+                         const struct index_entry *e, bool expired)
+{
+    if (expired)
+        atomic_fetch_add(&s->st_expired, 1);
+    acct_add(s, acc, e->off, -entry_size(klen, e));
+    acct_value(s, acc, -(int64_t)e->vlen);
 }
 
 void
 store_index_dropped(struct store *s, size_t klen, const struct index_entry *e,
                     bool expired)
 {
-    if (expired)
-        atomic_fetch_add(&s->st_expired, 1);
-    seg_account(s, e->off, -entry_size(klen, e));
-    atomic_fetch_sub(&s->st_value_bytes, e->vlen);
+    store_index_dropped_acct(s, NULL, klen, e, expired);
 }
 
 void

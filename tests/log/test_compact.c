@@ -1,6 +1,7 @@
 /* Compaction: live-byte accounting, which segment goes, what is copied and
  * what is dropped, disk use under overwrites, and crashes in the middle. */
 #include "helpers/store_util.h"
+#include "log/hint.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -431,4 +432,47 @@ Test(compact, the_compactor_stops_at_a_damaged_segment_and_says_so)
         usleep(50000);
     cr_assert_eq(stats().compact_stopped, 1);
     cr_assert_eq(ts_file_size(path) > 0, 1, "the damaged segment was deleted");
+}
+
+static void
+assert_same_accounting(const struct store_stats *want, const char *when)
+{
+    struct store_stats got = stats();
+    cr_assert_eq(got.items, want->items, "%s: items", when);
+    cr_assert_eq(got.live_bytes, want->live_bytes, "%s: live bytes %llu, %llu",
+                 when, (unsigned long long)got.live_bytes,
+                 (unsigned long long)want->live_bytes);
+    cr_assert_eq(got.value_bytes, want->value_bytes, "%s: value bytes", when);
+    cr_assert_eq(got.garbage_permille, want->garbage_permille, "%s: garbage",
+                 when);
+}
+
+Test(compact, a_restart_counts_the_live_bytes_the_store_counted)
+{
+    set_n("k", 300, 500, 0); /* several sealed 64 KiB segments */
+    set_n("k", 150, 100, 0); /* overwrites: garbage in the oldest */
+    struct store_write w;
+    for (int i = 0; i < 300; i += 7) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        store_delete(t.s, &(struct store_del){.key = key, .klen = strlen(key)},
+                     &w);
+    }
+    store_wait(t.s, w.ack);
+    struct store_stats want = stats();
+    cr_assert_gt(want.segments, 2);
+    cr_assert_gt(want.garbage_permille, 0);
+    ts_close(&t);
+    ts_open(&t); /* from the hints (with a thread per CPU) */
+    assert_same_accounting(&want, "from the hints");
+    ts_close(&t);
+    uint64_t bases[64];
+    size_t n = ts_segments(&t, bases, 64);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        hint_path(t.dir, bases[i], path, sizeof(path));
+        unlink(path);
+    }
+    ts_open(&t); /* scanning every segment */
+    assert_same_accounting(&want, "from the segments");
 }
