@@ -39,7 +39,8 @@ typedef struct index index_t;
 /* Status codes: 0 or negative, never colliding with -errno. */
 #define INDEX_ENOMEM (-2001)
 
-/* Create an index with 2^shard_bits shards (0 picks the default, 10). */
+/* Create an index with 2^shard_bits shards (0 picks the default, 10). A
+ * key's shard is picked by the top shard_bits bits of its hash. */
 index_t *index_new(unsigned shard_bits);
 void index_free(index_t *ix);
 

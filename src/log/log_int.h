@@ -301,11 +301,14 @@ void store_sweep(struct store *s);
 /* The accounting of an entry that a sweep dropped (expired: counted). */
 void store_index_dropped(struct store *s, size_t klen,
                          const struct index_entry *e, bool expired);
-/* Which of nparts partitions a key's hash belongs to. */
+/* Which of nparts partitions a key's hash belongs to: by its top 10 bits,
+ * the bits that pick its index shard (index.h), so that with the default
+ * 1024 shards each replay thread owns whole shards and no two of them
+ * write the same shard's lock and cache lines. */
 static inline unsigned
 store_part_of(uint64_t hash, unsigned nparts)
 {
-    return (unsigned)((hash >> 40) % nparts);
+    return (unsigned)((hash >> 54) % nparts);
 }
 
 bool store_expired(uint32_t exptime, uint32_t now);
