@@ -7,7 +7,8 @@
  *   1. Records are applied in log order; for every key a later record wins.
  *   2. PUT points the key at this record. Expiry is not judged here: a
  *      later TOUCH may extend the item; the caller sweeps expired items
- *      when it is done (recovery) or they are dropped when looked up (a
+ *      when it is done (recovery, if apply_may_expire: the earliest
+ *      exptime applied has passed) or they are dropped when looked up (a
  *      live store). A PUT flagged REC_F_STALE is a stale item (ms I).
  *   3. DELETE removes the key; TOUCH sets its exptime, its cas and its
  *      stale flag (md I) if it is there.
@@ -43,7 +44,8 @@
  * through the same apply_one() as apply_record(). What a batch changes is
  * only when the memory is read: it first hashes every keyed record of the
  * batch and prefetches its index shard, then the first slot of its table,
- * so that the cache misses of 16 records overlap instead of following one
+ * then for a PUT the end of the shard's arena (where a new entry goes), so
+ * that the cache misses of 16 records overlap instead of following one
  * another (each apply used to hash, then wait for the shard, then for the
  * slot). A record's hash does not depend on what the records before it did,
  * so computing it early changes nothing; a prefetch only loads memory.
