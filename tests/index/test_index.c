@@ -799,6 +799,22 @@ put_n(index_t *ix, int from, int to)
     }
 }
 
+/* Every 997th of the keys put_n(ix, 0, n) put is there, at its offset. */
+static void
+expect_put_n(index_t *ix, int n)
+{
+    for (int i = 0; i < n; i += 997) {
+        char key[32];
+        int len = snprintf(key, sizeof(key), "reserved:%d", i);
+        uint64_t h = index_hash(key, (size_t)len);
+        struct index_entry e;
+        index_lock(ix, h);
+        cr_assert(index_find(ix, h, key, (size_t)len, &e), "%s", key);
+        cr_assert_eq(e.off, (uint64_t)i);
+        index_unlock(ix, h);
+    }
+}
+
 Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
 {
     index_t *ix = index_new(0);
@@ -807,16 +823,7 @@ Test(index, reserve_then_load_keeps_every_key_and_trim_gives_memory_back)
     cr_assert_gt(reserved, 200000 * 4, "the tables were not sized up front");
     put_n(ix, 0, 200000);
     cr_assert_eq(index_count(ix), 200000);
-    for (int i = 0; i < 200000; i += 997) {
-        char key[32];
-        int n = snprintf(key, sizeof(key), "reserved:%d", i);
-        uint64_t h = index_hash(key, (size_t)n);
-        struct index_entry e;
-        index_lock(ix, h);
-        cr_assert(index_find(ix, h, key, (size_t)n, &e), "%s", key);
-        cr_assert_eq(e.off, (uint64_t)i);
-        index_unlock(ix, h);
-    }
+    expect_put_n(ix, 200000);
     index_free(ix);
 
     /* over-reserved: trim shrinks the tables to the keys loaded */
@@ -847,16 +854,7 @@ Test(index, reserving_key_bytes_keeps_every_key_in_no_more_memory)
     index_trim(plain);
     index_trim(ix);
     cr_assert_eq(index_count(ix), 200000);
-    for (int i = 0; i < 200000; i += 997) {
-        char key[32];
-        int n = snprintf(key, sizeof(key), "reserved:%d", i);
-        uint64_t h = index_hash(key, (size_t)n);
-        struct index_entry e;
-        index_lock(ix, h);
-        cr_assert(index_find(ix, h, key, (size_t)n, &e), "%s", key);
-        cr_assert_eq(e.off, (uint64_t)i);
-        index_unlock(ix, h);
-    }
+    expect_put_n(ix, 200000);
     /* chunks sized up front are those growth would have ended with */
     cr_assert_leq(index_bytes(ix), index_bytes(plain) * 21 / 20,
                   "reserved %llu bytes, grown %llu",
