@@ -13,12 +13,12 @@
  *      cut. Otherwise the first invalid record starts a torn tail: the
  *      file is cut there and the cut is logged. Bytes cut that are not all
  *      zero are first saved beside the segment as <segment>.tail-<offset>,
- *      so that not even unacknowledged bytes are thrown away unseen. A torn
- * write leaves either nothing valid after the bad record or, when the machine
- * stopped with pages of the last write in any order on disk, a hole: a whole
- * page of zeros. Bad bytes followed by valid records with no such hole are
- * corruption (a flipped bit in an acknowledged record): open refuses
- * (log_torn).
+ *      so that not even unacknowledged bytes are thrown away unseen. A
+ *      torn write leaves either nothing valid after the bad record or,
+ *      when the machine stopped with pages of the last write in any order
+ *      on disk, a hole: a whole page of zeros. Bad bytes followed by valid
+ *      records with no such hole are corruption (a flipped bit in an
+ *      acknowledged record): open refuses (log_torn).
  *   4. Records are applied in offset order by apply_record (apply.c, where
  *      the rules are written), expired items are swept out at the end, and
  *      the next cas is above every cas seen and every segment's cas floor.

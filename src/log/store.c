@@ -125,7 +125,7 @@ acct_add(struct store *s, struct store_acct *acc, uint64_t off, int64_t delta)
         seg_account(s, off, delta);
         return;
     }
-    /* the table does not change while acc is in use (store_acct_start) */
+    /* the table does not change while acc is in use (struct store_acct) */
     struct seg *g = seg_find_locked(s, off);
     if (!g)
         return;
