@@ -129,31 +129,40 @@ acct_add(struct store *s, struct store_acct *acc, uint64_t off, int64_t delta)
     struct seg *g = seg_find_locked(s, off);
     if (!g)
         return;
-    if (acc->sa_n == 0 || g != acc->sa_segs[acc->sa_n - 1]) {
-        size_t i = 0;
-        while (i < acc->sa_n && acc->sa_segs[i] != g)
-            i++;
-        if (i == acc->sa_n) {
-            if (acc->sa_n == STORE_ACCT_SEGS) { /* full: the slow way */
-                seg_account(s, off, delta);
-                return;
-            }
-            acc->sa_segs[acc->sa_n] = g;
-            acc->sa_live[acc->sa_n++] = 0;
+    /* from the last: records come segment by segment */
+    size_t i = acc->sa_n;
+    while (i > 0 && acc->sa_segs[i - 1] != g)
+        i--;
+    if (i == 0) {
+        if (acc->sa_n == STORE_ACCT_SEGS) { /* full: the slow way */
+            seg_account(s, off, delta);
+            return;
         }
-        acc->sa_live[i] += delta;
-        return;
+        acc->sa_segs[acc->sa_n] = g;
+        acc->sa_live[acc->sa_n] = 0;
+        i = ++acc->sa_n;
     }
-    acc->sa_live[acc->sa_n - 1] += delta;
+    acc->sa_live[i - 1] += delta;
 }
 
-static void
-acct_value(struct store *s, struct store_acct *acc, int64_t delta)
+static int64_t
+entry_size(size_t klen, const struct index_entry *e)
 {
+    return (int64_t)rec_size(klen, e->vlen);
+}
+
+/* An index entry's live bytes and value bytes, counted in (sign 1) or
+ * out (-1). */
+static void
+acct_entry(struct store *s, struct store_acct *acc, size_t klen,
+           const struct index_entry *e, int sign)
+{
+    acct_add(s, acc, e->off, sign * entry_size(klen, e));
+    int64_t v = sign * (int64_t)e->vlen;
     if (acc)
-        acc->sa_value_bytes += delta;
+        acc->sa_value_bytes += v;
     else
-        atomic_fetch_add(&s->st_value_bytes, (uint64_t)delta);
+        atomic_fetch_add(&s->st_value_bytes, (uint64_t)v);
 }
 
 void
@@ -167,12 +176,6 @@ store_acct_flush(struct store *s, struct store_acct *acc)
     *acc = (struct store_acct){0};
 }
 
-static int64_t
-entry_size(size_t klen, const struct index_entry *e)
-{
-    return (int64_t)rec_size(klen, e->vlen);
-}
-
 int
 store_index_put_acct(struct store *s, struct store_acct *acc, uint64_t h,
                      const void *key, size_t klen, const struct index_entry *e)
@@ -181,12 +184,9 @@ store_index_put_acct(struct store *s, struct store_acct *acc, uint64_t h,
     int rc = index_put(s->ix, h, key, klen, e, &old);
     if (rc < 0)
         return STORE_NOMEM;
-    acct_add(s, acc, e->off, entry_size(klen, e));
-    acct_value(s, acc, e->vlen);
-    if (rc == 1) {
-        acct_add(s, acc, old.off, -entry_size(klen, &old));
-        acct_value(s, acc, -(int64_t)old.vlen);
-    }
+    acct_entry(s, acc, klen, e, 1);
+    if (rc == 1)
+        acct_entry(s, acc, klen, &old, -1);
     return 0;
 }
 
@@ -204,8 +204,7 @@ store_index_remove_acct(struct store *s, struct store_acct *acc, uint64_t h,
     struct index_entry old;
     if (!index_remove(s->ix, h, key, klen, &old))
         return false;
-    acct_add(s, acc, old.off, -entry_size(klen, &old));
-    acct_value(s, acc, -(int64_t)old.vlen);
+    acct_entry(s, acc, klen, &old, -1);
     return true;
 }
 
@@ -221,8 +220,7 @@ store_index_dropped_acct(struct store *s, struct store_acct *acc, size_t klen,
 {
     if (expired)
         atomic_fetch_add(&s->st_expired, 1);
-    acct_add(s, acc, e->off, -entry_size(klen, e));
-    acct_value(s, acc, -(int64_t)e->vlen);
+    acct_entry(s, acc, klen, e, -1);
 }
 
 void
