@@ -1,5 +1,6 @@
 #include "helpers/store_util.h"
 #include "helpers/server.h"
+#include "log/hint.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int64_t
 fake_now(void *arg)
@@ -127,6 +129,18 @@ ts_segments(const struct tstore *t, uint64_t *bases, size_t max)
         closedir(d);
     qsort(bases, n, sizeof(*bases), cmp_u64);
     return n;
+}
+
+void
+ts_remove_hints(const struct tstore *t)
+{
+    uint64_t bases[256];
+    size_t n = ts_segments(t, bases, 256);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        hint_path(t->dir, bases[i], path, sizeof(path));
+        unlink(path);
+    }
 }
 
 long long

@@ -32,6 +32,8 @@ char *ts_get(struct tstore *t, const char *key, uint32_t *flags, uint64_t *cas);
 void ts_seg_path(const struct tstore *t, uint64_t base, char *out, size_t n);
 /* Base offsets of the segment files, sorted; returns how many. */
 size_t ts_segments(const struct tstore *t, uint64_t *bases, size_t max);
+/* Delete the hint file of every segment (start-up then scans them). */
+void ts_remove_hints(const struct tstore *t);
 /* Size of a file in bytes, -1 if missing. */
 long long ts_file_size(const char *path);
 

@@ -466,13 +466,7 @@ Test(compact, a_restart_counts_the_live_bytes_the_store_counted)
     ts_open(&t); /* from the hints (with a thread per CPU) */
     assert_same_accounting(&want, "from the hints");
     ts_close(&t);
-    uint64_t bases[64];
-    size_t n = ts_segments(&t, bases, 64);
-    for (size_t i = 0; i < n; i++) {
-        char path[4096];
-        hint_path(t.dir, bases[i], path, sizeof(path));
-        unlink(path);
-    }
+    ts_remove_hints(&t);
     ts_open(&t); /* scanning every segment */
     assert_same_accounting(&want, "from the segments");
 }

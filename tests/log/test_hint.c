@@ -227,12 +227,7 @@ Test(hint, start_up_from_hints_rebuilds_the_same_index_as_from_segments)
         va[i] = ts_get(&t, key, NULL, &ca[i]);
     }
     ts_close(&t);
-    /* from segments: remove every hint */
-    for (size_t i = 0; i < nseg; i++) {
-        char path[512];
-        hint_path(t.dir, bases[i], path, sizeof(path));
-        unlink(path);
-    }
+    ts_remove_hints(&t); /* from segments */
     ts_open(&t);
     struct store_stats b;
     store_stats(t.s, &b);

@@ -298,24 +298,12 @@ Test(recovery, the_store_keeps_writing_after_truncating_a_torn_tail)
     check(10, 60, "b");
 }
 
-static void
-remove_hints(void)
-{
-    uint64_t bases[64];
-    size_t n = ts_segments(&t, bases, 64);
-    for (size_t i = 0; i < n; i++) {
-        char path[512];
-        hint_path(t.dir, bases[i], path, sizeof(path));
-        unlink(path);
-    }
-}
-
 Test(recovery,
      a_flipped_byte_in_a_sealed_segment_refuses_to_open_naming_file_and_offset)
 {
     fill(300, 1000, "k");
     ts_close(&t);
-    remove_hints(); /* with hints, start-up does not read the segments */
+    ts_remove_hints(&t); /* with hints, start-up does not read the segments */
     uint64_t bases[64];
     size_t n = ts_segments(&t, bases, 64);
     cr_assert_geq(n, 3);
