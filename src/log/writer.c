@@ -287,6 +287,9 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
         pthread_mutex_unlock(&s->mu);
         return wrc;
     }
+    /* the writer may be idle waiting for a first record: whatever a roll
+     * appends before ours (a footer, a header) must not hide that */
+    bool was_empty = s->fill_len == 0;
     struct seg *a = s->active;
     /* Roll when this record and a footer would not fit, unless the segment
      * holds nothing but its header (a record larger than a segment then
@@ -313,9 +316,9 @@ log_append(struct store *s, struct rec *r, bool new_cas, uint64_t *off)
         s->next_cas = r->cas + 1; /* a client's E near now (apply.c) */
     }
     *off = append_locked(s, r);
-    /* the first record wakes an idle writer; a gathering one, the last
+    /* the first records wake an idle writer; a gathering one, the last
      * (or half a buffer) */
-    if (s->fill_recs == 1 || s->fill_recs >= s->gather_recs ||
+    if (was_empty || s->fill_recs >= s->gather_recs ||
         s->fill_len >= s->buf_cap / 2)
         pthread_cond_signal(&s->cv_work);
     pthread_mutex_unlock(&s->mu);

@@ -1,9 +1,11 @@
 /* Durability: what a write call reported as safe survives a crash; group
  * commit shares fdatasyncs; a failing disk makes the store read-only. */
 #include "helpers/store_util.h"
+#include "log/log_int.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -241,4 +243,77 @@ Test(durability,
      a_full_disk_makes_the_store_read_only_and_loses_nothing_acknowledged)
 {
     failing_disk("pwrite", ENOSPC);
+}
+
+/* A write that finds the segment full appends a footer and the next
+ * segment's header before its own record. The writer, idle and waiting
+ * for a gathering of several records after a busy sync, must still wake
+ * for it: before the fix it slept until some other write came, and with
+ * every client waiting for its reply none came (a server that hung). */
+struct rolling_write {
+    struct tstore *t;
+    atomic_int rc; /* 1 while running */
+};
+
+static void *
+rolling_write(void *arg)
+{
+    struct rolling_write *w = arg;
+    char val[1024];
+    memset(val, 'r', sizeof(val) - 1);
+    val[sizeof(val) - 1] = '\0';
+    atomic_store(&w->rc, ts_set(w->t, "roller", val, 0, 0));
+    return NULL;
+}
+
+Test(durability, a_write_that_rolls_the_segment_wakes_a_gathering_writer)
+{
+    ts_init(&t, 64 << 10, 0);
+    t.cfg.fsync = STORE_FSYNC_ALWAYS;
+    ts_open(&t);
+    struct store *s = t.s;
+    char key[32], val[1024];
+    memset(val, 'v', sizeof(val) - 1);
+    val[sizeof(val) - 1] = '\0';
+    size_t roll_size = rec_size(strlen("roller"), sizeof(val) - 1);
+    for (int i = 0;; i++) {
+        pthread_mutex_lock(&s->mu);
+        bool full = s->end - s->active->seg_base + roll_size +
+                        REC_SEG_FOOTER_SIZE >
+                    t.cfg.segment_size;
+        pthread_mutex_unlock(&s->mu);
+        if (full)
+            break;
+        cr_assert(i < 1000, "the first segment never filled");
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(ts_set(&t, key, val, 0, 0), 0);
+    }
+    /* the last write is durable, so the writer has set its gathering for
+     * the next sync and waits for work: ask it to gather many records */
+    pthread_mutex_lock(&s->mu);
+    s->gather_recs = 1000;
+    uint64_t base = s->active->seg_base;
+    pthread_mutex_unlock(&s->mu);
+
+    struct rolling_write w = {.t = &t, .rc = 1};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, rolling_write, &w), 0);
+    for (int ms = 0; ms < 10000 && atomic_load(&w.rc) == 1; ms += 10)
+        usleep(10 * 1000);
+    int rc = atomic_load(&w.rc);
+    if (rc == 1) { /* unstick it before failing: a write wakes the writer */
+        pthread_mutex_lock(&s->mu);
+        s->gather_recs = 0;
+        pthread_cond_signal(&s->cv_work);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_join(th, NULL);
+    cr_assert_neq(rc, 1,
+                  "a write that rolled the segment at %" PRIu64
+                  " was not durable after 10 s: the writer slept through it",
+                  base);
+    cr_assert_eq(rc, 0, "the rolling write failed: %d", rc);
+    pthread_mutex_lock(&s->mu);
+    cr_assert_gt(s->active->seg_base, base, "the write did not roll the segment");
+    pthread_mutex_unlock(&s->mu);
 }
