@@ -1,6 +1,7 @@
 #include "helpers/server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -156,6 +157,64 @@ answers(int port)
     return ok;
 }
 
+/* Whether one of pid's own sockets listens on port (/proc/PID/net/tcp*
+ * lists every socket of its network namespace; /proc/PID/fd says which
+ * are its own). */
+int
+th_listens(pid_t pid, int port)
+{
+    char path[64];
+    const char *files[] = {"tcp", "tcp6"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pid, files[f]);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        char line[512];
+        unsigned long inode;
+        unsigned lport, st;
+        while (fgets(line, sizeof(line), fp)) {
+            /* "  0: 0100007F:2BCB 00000000:0000 0A ... uid timeout inode" */
+            char *colon = strchr(line, ':');
+            colon = colon ? strchr(colon + 1, ':') : NULL;
+            if (!colon || sscanf(colon + 1, "%x %*s %x", &lport, &st) != 2 ||
+                lport != (unsigned)port || st != 0x0A /* LISTEN */)
+                continue;
+            /* the inode is the tenth field */
+            char *p = line;
+            for (int i = 0; i < 9 && p; i++) {
+                p += strspn(p, " ");
+                p = strchr(p, ' ');
+            }
+            if (!p || sscanf(p, "%lu", &inode) != 1)
+                continue;
+            char want[64];
+            snprintf(want, sizeof(want), "socket:[%lu]", inode);
+            snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+            DIR *d = opendir(path);
+            struct dirent *e;
+            int found = 0;
+            while (d && !found && (e = readdir(d))) {
+                char link[320], target[64];
+                snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+                ssize_t n = readlink(link, target, sizeof(target) - 1);
+                if (n > 0) {
+                    target[n] = '\0';
+                    found = strcmp(target, want) == 0;
+                }
+            }
+            if (d)
+                closedir(d);
+            if (found) {
+                fclose(fp);
+                return 1;
+            }
+        }
+        fclose(fp);
+    }
+    return 0;
+}
+
 int
 th_server_spawn(struct th_server *s, const char *const *argv)
 {
@@ -207,7 +266,9 @@ th_server_start(struct th_server *s, const char *const *argv)
             print_log(s);
             return -1;
         }
-        if (answers(s->port))
+        /* its own socket: another test's server may have had the same
+         * free port a moment earlier, and would answer in its place */
+        if (th_listens(s->pid, s->port) && answers(s->port))
             return 0;
         usleep(10000);
     }

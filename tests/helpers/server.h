@@ -27,6 +27,10 @@ void th_raise_fd_limit(void);
 /* A TCP port on 127.0.0.1 that nothing listens on right now. */
 int th_free_port(void);
 
+/* 1 if one of process pid's own sockets listens on TCP port (another
+ * process's on the same port does not count). */
+int th_listens(pid_t pid, int port);
+
 /* 1 if prog is an executable in PATH (or a path to one). */
 int th_in_path(const char *prog);
 /* th_in_path, or an executable in /usr/sbin. */

@@ -464,7 +464,8 @@ start_on(const char *dir, const char *logpath, pid_t *pid, int *port,
                 *log = strdup("(no log)");
             return -1;
         }
-        int fd = th_connect(*port);
+        /* th_listens: not another test's server on the same free port */
+        int fd = th_listens(p, *port) ? th_connect(*port) : -1;
         if (fd >= 0) {
             char *r = th_ask(fd, "version\r\n", "\r\n");
             close(fd);
