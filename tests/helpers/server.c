@@ -190,13 +190,14 @@ th_listens(pid_t pid, int port)
                 continue;
             char want[64];
             snprintf(want, sizeof(want), "socket:[%lu]", inode);
-            snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-            DIR *d = opendir(path);
+            char fddir[64];
+            snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+            DIR *d = opendir(fddir);
             struct dirent *e;
             int found = 0;
             while (d && !found && (e = readdir(d))) {
                 char link[320], target[64];
-                snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+                snprintf(link, sizeof(link), "%s/%s", fddir, e->d_name);
                 ssize_t n = readlink(link, target, sizeof(target) - 1);
                 if (n > 0) {
                     target[n] = '\0';
