@@ -278,9 +278,9 @@ Test(durability, a_write_that_rolls_the_segment_wakes_a_gathering_writer)
     size_t roll_size = rec_size(strlen("roller"), sizeof(val) - 1);
     for (int i = 0;; i++) {
         pthread_mutex_lock(&s->mu);
-        bool full = s->end - s->active->seg_base + roll_size +
-                        REC_SEG_FOOTER_SIZE >
-                    t.cfg.segment_size;
+        bool full =
+            s->end - s->active->seg_base + roll_size + REC_SEG_FOOTER_SIZE >
+            t.cfg.segment_size;
         pthread_mutex_unlock(&s->mu);
         if (full)
             break;
@@ -314,6 +314,7 @@ Test(durability, a_write_that_rolls_the_segment_wakes_a_gathering_writer)
                   base);
     cr_assert_eq(rc, 0, "the rolling write failed: %d", rc);
     pthread_mutex_lock(&s->mu);
-    cr_assert_gt(s->active->seg_base, base, "the write did not roll the segment");
+    cr_assert_gt(s->active->seg_base, base,
+                 "the write did not roll the segment");
     pthread_mutex_unlock(&s->mu);
 }
