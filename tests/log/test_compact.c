@@ -1,7 +1,6 @@
 /* Compaction: live-byte accounting, which segment goes, what is copied and
  * what is dropped, disk use under overwrites, and crashes in the middle. */
 #include "helpers/store_util.h"
-#include "log/hint.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>

@@ -1,7 +1,6 @@
 /* Segments, torn tails and corruption: what reopening a data dir does. */
 #include "helpers/store_util.h"
 #include "helpers/tool.h"
-#include "log/hint.h"
 #include "log/record.h"
 
 #include <criterion/criterion.h>
