@@ -157,24 +157,49 @@ answers(int port)
     return ok;
 }
 
+/* Whether socket inode is one of pid's open descriptors. */
+static int
+owns_socket(pid_t pid, unsigned long inode)
+{
+    char dir[64], want[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        char link[320], target[64];
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            found = strcmp(target, want) == 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 /* Whether one of pid's own sockets listens on port (/proc/PID/net/tcp*
  * lists every socket of its network namespace; /proc/PID/fd says which
  * are its own). */
 int
 th_listens(pid_t pid, int port)
 {
-    char path[64];
     const char *files[] = {"tcp", "tcp6"};
-    for (int f = 0; f < 2; f++) {
+    int found = 0;
+    for (int f = 0; f < 2 && !found; f++) {
+        char path[64];
         snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pid, files[f]);
         FILE *fp = fopen(path, "r");
         if (!fp)
             continue;
         char line[512];
-        unsigned long inode;
-        unsigned lport, st;
-        while (fgets(line, sizeof(line), fp)) {
+        while (!found && fgets(line, sizeof(line), fp)) {
             /* "  0: 0100007F:2BCB 00000000:0000 0A ... uid timeout inode" */
+            unsigned lport, st;
             char *colon = strchr(line, ':');
             colon = colon ? strchr(colon + 1, ':') : NULL;
             if (!colon || sscanf(colon + 1, "%x %*s %x", &lport, &st) != 2 ||
@@ -186,34 +211,13 @@ th_listens(pid_t pid, int port)
                 p += strspn(p, " ");
                 p = strchr(p, ' ');
             }
-            if (!p || sscanf(p, "%lu", &inode) != 1)
-                continue;
-            char want[64];
-            snprintf(want, sizeof(want), "socket:[%lu]", inode);
-            char fddir[64];
-            snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
-            DIR *d = opendir(fddir);
-            struct dirent *e;
-            int found = 0;
-            while (d && !found && (e = readdir(d))) {
-                char link[320], target[64];
-                snprintf(link, sizeof(link), "%s/%s", fddir, e->d_name);
-                ssize_t n = readlink(link, target, sizeof(target) - 1);
-                if (n > 0) {
-                    target[n] = '\0';
-                    found = strcmp(target, want) == 0;
-                }
-            }
-            if (d)
-                closedir(d);
-            if (found) {
-                fclose(fp);
-                return 1;
-            }
+            unsigned long inode;
+            found =
+                p && sscanf(p, "%lu", &inode) == 1 && owns_socket(pid, inode);
         }
         fclose(fp);
     }
-    return 0;
+    return found;
 }
 
 int
