@@ -289,14 +289,16 @@ line_key(const char *p, const char *nl, size_t *klen, long *data)
 }
 
 /*
- * Pipelined requests: start loading, for the key of each of the first
+ * Pipelined requests: start loading, for the key of each of the next
  * PREFETCH_KEYS get and storage lines in buf, the index shard, then its
  * slot and the value cache's slot (index_prefetch), so that their cache
  * misses overlap instead of each lookup waiting for its own in turn. It
- * reads no further than the first line it does not know.
+ * reads no further than the first line it does not know. Returns the bytes
+ * it looked through (the lines prefetched and the one it stopped at, or
+ * all of buf): conn_parse calls it again once it has executed them.
  */
 #define PREFETCH_KEYS 16
-static void
+static size_t
 conn_prefetch(struct conn *c, const char *buf, size_t len)
 {
     const char *key[PREFETCH_KEYS];
@@ -307,18 +309,21 @@ conn_prefetch(struct conn *c, const char *buf, size_t len)
     while (n < PREFETCH_KEYS && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
-            break;
+            return len;
         long data;
         key[n] = line_key(p, nl, &klen[n], &data);
-        if (!key[n] || klen[n] > PROTO_MAX_KEY)
+        if (!key[n] || klen[n] > PROTO_MAX_KEY) {
+            p = nl + 1;
             break;
+        }
         n++;
         if (data > end - (nl + 1))
-            break;
+            return len;
         p = nl + 1 + (data ? data + 2 : 0);
     }
+    size_t seen = (size_t)(p - buf);
     if (n < 2) /* one request: nothing to overlap with */
-        return;
+        return seen;
     store_t *s = c->w->net->store;
     for (unsigned i = 0; i < n; i++) {
         h[i] = store_hash(key[i], klen[i]);
@@ -328,6 +333,7 @@ conn_prefetch(struct conn *c, const char *buf, size_t len)
         store_prefetch(s, h[i], 1);
         vcache_prefetch(&c->w->vc, h[i]);
     }
+    return seen;
 }
 
 /* Parse and execute complete requests in buf; returns the bytes used.
@@ -336,10 +342,10 @@ static size_t
 conn_parse(struct conn *c, const char *buf, size_t len)
 {
     uint32_t max_item = (uint32_t)c->w->net->cfg.max_item_size;
-    size_t off = 0;
-    if (c->proto == CONN_PROTO_TEXT && c->authed)
-        conn_prefetch(c, buf, len);
+    size_t off = 0, prefetched = 0;
     while (off < len && c->state == CONN_READING) {
+        if (off >= prefetched && c->proto == CONN_PROTO_TEXT && c->authed)
+            prefetched = off + conn_prefetch(c, buf + off, len - off);
         if (c->out_bytes >= NET_OUT_HIGH) {
             conn_pause(c);
             break;
