@@ -174,30 +174,6 @@ shard_home(const struct index_shard *sh, uint64_t hash)
     return (uint32_t)(((uint64_t)(uint32_t)hash * sh->sh_cap) >> 32);
 }
 
-void
-index_prefetch(index_t *ix, uint64_t hash, int stage)
-{
-    struct index_shard *sh = index_shard_of(ix, hash);
-    if (stage == 0) {
-        __builtin_prefetch(sh, 1);
-        return;
-    }
-    if (stage == 2) {
-        /* where the next new entry goes, as of the last insert: a stale
-         * address, even a freed one, is harmless (a prefetch never faults) */
-        uint8_t *tail = __atomic_load_n(&sh->sh_tail, __ATOMIC_RELAXED);
-        if (tail)
-            __builtin_prefetch(tail, 1);
-        return;
-    }
-    /* unlocked: a table being resized may be read stale, which only makes
-     * the hint useless (a prefetch never faults) */
-    uint32_t *slots = __atomic_load_n(&sh->sh_slots, __ATOMIC_RELAXED);
-    uint32_t cap = __atomic_load_n(&sh->sh_cap, __ATOMIC_RELAXED);
-    if (slots && cap)
-        __builtin_prefetch(&slots[((uint64_t)(uint32_t)hash * cap) >> 32]);
-}
-
 static inline uint32_t
 shard_tag(const struct index_shard *sh, uint64_t hash)
 {
@@ -233,6 +209,51 @@ static inline uint8_t *
 shard_entry(const struct index_shard *sh, uint32_t ref)
 {
     return shard_at(sh, shard_ref_off(sh, ref));
+}
+
+void
+index_prefetch(index_t *ix, uint64_t hash, int stage)
+{
+    struct index_shard *sh = index_shard_of(ix, hash);
+    if (stage == 0) {
+        __builtin_prefetch(sh, 1);
+        return;
+    }
+    if (stage == 2) {
+        /* where the next new entry goes, as of the last insert: a stale
+         * address, even a freed one, is harmless (a prefetch never faults) */
+        uint8_t *tail = __atomic_load_n(&sh->sh_tail, __ATOMIC_RELAXED);
+        if (tail)
+            __builtin_prefetch(tail, 1);
+        return;
+    }
+    if (stage == 3) {
+        /* The first entry on the key's path with its tag: that reads the
+         * slots, so only with the lock (a resize frees the table), and
+         * only if nobody holds it. */
+        if (pthread_mutex_trylock(&sh->sh_lock) != 0)
+            return;
+        uint32_t tag = shard_tag(sh, hash);
+        uint32_t i = shard_home(sh, hash);
+        for (unsigned n = 0; sh->sh_cap && n < 4; n++) {
+            uint32_t ref = sh->sh_slots[i];
+            if (ref == SLOT_EMPTY)
+                break;
+            if (ref != SLOT_TOMB && shard_ref_tag(sh, ref) == tag) {
+                __builtin_prefetch(shard_entry(sh, ref));
+                break;
+            }
+            i = i + 1 == sh->sh_cap ? 0 : i + 1;
+        }
+        pthread_mutex_unlock(&sh->sh_lock);
+        return;
+    }
+    /* unlocked: a table being resized may be read stale, which only makes
+     * the hint useless (a prefetch never faults) */
+    uint32_t *slots = __atomic_load_n(&sh->sh_slots, __ATOMIC_RELAXED);
+    uint32_t cap = __atomic_load_n(&sh->sh_cap, __ATOMIC_RELAXED);
+    if (slots && cap)
+        __builtin_prefetch(&slots[((uint64_t)(uint32_t)hash * cap) >> 32]);
 }
 
 static inline uint32_t

@@ -47,12 +47,13 @@ void index_free(index_t *ix);
 /* The hash of a key: use it for index_lock and every keyed call. */
 uint64_t index_hash(const void *key, size_t klen);
 
-/* Start loading what a lookup of hash touches, without locking: stage 0
- * the shard (its lock and table pointer), stage 1 the key's first slot,
- * stage 2 (for an insert) the end of the shard's arena, where a new entry
- * goes. For a batch of keys, stage 0 every one, then stage 1 every one
- * (then 2), then look them up: the cache misses overlap instead of
- * following each other. */
+/* Start loading what a lookup of hash touches: stage 0 the shard (its
+ * lock and table pointer), stage 1 the key's first slot, stage 2 (for an
+ * insert) the end of the shard's arena, where a new entry goes, stage 3
+ * the key's entry (it reads the slots, under the shard's lock if free,
+ * else not at all); stages 0 to 2 lock nothing. For a batch of keys, stage
+ * 0 every one, then stage 1 every one (then 2 or 3), then look them up:
+ * the cache misses overlap instead of following each other. */
 void index_prefetch(index_t *ix, uint64_t hash, int stage);
 
 void index_lock(index_t *ix, uint64_t hash);

@@ -291,10 +291,10 @@ line_key(const char *p, const char *nl, size_t *klen, long *data)
 /*
  * Pipelined requests: start loading, for the key of each of the next
  * PREFETCH_KEYS get and storage lines in buf, the index shard, then its
- * slot and the value cache's slot (index_prefetch), so that their cache
- * misses overlap instead of each lookup waiting for its own in turn. It
- * reads no further than the first line it does not know. Returns the bytes
- * it looked through (the lines prefetched and the one it stopped at, or
+ * slot and the value cache's slot, then its entry (index_prefetch), so that
+ * their cache misses overlap instead of each lookup waiting for its own in
+ * turn. It reads no further than the first line it does not know. Returns the
+ * bytes it looked through (the lines prefetched and the one it stopped at, or
  * all of buf): conn_parse calls it again once it has executed them.
  */
 #define PREFETCH_KEYS 16
@@ -333,6 +333,8 @@ conn_prefetch(struct conn *c, const char *buf, size_t len)
         store_prefetch(s, h[i], 1);
         vcache_prefetch(&c->w->vc, h[i]);
     }
+    for (unsigned i = 0; i < n; i++)
+        store_prefetch(s, h[i], 3);
     return seen;
 }
 
