@@ -111,6 +111,16 @@ conn_account(struct conn *c)
         "--conn-memory-limit; closing",
         c->peer, held);
     conn_close(c);
+    /* The replies nobody will send are freed now, not with the
+     * connection (at the end of the worker's batch, or later if a send or
+     * a read is in flight), and leave the count: else every other
+     * connection that grows in this batch would be closed too, past the
+     * excess. What the kernel still uses (one send, reads in flight) stays
+     * counted until it is freed. */
+    out_drop_unsent(c);
+    held = c->in_cap + c->out_bytes;
+    worker_mem_add(c->w, (int64_t)held - (int64_t)c->mem_acct);
+    c->mem_acct = held;
     return false;
 }
 

@@ -194,6 +194,7 @@ struct conn {
                           of a paused metadump */
 
     struct oitem *oq_head, *oq_tail;
+    struct oitem *send_last; /* the last item the send in flight covers */
     size_t out_bytes;
     size_t mem_acct; /* in_cap + out_bytes as last added to the worker's */
 

@@ -889,11 +889,52 @@ out_iov(struct conn *c, struct iovec *iov, int max)
     int n = 0;
     struct oitem *it = c->oq_head;
     size_t skip = it ? it->sent : 0;
+    c->send_last = NULL;
     for (; it && it->state == OI_READY && n <= max - 3; it = it->next) {
         n = item_iov(it, skip, iov, n);
         skip = 0;
+        c->send_last = it;
     }
     return n;
+}
+
+/*
+ * Free the replies of closed c that will never be sent, but for those the
+ * kernel may still touch: the ones in the send in flight (the front of the
+ * queue up to c->send_last, all ready, so none of them can have been folded
+ * away since) and those a read of the log is filling (freed when it
+ * completes, with the connection).
+ */
+void
+out_drop_unsent(struct conn *c)
+{
+    struct oitem *keep = NULL, *it = c->oq_head;
+    if (c->send_busy && c->send_last) {
+        for (keep = it; keep && keep != c->send_last; keep = keep->next)
+            ;
+        it = keep ? keep->next : NULL;
+    }
+    while (it) {
+        struct oitem *next = it->next;
+        if (it->state == OI_WAIT_READ) {
+            if (keep)
+                keep->next = it;
+            else
+                c->oq_head = it;
+            keep = it;
+        } else {
+            if (it->state == OI_WAIT_ACK)
+                c->n_wait_ack--;
+            c->out_bytes -= it->acct;
+            item_release(c->w, it);
+        }
+        it = next;
+    }
+    if (keep)
+        keep->next = NULL;
+    else
+        c->oq_head = NULL;
+    c->oq_tail = keep;
 }
 
 void

@@ -181,6 +181,8 @@ void out_consume(struct conn *c, size_t n);
 int out_iov(struct conn *c, struct iovec *iov, int max);
 /* Free every item (the connection is freed). */
 void out_clear(struct conn *c);
+/* The connection is closed: free the replies the kernel has no use for. */
+void out_drop_unsent(struct conn *c);
 void conn_free_caches(struct worker *w);
 
 #endif
