@@ -213,6 +213,7 @@ locate(struct store *s, const struct index_entry *e, size_t klen,
         return STORE_CORRUPT;
     *loc = (struct store_loc){.gen = atomic_load(&s->log_gen),
                               .fd = g->seg_fd,
+                              .dfd = g->seg_dfd,
                               .pos = e->off - g->seg_base,
                               .len = (uint32_t)rec_size(klen, e->vlen),
                               .off = e->off,

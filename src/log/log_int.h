@@ -111,6 +111,7 @@ struct seg {
     uint64_t seg_base; /* log offset of the first byte */
     uint64_t seg_end;  /* past the footer once sealed, else 0 */
     int seg_fd;
+    int seg_dfd; /* O_DIRECT, read only (cfg.direct_reads), or -1 */
     atomic_int seg_refs;
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
     uint64_t seg_records;          /* records appended (by log_append) */

@@ -103,6 +103,8 @@ seg_unpin(struct seg *g)
 {
     if (atomic_fetch_sub(&g->seg_refs, 1) == 1) {
         close(g->seg_fd);
+        if (g->seg_dfd >= 0)
+            close(g->seg_dfd);
         free(g);
     }
 }

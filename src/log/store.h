@@ -107,6 +107,9 @@ struct store_config {
     /* Zero-fill the active segment's file a MiB ahead of its writes, so
      * that most fdatasyncs do not change its size (writer.c). */
     bool preallocate;
+    /* Open each segment a second time with O_DIRECT (store_loc.dfd), for
+     * reads that miss the page cache (where the file system allows it). */
+    bool direct_reads;
     /* Wall clock in unix milliseconds; NULL means the real clock. Tests
      * move time with it. */
     int64_t (*now_ms)(void *arg);
@@ -283,7 +286,8 @@ struct store_item {
 /* Where a key's newest record is. Between store_lookup() and
  * store_read_finish() the segment file stays open (pinned). */
 struct store_loc {
-    int fd; /* segment file to read len bytes from at pos */
+    int fd;  /* segment file to read len bytes from at pos */
+    int dfd; /* the same file opened with O_DIRECT, or -1 (direct_reads) */
     uint64_t pos;
     uint32_t len; /* whole record: allocate this many bytes to read it */
     uint64_t off; /* log offset of the record */

@@ -108,6 +108,15 @@ log_open_segment(struct store *s, uint64_t base, bool create, struct seg **out)
     struct stat st;
     g->seg_base = base;
     g->seg_fd = fd;
+    g->seg_dfd = -1;
+    /* A file system without O_DIRECT (tmpfs) refuses it: reads then all go
+     * through the page cache. */
+    if (s->cfg.direct_reads) {
+        int dflags = O_RDONLY | O_CLOEXEC | O_DIRECT;
+        g->seg_dfd = open(path, dflags | O_NOATIME);
+        if (g->seg_dfd < 0 && errno == EPERM)
+            g->seg_dfd = open(path, dflags);
+    }
     g->seg_size = !create && fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
     atomic_init(&g->seg_refs, 1);
     atomic_init(&g->seg_live, 0);

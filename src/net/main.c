@@ -38,6 +38,7 @@ open_store(const struct net_config *cfg, store_t **s)
     sc.compact_garbage = cfg->compact_garbage;
     sc.compact_rate = cfg->compact_rate;
     sc.preallocate = cfg->preallocate;
+    sc.direct_reads = cfg->direct_reads;
     sc.replica_of = cfg->replica_of[0] ? cfg->replica_of : NULL;
     sc.promote = cfg->promote;
     int rc = store_open(&sc, s, err, sizeof(err));

@@ -93,6 +93,12 @@
       "durable writes), but the file's size and mtime no longer show that "    \
       "it changed: back it up with rsync --checksum, not rsync's quick "       \
       "check")                                                                 \
+    X(STORAGE, direct_reads, "direct-reads", 0, YESNO, "no", "direct_reads",   \
+      "read a value that is not in the page cache straight from the disk "     \
+      "(O_DIRECT), not through the page cache: for more data than memory, "    \
+      "where the page cache would only churn and read ahead (hot values "      \
+      "stay in --value-cache). Not for data that fits in memory: such "        \
+      "reads never warm the page cache")                                       \
     X(SECURITY, auth_file, "auth-file", 'Y', AUTHFILE, "",                     \
       "auth_enabled_ascii",                                                    \
       "a file of user:password lines (memcached's -Y); a client must log "     \

@@ -84,6 +84,7 @@
     X(value_cache_hits)                                                        \
     X(value_cache_misses)                                                      \
     X(value_cache_evictions)                                                   \
+    X(value_reads_direct)                                                      \
     X(listen_disabled_num)                                                     \
     X(time_in_listen_disabled_us)
 

@@ -123,6 +123,7 @@ struct oitem {
     uint64_t ack;          /* WAIT_ACK */
     /* WAIT_READ: the record being read; the key follows it in owned */
     struct store_loc loc;
+    void *dbuf; /* its O_DIRECT read's aligned buffer (read_direct) */
     uint16_t klen;
     bool want_cas;
     bool end; /* the get's "END\r\n" follows this reply (out_end) */

@@ -42,7 +42,9 @@
  *                   replies), conn_memory_kicks (closed past
  *                   --conn-memory-limit); value_cache_bytes, _hits,
  *                   _misses, _evictions (--value-cache: gets answered
- *                   from a copy in RAM, or read from the log); idle_kicks
+ *                   from a copy in RAM, or read from the log);
+ *                   value_reads_direct (--direct-reads: records read
+ *                   from the disk past the page cache); idle_kicks
  *                   as memcached, only
  *                   with --idle-timeout.
  *   stats settings  every option with a "stats settings" name (net.h's
@@ -160,6 +162,8 @@ struct stats_snap {
     X(value_cache_hits, U64, s->v.value_cache_hits, 1)                         \
     X(value_cache_misses, U64, s->v.value_cache_misses, 1)                     \
     X(value_cache_evictions, U64, s->v.value_cache_evictions, 1)               \
+    X(value_reads_direct, U64, s->v.value_reads_direct,                        \
+      s->net->cfg.direct_reads)                                                \
     X(bytes_read, U64, s->v.bytes_read, 1)                                     \
     X(bytes_written, U64, s->v.bytes_written, 1)                               \
     X(limit_maxbytes, U64, s->capacity, 1)                                     \
