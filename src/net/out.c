@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -736,10 +737,19 @@ struct mcdb_cachestat {
 static bool
 page_cached(int fd, uint64_t pos, uint32_t len)
 {
+    static atomic_bool missing; /* an older kernel: stop asking */
+    if (atomic_load_explicit(&missing, memory_order_relaxed))
+        return true;
     struct mcdb_cachestat_range r = {pos, len};
     struct mcdb_cachestat cs;
-    if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0)
+    if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0) {
+        if (errno == ENOSYS &&
+            !atomic_exchange_explicit(&missing, true, memory_order_relaxed))
+            say(SAY_WARN, "--direct-reads: this kernel has no cachestat(2) "
+                          "(Linux 6.5): every read goes through the page "
+                          "cache");
         return true;
+    }
     uint64_t pages = ((pos + len + 4095) >> 12) - (pos >> 12);
     return cs.nr_cache >= pages;
 }
