@@ -704,9 +704,11 @@ read_done(struct conn *c, struct oitem *it, size_t nread)
     if (rc != 0 && rc != STORE_NOT_FOUND)
         say(SAY_WARN, "reading %.*s: %s; answered as a miss", (int)it->klen,
             key, store_strerror(rc));
-    /* admitted on its second read since written: a key read once (a scan,
-     * a cold random read of more data than RAM) does not churn the cache */
-    if (rc == 0 && it->loc.fetched && it->loc.gen == c->w->vc_gen) {
+    /* admitted on its second read since written, and only if that was
+     * lately (vcache_seen): a key read once (a scan), or random reads of
+     * far more keys than the cache holds, do not churn it */
+    bool again = vcache_seen(&c->w->vc, it->loc.hash);
+    if (rc == 0 && again && it->loc.fetched && it->loc.gen == c->w->vc_gen) {
         struct worker *w = c->w;
         unsigned evicted =
             vcache_insert(&w->vc, it->loc.hash, it->loc.off, si.cas, si.time_ms,

@@ -16,6 +16,10 @@
 
 #define VC_MIN_CAP 1024u
 #define VC_ENTRY_OVERHEAD 16u /* malloc's header, roughly */
+#define VC_SEEN_WINDOW 2u
+#define VC_SEEN_MIN 4096u
+#define VC_SEEN_BYTES_PER_BIT 16u /* bits: one per 16 bytes of budget */
+#define VC_SEEN_MIN_BITS (1u << 18)
 
 static size_t
 entry_bytes(const struct vc_entry *e)
@@ -35,11 +39,17 @@ vcache_init(struct vcache *vc, size_t budget)
     *vc = (struct vcache){.vc_budget = budget};
     if (budget == 0)
         return 0;
+    uint64_t bits = VC_SEEN_MIN_BITS;
+    while (bits < budget / VC_SEEN_BYTES_PER_BIT && bits < (1u << 31))
+        bits *= 2;
+    vc->vc_seen_bits = (uint32_t)bits;
+    vc->vc_seen = calloc(bits / 64, sizeof(uint64_t));
     vc->vc_slots = calloc(VC_MIN_CAP, sizeof(*vc->vc_slots));
     vc->vc_queue = calloc(VC_MIN_CAP, sizeof(*vc->vc_queue));
-    if (!vc->vc_slots || !vc->vc_queue) {
+    if (!vc->vc_slots || !vc->vc_queue || !vc->vc_seen) {
         free(vc->vc_slots);
         free(vc->vc_queue);
+        free(vc->vc_seen);
         *vc = (struct vcache){0};
         return -ENOMEM;
     }
@@ -77,6 +87,7 @@ vcache_free(struct vcache *vc)
     vcache_clear(vc);
     free(vc->vc_slots);
     free(vc->vc_queue);
+    free(vc->vc_seen);
     *vc = (struct vcache){0};
 }
 
@@ -95,6 +106,26 @@ vcache_prefetch(const struct vcache *vc, uint64_t hash)
 {
     if (vc->vc_cap)
         __builtin_prefetch(&vc->vc_slots[home(vc, hash)]);
+}
+
+bool
+vcache_seen(struct vcache *vc, uint64_t hash)
+{
+    if (!vc->vc_seen)
+        return false;
+    /* bits 8.. of the hash: the table's home uses the top 32 */
+    uint32_t b = (uint32_t)(hash >> 8) & (vc->vc_seen_bits - 1);
+    uint64_t m = 1ull << (b & 63), *w = &vc->vc_seen[b >> 6];
+    if (*w & m)
+        return true;
+    *w |= m;
+    uint32_t window = VC_SEEN_WINDOW * vc->vc_count;
+    if (++vc->vc_seen_marked >= (window > VC_SEEN_MIN ? window : VC_SEEN_MIN) ||
+        vc->vc_seen_marked >= vc->vc_seen_bits / 8) {
+        memset(vc->vc_seen, 0, vc->vc_seen_bits / 8);
+        vc->vc_seen_marked = 0;
+    }
+    return false;
 }
 
 struct vc_entry *

@@ -13,6 +13,11 @@
  * put another record at an old offset: the server clears the cache then
  * (store_log_generation).
  *
+ * What goes in (out.c, read_done): a value read from the log whose key
+ * was read before since its record was written (the index's fetched bit)
+ * and lately (vcache_seen), so that scans and random reads of far more keys
+ * than fit do not churn it.
+ *
  * Each worker owns its cache (no locks, plain counters); the budget of
  * --value-cache is split between the workers. Entries are counted from
  * their value bytes plus a fixed overhead; when an insert passes the budget,
@@ -68,6 +73,11 @@ struct vcache {
     uint32_t vc_head, vc_queued;
     size_t vc_bytes; /* counted bytes of the queued entries */
     size_t vc_budget;
+    /* Admission (vcache_seen): one bit per key hash, cleared every
+     * VC_SEEN_WINDOW cache-fulls of keys marked */
+    uint64_t *vc_seen;
+    uint32_t vc_seen_bits; /* a power of two */
+    uint32_t vc_seen_marked;
 };
 
 /* A cache of budget bytes (0: none; every call then misses or does
@@ -86,6 +96,15 @@ void vcache_prefetch(const struct vcache *vc, uint64_t hash);
  * the next insert (hold a reference with vcache_ref to keep it longer). */
 struct vc_entry *vcache_find(struct vcache *vc, uint64_t hash, uint64_t off,
                              uint64_t cas, const void *key, size_t klen);
+
+/* Whether a key (hash: store_hash) read from the log was read before
+ * lately: among the keys of the last VC_SEEN_WINDOW times as many reads as
+ * the cache holds entries (at least VC_SEEN_MIN). The first call for a key
+ * marks it and says no. The worker copies a value in only on yes, so a
+ * key must be read twice within about a cache-full of other reads: a scan
+ * or uniform random reads of far more keys than fit churn nothing, a hot
+ * key gets in on its second read. */
+bool vcache_seen(struct vcache *vc, uint64_t hash);
 
 /* Copy a verified record's item in, in place of the key's older one
  * (unless it is already there or larger than an eighth of the budget),

@@ -220,3 +220,39 @@ Test(vcache, eviction_keeps_the_tables_runs_short)
                  vc.vc_count, vc.vc_cap);
     cr_assert_gt(vc.vc_count, 1000);
 }
+
+Test(vcache, a_key_is_seen_on_its_second_read_not_its_first)
+{
+    cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
+    cr_assert_not(vcache_seen(&vc, hash_of("hot")), "first read: not seen");
+    cr_assert(vcache_seen(&vc, hash_of("hot")), "second read: seen");
+    cr_assert(vcache_seen(&vc, hash_of("hot")));
+}
+
+Test(vcache, a_key_read_again_only_after_many_others_is_not_seen)
+{
+    cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
+    cr_assert_not(vcache_seen(&vc, hash_of("once")));
+    char key[32];
+    /* an empty cache forgets after a few thousand other keys */
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof(key), "other:%d", i);
+        vcache_seen(&vc, hash_of(key));
+    }
+    cr_assert_not(vcache_seen(&vc, hash_of("once")),
+                  "seen again after 20000 other keys");
+}
+
+Test(vcache, uniform_reads_of_far_more_keys_than_fit_are_seldom_seen)
+{
+    cr_assert_eq(vcache_init(&vc, 1 << 20), 0);
+    char key[32];
+    unsigned seen = 0, reads = 200000;
+    srand(7);
+    for (unsigned i = 0; i < reads; i++) {
+        snprintf(key, sizeof(key), "k:%d", rand() % 400000);
+        seen += vcache_seen(&vc, hash_of(key));
+    }
+    /* a window of 4096 keys out of 400000: about 1% repeat within it */
+    cr_assert_lt(seen, reads / 20, "%u of %u reads seen", seen, reads);
+}
