@@ -510,7 +510,9 @@ store_set(store_t *s, const struct store_req *r, struct store_write *w)
     bool cas =
         r->mode == STORE_CAS ||
         (r->has_cas && (r->mode == STORE_SET || r->mode == STORE_REPLACE));
-    if (k.found)
+    if (k.found && r->has_below && k.e.cas >= r->cas_below)
+        rc = STORE_EXISTS;
+    else if (k.found)
         rc = set_found(s, r, &k, &p, w);
     else if (cas)
         rc = STORE_NOT_FOUND;

@@ -187,6 +187,10 @@ struct store_req {
     bool stale_ok;
     /* ms E: the new version gets this cas instead of a generated one. */
     uint64_t cas_new;
+    /* ms V (mcdb's own): an item whose cas is cas_below or above is kept
+     * (STORE_EXISTS); a missing one is written as the mode says. */
+    uint64_t cas_below;
+    bool has_below;
     /* ms N in append or prepend mode: a missing item is created with this
      * value and vivify_exptime instead of failing. */
     bool vivify;

@@ -150,6 +150,8 @@ cmd_ms(struct conn *c, const struct proto_req *req)
                            .has_cas = compare,
                            .stale_ok = has(req, 'I') && mode == STORE_CAS,
                            .cas_new = m->cas_new,
+                           .cas_below = m->cas_below,
+                           .has_below = has(req, 'V'),
                            .vivify = has(req, 'N') && append,
                            .vivify_exptime = m->vivify_ttl};
     struct store_write wr = {0};

@@ -26,6 +26,10 @@
  *   M<c>     mode (ms: E A P R S; ma: I + D -)
  *   J<u64>   ma: initial value     D<u64>  ma: delta (default 1)
  *   P L      proxy hints, ignored
+ *   V<u64>   mcdb's own, not memcached's: ms stores only when the key is
+ *            missing or its cas is below <u64>, else EX (a refresh that
+ *            must not overwrite a newer version: mcdb-sync apply
+ *            --write-only; memcached answers CLIENT_ERROR invalid flag)
  *
  * Errors (memcached 1.6.18's words and order; always sent, q or not)
  *   ERROR                                      no key
@@ -68,8 +72,9 @@
 
 #define META_MAX_OPAQUE 32
 
-/* Flags memcached's preparse knows (1.6.45's set: 1.6.18's plus E and x). */
-static const char known_flags[] = "bNTRlOPLkstcfvhuqxFCEMJDI";
+/* Flags memcached's preparse knows (1.6.45's set: 1.6.18's plus E and x),
+ * and mcdb's own: V. */
+static const char known_flags[] = "bNTRlOPLkstcfvhuqxFCEMJDIV";
 
 static bool
 known(unsigned char o)
@@ -157,6 +162,10 @@ preparse(const struct line *l, size_t first, struct proto_req *req)
             break;
         case 'E':
             if (!proto_u64(arg(t), UINT64_MAX, &m->cas_new))
+                err = PE_META_TOKEN;
+            break;
+        case 'V':
+            if (!proto_u64(arg(t), UINT64_MAX, &m->cas_below))
                 err = PE_META_TOKEN;
             break;
         case 'M':

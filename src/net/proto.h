@@ -162,6 +162,7 @@ struct proto_meta {
     uint32_t client_flags;   /* F */
     uint64_t cas;            /* C */
     uint64_t cas_new;        /* E */
+    uint64_t cas_below;      /* V (mcdb's): ms only over a cas below this */
     uint64_t initial;        /* J */
     uint64_t delta;          /* D, 1 without */
     char key[PROTO_MAX_KEY]; /* b: the decoded key (req.key points here) */

@@ -12,7 +12,9 @@
  * md x, ms N in append mode, ms s, me exp= as remaining seconds), and the
  * tests named store_* what only a persistent store has to get right
  * (flush_all against client-chosen cas values, an invalidated item across a
- * restart): they run against mcdbd only and skip against memcached.
+ * restart): they run against mcdbd only and skip against memcached. The
+ * tests named mcdb_* cover mcdb's own flag, ms V (against memcached they
+ * check that it refuses the flag).
  *
  * No test sleeps (the byte-split test pauses 0.3 ms between its two writes);
  * where a TTL is read back, T100 is set and 99..100 accepted. About 5 s.
@@ -489,6 +491,36 @@ Test(meta, ms_I_with_an_older_cas_stores_a_stale_value)
     /* A plain set replaces the stale item; I without C changes nothing. */
     tg_expect(fd, "ms k 2 I\r\nv3\r\n", "HD\r\n");
     tg_expect(fd, "mg k v\r\n", "VA 2\r\nv3\r\n");
+}
+
+/* mcdb's own: ms V<n> stores only over a missing key or a cas below n;
+ * memcached does not know the flag. */
+Test(meta, mcdb_ms_V_stores_only_over_a_missing_key_or_an_older_cas)
+{
+    if (tg_is_memcached()) {
+        tg_expect(fd, "ms k 1 V100 E100\r\na\r\nmn\r\n",
+                  "CLIENT_ERROR invalid flag\r\nMN\r\n");
+        return;
+    }
+    tg_expect(fd, "ms k 1 V100 E100\r\na\r\n", "HD\r\n");
+    tg_expect(fd, "mg k c v\r\n", "VA 1 c100\r\na\r\n");
+    /* the same version or a newer one in the store: kept, EX even with q */
+    tg_expect(fd, "ms k 1 V100 E100 q\r\nb\r\nmn\r\n", "EX\r\nMN\r\n");
+    tg_expect(fd, "ms k 1 V99 E99 c\r\nb\r\n", "EX c0\r\n");
+    tg_expect(fd, "mg k c v\r\n", "VA 1 c100\r\na\r\n");
+    tg_expect(fd, "ms k 1 V101 E101 q\r\nc\r\nmn\r\n", "MN\r\n");
+    tg_expect(fd, "mg k c v\r\n", "VA 1 c101\r\nc\r\n");
+    /* a generated cas (a clock in microseconds) is far above 101 */
+    ms_ok(fd, "g", "x");
+    unsigned long long cas = cas_of(fd, "g");
+    tg_expect(fd, f("ms g 1 V%llu E%llu\r\ny\r\n", cas, cas), "EX\r\n");
+    tg_expect(fd, f("ms g 1 V%llu E%llu\r\ny\r\n", cas + 1, cas + 1), "HD\r\n");
+    tg_expect(fd, "mg g v\r\n", "VA 1\r\ny\r\n");
+    /* with a mode: add stores only a missing key, as always */
+    tg_expect(fd, "ms n 1 V5 ME\r\nz\r\n", "HD\r\n");
+    tg_expect(fd, "ms n 1 V99999999999999999 ME\r\nz\r\n", "NS\r\n");
+    tg_expect(fd, "ms n 1 Vx\r\nz\r\n",
+              "CLIENT_ERROR bad token in command line format\r\n");
 }
 
 Test(meta, ms_with_an_invalid_mode_is_an_error_and_its_data_is_swallowed)
