@@ -33,6 +33,14 @@
  *   3. on NS, EX or NF the key is read again and judged again (step 1 or
  *      2, or no write if the store is now newer): a write by the
  *      application between the read and the write always wins.
+ * apply --write-only skips the read: each row is one
+ * "ms <key> <n> V<version> E<version> ...", which mcdbd stores only when
+ * the key is missing or its cas is below the row's version, comparing and
+ * writing under the key's lock (EX: kept). The rows it keeps are not
+ * classified (in sync, newer or a conflict: run check), a row whose value
+ * the store already holds under an older cas is written again, and rows
+ * without flags are written with flags 0. It exits 0, or 3 as apply does
+ * (a refusal, a bad row). memcached does not know V.
  * With --delete-missing, the store's keys are listed first (memcached's
  * "lru_crawler metadump all", which mcdbd answers too), and the ones no
  * row names are deleted with "md <key> C<cas listed>" at the end, only if
@@ -154,11 +162,16 @@ static const char *const cls_tag[] = {
     X(dry_run, "dry-run", 'n', FLAG, NULL,                                     \
       "apply: read and judge every key, write and delete nothing; the "        \
       "summary says what would have been written")                             \
+    X(write_only, "write-only", 0, FLAG, NULL,                                 \
+      "apply: no reads, one conditional write per row (ms V<version>, "        \
+      "mcdbd's own flag): written where the key is missing or older in the "   \
+      "store, kept where the store's version is as new or newer; kept rows "   \
+      "are not classified (run check)")                                        \
     X(rate, "rate", 'r', COUNT, "0",                                           \
       "at most N requests a second over all servers (0: no limit)")            \
     X(connections, "connections", 0, COUNT, "4",                               \
       "connections to each server for the reads; apply opens as many again "   \
-      "for its writes")                                                        \
+      "for its writes (--write-only: only those)")                             \
     X(pipeline, "pipeline", 0, COUNT, "64",                                    \
       "requests in flight on each connection")                                 \
     X(timeout, "timeout", 't', SECONDS, "10",                                  \
@@ -312,7 +325,9 @@ usage(FILE *out)
             "only where the row is newer or\nthe key is missing, with a "
             "compare on cas, so that an application write that\nlands "
             "meanwhile always wins). A row's version is compared with the "
-            "store's cas\n(mcdbd's cas is a clock in microseconds).\n\n"
+            "store's cas\n(mcdbd's cas is a clock in microseconds). apply "
+            "--write-only skips the reads:\none conditional write per row, "
+            "compared and written by mcdbd (ms V).\n\n"
             "Options:\n");
 #define X(field, lname, sname, kind, def, help)                                \
     usage_option(out, sname, lname, OPT_METAVAR_##kind, help, def);
@@ -324,7 +339,7 @@ usage(FILE *out)
             "cas below or above the row's\nversion), conflict (another value, "
             "same version), not in source (--delete-missing).\n"
             "\nExit status, for check on what it found, for apply on what is "
-            "still out of sync\nwhen it ends:\n"
+            "still out of sync\nwhen it ends (apply --write-only: 0 or 3):\n"
             "  0 OK        no key out of sync\n"
             "  1 WARNING   at least --warn keys out of sync\n"
             "  2 CRITICAL  at least --crit keys out of sync, or any conflict\n"
@@ -409,6 +424,9 @@ parse_args(struct opts *o, int argc, char **argv)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->dry_run && !o->apply)
         return usage_error("--dry-run is for apply (check never writes)");
+    if (o->write_only && (!o->apply || o->dry_run || o->list))
+        return usage_error("--write-only is for apply, without --dry-run or "
+                           "--list (it reads nothing to judge)");
     if (!o->connections || o->connections > 64)
         return usage_error("--connections must be 1 to 64");
     if (!o->pipeline || o->pipeline > 4096)
@@ -427,7 +445,7 @@ struct server {
     char host[256];
     char port[8];
     uint32_t conn0; /* its first connection: --connections for reads, then
-                       as many for writes (apply only) */
+                       as many for writes (apply, not --write-only) */
 };
 
 enum rq { RQ_MG, RQ_MS, RQ_MD };
@@ -474,6 +492,7 @@ struct run {
     memcached_st *mc;
     struct conn *conns;
     uint32_t nconns;
+    uint32_t writes; /* a write connection's offset from its read one */
     struct slot *slots;
     uint32_t nslots, free_slot, inflight;
     struct source *src;
@@ -488,6 +507,7 @@ struct run {
     uint64_t found[CLS_COUNT]; /* first read of each key */
     uint64_t final[CLS_COUNT]; /* after apply's writes */
     uint64_t written[CLS_COUNT], would_write, would_delete, races;
+    uint64_t wo_written, wo_kept; /* --write-only: HD, EX */
     uint64_t deleted, delete_lost;
     uint64_t failed;
     char fail_why[400];
@@ -740,19 +760,24 @@ send_mg(struct run *r, uint32_t si)
     push(r, c, RQ_MG, si);
 }
 
-/* Step 1 or 2 of the top comment: add a missing key, or overwrite the
- * version that was read. */
+/* How a write compares: step 1 or 2 of the top comment (add a missing
+ * key, or overwrite the version that was read), or --write-only's V. */
+enum write_cmp { W_MISSING, W_READ, W_OLDER };
+
 static void
-send_ms(struct run *r, uint32_t si, bool missing)
+send_ms(struct run *r, uint32_t si, enum write_cmp how)
 {
     struct slot *s = &r->slots[si];
-    struct conn *c = &r->conns[s->conn + r->o->connections];
-    uint32_t flags = s->row.has_flags ? s->row.flags : missing ? 0 : s->sflags;
+    struct conn *c = &r->conns[s->conn + r->writes];
+    uint32_t flags = s->row.has_flags ? s->row.flags
+                     : how == W_READ  ? s->sflags
+                                      : 0;
     char cmp[32];
-    if (missing)
+    if (how == W_MISSING)
         snprintf(cmp, sizeof(cmp), "ME");
     else
-        snprintf(cmp, sizeof(cmp), "C%llu", (unsigned long long)s->cas);
+        snprintf(cmp, sizeof(cmp), "%c%llu", how == W_READ ? 'C' : 'V',
+                 (unsigned long long)(how == W_READ ? s->cas : s->row.version));
     out_printf(r, c, "ms %s %zu %s E%llu F%u T%lld\r\n", s->row.key,
                s->row.vlen, cmp, (unsigned long long)s->row.version, flags,
                s->row.has_exptime ? (long long)s->row.exptime : 0LL);
@@ -805,7 +830,7 @@ judged(struct run *r, uint32_t si, enum cls c)
         r->would_write++;
         slot_done(r, si, CLS_IN_SYNC);
     } else {
-        send_ms(r, si, c == CLS_MISSING);
+        send_ms(r, si, c == CLS_MISSING ? W_MISSING : W_READ);
     }
 }
 
@@ -865,6 +890,19 @@ reply_one(struct run *r, struct conn *c)
             refused(r, "reading", s->row.key, p, n);
             slot_done(r, q.slot, s->found < 0 ? -1 : s->found);
         }
+    } else if (q.kind == RQ_MS && r->o->write_only) {
+        struct slot *s = &r->slots[q.slot];
+        bool wrote = n == 2 && memcmp(p, "HD", 2) == 0;
+        bool kept = n == 2 && memcmp(p, "EX", 2) == 0;
+        r->wo_written += wrote;
+        r->wo_kept += kept;
+        if (!wrote && !kept)
+            refused(r,
+                    memmem(p, n, "invalid flag", 12)
+                        ? "writing (--write-only needs mcdbd: ms V)"
+                        : "writing",
+                    s->row.key, p, n);
+        slot_done(r, q.slot, -1);
     } else if (q.kind == RQ_MS) {
         struct slot *s = &r->slots[q.slot];
         if (n == 2 && memcmp(p, "HD", 2) == 0) {
@@ -1130,7 +1168,7 @@ judge_listed(struct run *r, uint64_t budget)
             continue;
         }
         struct server *sv = &r->servers[l->server];
-        struct conn *c = &r->conns[sv->conn0 + r->o->connections +
+        struct conn *c = &r->conns[sv->conn0 + r->writes +
                                    table_hash(0, l->key, strlen(l->key)) %
                                        r->o->connections];
         out_printf(r, c, "md %s C%llu\r\n", l->key, (unsigned long long)l->cas);
@@ -1186,7 +1224,10 @@ admit(struct run *r, uint64_t budget)
             if (l && l->key)
                 l->seen = true;
         }
-        send_mg(r, si);
+        if (r->o->write_only)
+            send_ms(r, si, W_OLDER);
+        else
+            send_mg(r, si);
         budget--;
     }
 }
@@ -1322,7 +1363,15 @@ report(struct run *r)
     const uint64_t *judged = writes ? r->final : r->found;
     enum exit_state st = verdict(r, judged);
     int ncls = r->table ? CLS_COUNT : CLS_EXTRA;
-    for (int c = 0; c < ncls; c++)
+    if (o->write_only) {
+        printf("%-16s %llu\n%-16s %llu\n", "written",
+               (unsigned long long)r->wo_written, "kept",
+               (unsigned long long)r->wo_kept);
+        if (r->table)
+            printf("%-16s %llu\n", cls_text[CLS_EXTRA],
+                   (unsigned long long)r->found[CLS_EXTRA]);
+    }
+    for (int c = 0; c < ncls && !o->write_only; c++)
         printf("%-16s %llu\n", cls_text[c], (unsigned long long)r->found[c]);
     for (int c = 1; c < ncls && o->list; c++) {
         uint64_t shown = r->listed_n[c];
@@ -1340,18 +1389,36 @@ report(struct run *r)
 
     struct text t = {.len = 0};
     text_add(&t, "mcdb-sync %s%s: %s - ", o->apply ? "apply" : "check",
-             o->dry_run ? " --dry-run" : "", exit_names[st]);
+             o->dry_run      ? " --dry-run"
+             : o->write_only ? " --write-only"
+                             : "",
+             exit_names[st]);
     if (r->fatal || r->src_failed || r->failed)
         text_add(&t, "%s; ",
                  r->fatal || !r->src_failed ? r->fail_why : r->src_why);
     if (r->failed > 1)
         text_add(&t, "%llu requests refused in all; ",
                  (unsigned long long)r->failed);
-    text_add(&t, "%llu keys read, %llu out of sync",
-             (unsigned long long)r->rows,
-             (unsigned long long)out_of_sync(r->found));
-    text_classes(&t, r->found, CLS_MISSING, CLS_COUNT);
-    if (writes) {
+    if (o->write_only) {
+        text_add(&t,
+                 "%llu rows, wrote %llu (missing or older in store), kept "
+                 "%llu (as new or newer in store; not compared: run check)",
+                 (unsigned long long)r->rows, (unsigned long long)r->wo_written,
+                 (unsigned long long)r->wo_kept);
+        if (r->table)
+            text_add(&t,
+                     "; %llu not in source, deleted %llu (%llu changed "
+                     "since listed, left)",
+                     (unsigned long long)r->found[CLS_EXTRA],
+                     (unsigned long long)r->deleted,
+                     (unsigned long long)r->delete_lost);
+    } else {
+        text_add(&t, "%llu keys read, %llu out of sync",
+                 (unsigned long long)r->rows,
+                 (unsigned long long)out_of_sync(r->found));
+        text_classes(&t, r->found, CLS_MISSING, CLS_COUNT);
+    }
+    if (writes && !o->write_only) {
         uint64_t w = 0;
         for (int c = 0; c < CLS_COUNT; c++)
             w += r->written[c];
@@ -1403,7 +1470,10 @@ main(int argc, char **argv)
     progress_init(&r.bar, o.quiet);
     if (o.delete_missing)
         list_store(&r);
-    uint32_t per_server = (uint32_t)o.connections * (o.apply ? 2 : 1);
+    /* apply writes on connections of its own, after the reads' (none with
+     * --write-only) */
+    r.writes = o.apply && !o.write_only ? (uint32_t)o.connections : 0;
+    uint32_t per_server = (uint32_t)o.connections + r.writes;
     r.nconns = r.nservers * per_server;
     r.conns = calloc(r.nconns, sizeof(*r.conns));
     for (uint32_t i = 0; i < r.nconns && !r.fatal; i++) {

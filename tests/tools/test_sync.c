@@ -329,7 +329,10 @@ writer_main(void *arg)
     return NULL;
 }
 
-Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
+/* apply (mode: "--pipeline=4", or "--write-only") over 2000 keys while the
+ * writer sets newer values to them: the newest write of each key stays. */
+static void
+apply_while_the_application_writes(const char *mode)
 {
     char *out = NULL, src[600], path[512];
     dir = th_tmpdir();
@@ -349,8 +352,8 @@ Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
     pthread_t t;
     pthread_create(&t, NULL, writer_main, &w);
     snprintf(src, sizeof(src), "cat %s", path);
-    int rc = sync_run(&out, "apply", addr(srv[0].port), src, "--format=tsv",
-                      "--pipeline=4");
+    int rc =
+        sync_run(&out, "apply", addr(srv[0].port), src, "--format=tsv", mode);
     w.stop = 1;
     pthread_join(t, NULL);
     cr_assert(rc == 0 || rc == 1, "%s", out);
@@ -373,6 +376,17 @@ Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
     }
     close(fd);
     cr_assert(app > 0, "the writer wrote nothing");
+}
+
+Test(sync, apply_never_overwrites_an_application_write_that_lands_meanwhile)
+{
+    apply_while_the_application_writes("--pipeline=4");
+}
+
+Test(sync,
+     write_only_never_overwrites_an_application_write_that_lands_meanwhile)
+{
+    apply_while_the_application_writes("--write-only");
 }
 
 /* Rows for apply_counts_every_class_exactly: P:k0..k99 newer than the
@@ -439,6 +453,69 @@ Test(sync, apply_counts_every_class_exactly_at_any_pipeline_and_connections)
         cr_assert_eq(rc, 0, "%s %s: a second check: %s", shapes[n][0],
                      shapes[n][1], out);
         cr_assert(strstr(out, "in sync          300\n"), "%s", out);
+        free(out);
+    }
+}
+
+/* --write-only: one ms V per row; the store's newer and same versions are
+ * kept (not classified), the rest written, and check agrees afterwards. */
+Test(sync, write_only_writes_missing_and_older_rows_and_keeps_the_rest)
+{
+    char *out = NULL, src[600], path[512];
+    dir = th_tmpdir();
+    cr_assert_eq(th_mcdbd_start(&srv[0], NULL, NULL), 0);
+    const char *s = addr(srv[0].port);
+    snprintf(path, sizeof(path), "%s/w.tsv", dir);
+    snprintf(src, sizeof(src), "cat %s", path);
+    write_rows(path, "w", false);
+    int rc =
+        sync_run(&out, "apply", s, src, "--format=tsv", "--version-unit=none");
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    /* w:k150 written by the application since: a generated cas, newer */
+    int fd = th_connect(srv[0].port);
+    cr_assert(fd >= 0);
+    free(th_ask(fd, "set w:k150 0 0 3\r\napp\r\n", "\r\n"));
+    write_rows(path, "w", true);
+    const char *argv[] = {
+        tt_tool("mcdb-sync"),  "apply", "--servers",    s,
+        "--source-cmd",        src,     "--format=tsv", "--write-only",
+        "--version-unit=none", NULL};
+    rc = tt_run(&out, argv);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "written          200\nkept             100\n") &&
+                  strstr(out, "apply --write-only: OK - 300 rows, wrote 200 "
+                              "(missing or older in store), kept 100"),
+              "%s", out);
+    free(out);
+    char *v = th_ask(fd, "get w:k150\r\n", "END\r\n");
+    cr_assert(v && strstr(v, "\r\napp\r\n"), "%s", v ? v : "(nothing)");
+    free(v);
+    close(fd);
+    rc = sync_run(&out, "check", s, src, "--format=tsv", "--version-unit=none");
+    cr_assert_eq(rc, 1, "only w:k150 is out of sync (newer): %s", out);
+    cr_assert(strstr(out, "in sync          299\n") &&
+                  strstr(out, "newer in store   1\n"),
+              "%s", out);
+    free(out);
+}
+
+Test(sync, write_only_with_check_dry_run_or_list_is_a_usage_error)
+{
+    static const char *const bad[][2] = {
+        {"check", "--write-only"},
+        {"apply", "--dry-run"},
+        {"apply", "--list"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = NULL;
+        const char *argv[] = {tt_tool("mcdb-sync"), bad[i][0], "--write-only",
+                              bad[i][1], NULL};
+        int rc = tt_run(&out, argv);
+        cr_assert_eq(rc, 3, "%s %s: %s", bad[i][0], bad[i][1], out);
+        cr_assert(strstr(out, "--write-only is for apply, without --dry-run "
+                              "or --list"),
+                  "%s %s: %s", bad[i][0], bad[i][1], out);
         free(out);
     }
 }
