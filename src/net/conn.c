@@ -341,10 +341,12 @@ conn_prefetch(struct conn *c, const char *buf, size_t len)
     }
     for (unsigned i = 0; i < n; i++) {
         store_prefetch(s, h[i], 1);
-        vcache_prefetch(&c->w->vc, h[i]);
+        vcache_prefetch(&c->w->vc, h[i], 0);
     }
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
         store_prefetch(s, h[i], 3);
+        vcache_prefetch(&c->w->vc, h[i], 1);
+    }
     return seen;
 }
 

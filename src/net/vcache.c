@@ -102,10 +102,19 @@ probe(const struct vcache *vc, uint64_t hash)
 }
 
 void
-vcache_prefetch(const struct vcache *vc, uint64_t hash)
+vcache_prefetch(const struct vcache *vc, uint64_t hash, int stage)
 {
-    if (vc->vc_cap)
-        __builtin_prefetch(&vc->vc_slots[home(vc, hash)]);
+    if (!vc->vc_cap)
+        return;
+    const struct vc_slot *sl = &vc->vc_slots[home(vc, hash)];
+    if (stage == 0)
+        __builtin_prefetch(sl);
+    else if (sl->e && sl->hash == hash) {
+        /* its header, key and a small value's first bytes */
+        __builtin_prefetch(sl->e);
+        __builtin_prefetch((const char *)sl->e + 64);
+        __builtin_prefetch((const char *)sl->e + 128);
+    }
 }
 
 bool

@@ -87,9 +87,11 @@ void vcache_free(struct vcache *vc);
 /* Drop every entry (replies holding one keep it until they are sent). */
 void vcache_clear(struct vcache *vc);
 
-/* Start loading the slot a find of hash will read (a batch of gets
- * prefetches every key's first, then finds them). */
-void vcache_prefetch(const struct vcache *vc, uint64_t hash);
+/* Start loading what a find of hash will read, in stages (a batch of
+ * gets runs each stage over every key before the next, then finds them):
+ * 0 the key's home slot; 1 the entry that slot holds if it is the key's
+ * (the slot is read: stage 0 must have had time to load it). */
+void vcache_prefetch(const struct vcache *vc, uint64_t hash, int stage);
 
 /* The entry for the key (hash: store_hash) whose record is at off with
  * this cas, marked used; NULL if there is none. The pointer is good until
