@@ -301,11 +301,12 @@ line_key(const char *p, const char *nl, size_t *klen, long *data)
 /*
  * Pipelined requests: start loading, for the key of each of the next
  * PREFETCH_KEYS get and storage lines in buf, the index shard, then its
- * slot and the value cache's slot, then its entry (index_prefetch), so that
- * their cache misses overlap instead of each lookup waiting for its own in
- * turn. It reads no further than the first line it does not know. Returns the
- * bytes it looked through (the lines prefetched and the one it stopped at, or
- * all of buf): conn_parse calls it again once it has executed them.
+ * slot and the value cache's slot, then the entries those slots point at
+ * (index_prefetch, vcache_prefetch), so that their cache misses overlap
+ * instead of each lookup waiting for its own in turn. It reads no further
+ * than the first line it does not know. Returns the bytes it looked through
+ * (the lines prefetched and the one it stopped at, or all of buf):
+ * conn_parse calls it again once it has executed them.
  */
 #define PREFETCH_KEYS 16
 static size_t
