@@ -519,3 +519,41 @@ Test(sync, write_only_with_check_dry_run_or_list_is_a_usage_error)
         free(out);
     }
 }
+
+Test(sync, write_only_with_delete_missing_deletes_the_keys_no_row_names)
+{
+    char *out = NULL;
+    cr_assert_eq(th_mcdbd_start(&srv[0], NULL, NULL), 0);
+    const char *s = addr(srv[0].port);
+    int rc =
+        sync_run(&out, "apply", s,
+                 "printf 'a\\t100\\tone\\nb\\t200\\ttwo\\nc\\t300\\tthree\\n'",
+                 "--format=tsv", "--version-unit=none");
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    const char *argv[] = {tt_tool("mcdb-sync"),
+                          "apply",
+                          "--servers",
+                          s,
+                          "--source-cmd",
+                          "printf 'a\\t150\\tONE\\nb\\t200\\ttwo\\n'",
+                          "--format=tsv",
+                          "--version-unit=none",
+                          "--write-only",
+                          "--delete-missing",
+                          NULL};
+    rc = tt_run(&out, argv);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "written          1\nkept             1\n"
+                          "not in source    1\n") &&
+                  strstr(out, "deleted 1 (0 changed since listed"),
+              "%s", out);
+    free(out);
+    int fd = th_connect(srv[0].port);
+    cr_assert(fd >= 0);
+    char *v = th_ask(fd, "get a\r\nget c\r\n", "END\r\nEND\r\n");
+    cr_assert(v && strstr(v, "\r\nONE\r\nEND\r\nEND\r\n"),
+              "a is the row's value, c is gone: %s", v ? v : "(nothing)");
+    free(v);
+    close(fd);
+}
