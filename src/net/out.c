@@ -756,6 +756,17 @@ page_cached(int fd, uint64_t pos, uint32_t len)
     return cs.nr_cache >= pages;
 }
 
+/* Read len bytes of fd at pos into buf for it; conn_on_read gets them. */
+static void
+submit_read(struct conn *c, struct oitem *it, int fd, void *buf, unsigned len,
+            uint64_t pos)
+{
+    struct io_uring_sqe *sqe = worker_sqe(c->w);
+    io_uring_prep_read(sqe, fd, buf, len, pos);
+    io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
+    c->refs++;
+}
+
 /*
  * --direct-reads: the record of it is not (all) in the page cache. Read
  * the blocks that hold it from the disk, past the page cache (O_DIRECT:
@@ -774,11 +785,7 @@ read_direct(struct conn *c, struct oitem *it)
         it->dbuf = NULL;
         return false;
     }
-    struct io_uring_sqe *sqe = worker_sqe(c->w);
-    io_uring_prep_read(sqe, it->loc.dfd, it->dbuf, (unsigned)(end - start),
-                       start);
-    io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
-    c->refs++;
+    submit_read(c, it, it->loc.dfd, it->dbuf, (unsigned)(end - start), start);
     CNT_INC(c->w, value_reads_direct);
     return true;
 }
@@ -891,10 +898,7 @@ start_read(struct conn *c, const struct store_loc *loc, const char *key,
     if (loc->dfd >= 0 && !page_cached(loc->fd, loc->pos, loc->len) &&
         read_direct(c, it))
         return;
-    struct io_uring_sqe *sqe = worker_sqe(w);
-    io_uring_prep_read(sqe, loc->fd, buf, loc->len, loc->pos);
-    io_uring_sqe_set_data64(sqe, ud_make(it, UD_READ));
-    c->refs++;
+    submit_read(c, it, loc->fd, buf, loc->len, loc->pos);
 }
 
 void
