@@ -1335,6 +1335,15 @@ text_classes(struct text *t, const uint64_t *counts, int from, int to)
         text_add(t, ")");
 }
 
+/* "deleted 3 (1 changed since listed, left)": --delete-missing's work. */
+static void
+text_deleted(struct text *t, const struct run *r)
+{
+    text_add(t, "deleted %llu (%llu changed since listed, left)",
+             (unsigned long long)r->deleted,
+             (unsigned long long)r->delete_lost);
+}
+
 static uint64_t
 out_of_sync(const uint64_t *counts)
 {
@@ -1405,13 +1414,11 @@ report(struct run *r)
                  "%llu (as new or newer in store; not compared: run check)",
                  (unsigned long long)r->rows, (unsigned long long)r->wo_written,
                  (unsigned long long)r->wo_kept);
-        if (r->table)
-            text_add(&t,
-                     "; %llu not in source, deleted %llu (%llu changed "
-                     "since listed, left)",
-                     (unsigned long long)r->found[CLS_EXTRA],
-                     (unsigned long long)r->deleted,
-                     (unsigned long long)r->delete_lost);
+        if (r->table) {
+            text_add(&t, "; %llu not in source, ",
+                     (unsigned long long)r->found[CLS_EXTRA]);
+            text_deleted(&t, r);
+        }
     } else {
         text_add(&t, "%llu keys read, %llu out of sync",
                  (unsigned long long)r->rows,
@@ -1424,10 +1431,10 @@ report(struct run *r)
             w += r->written[c];
         text_add(&t, "; wrote %llu", (unsigned long long)w);
         text_classes(&t, r->written, CLS_MISSING, CLS_COUNT);
-        if (r->table)
-            text_add(&t, ", deleted %llu (%llu changed since listed, left)",
-                     (unsigned long long)r->deleted,
-                     (unsigned long long)r->delete_lost);
+        if (r->table) {
+            text_add(&t, ", ");
+            text_deleted(&t, r);
+        }
         text_add(&t,
                  ", %llu writes lost to newer writes and re-judged; "
                  "still out of sync %llu",
