@@ -27,6 +27,9 @@
  *         it is read with hint_read and compared entry by entry with the
  *         records decoded from the segment. Repair rewrites (hint_write)
  *         a missing, stale, damaged or disagreeing hint of a clean segment.
+ *         The same for the hint a clean close writes of the active segment
+ *         (start-up reads it once), except that none, or one of another
+ *         size (start-up ignores it), is only a note.
  *   3. Every record read is replayed into an index (src/index) as start-up
  *      would (later records win, DELETE removes, FLUSH empties what came
  *      before, expired items do not count) to count live keys and bytes.
@@ -411,7 +414,7 @@ scan(struct ck *c, struct segck *g)
     c->done = done0 + g->size;
 }
 
-/* ---- step 2d: the hint of a sealed segment ---- */
+/* ---- step 2d: the hint of a sealed (or the active) segment ---- */
 
 struct hcmp {
     const struct ck *c;
@@ -474,13 +477,16 @@ check_hint(struct ck *c, struct segck *g)
     char path[4096];
     hint_path(c->dir, g->base, path, sizeof(path));
     const char *name = strrchr(path, '/') + 1;
-    if (!g->sealed && (g->last || g->lenient)) {
+    /* the active segment's hint, of a clean close, is used by the next
+     * start-up if its size is the file's: checked as a sealed one's */
+    bool active = !g->sealed && g->last && !g->lenient && !g->bad;
+    if (!g->sealed && (g->last || g->lenient) && !active) {
         if (access(path, F_OK) == 0)
             report(c, CHECK_NOTE, CHECK_HINT, name, false, 0, 0,
                    "a hint for the active segment (start-up ignores it)");
         return;
     }
-    if (g->bad || !g->sealed) {
+    if (g->bad || (!g->sealed && !active)) {
         if (access(path, F_OK) == 0)
             report(c, CHECK_NOTE, CHECK_HINT, name, false, 0, 0,
                    "not checked: its segment %s is damaged", g->name);
@@ -497,6 +503,13 @@ check_hint(struct ck *c, struct segck *g)
     }
     if (rc == 0) {
         c->t->hints++;
+        return;
+    }
+    if (active && (rc == HINT_E_MISSING || rc == HINT_E_STALE)) {
+        if (rc == HINT_E_STALE)
+            report(c, CHECK_NOTE, CHECK_HINT, name, false, 0, 0,
+                   "a hint for the active segment at another size "
+                   "(start-up ignores it)");
         return;
     }
     if (rc == HINT_E_MISSING && g->lenient) {

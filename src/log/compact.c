@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -334,6 +335,29 @@ store_compact(store_t *s, bool all,
     return rc;
 }
 
+/* Write the hint of segment g's first size bytes (g pinned). */
+static void
+write_hint(struct store *s, struct seg *g, uint64_t size)
+{
+    void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
+    int rc = map == MAP_FAILED ? -errno : 0;
+    bool wrote = false;
+    if (rc == 0) {
+        rc = hint_write(s->dir, s->log_id, g->seg_base, map, size);
+        wrote = true;
+        munmap(map, size);
+    }
+    /* A hint is optional (start-up scans a segment without one), but
+     * a disk that fails to write it fails the log next: an I/O error
+     * in writing makes the store read-only now, as a failed log write
+     * does. Anything else: say so and do not retry. */
+    if (wrote && rc < 0 && rc > -1000 && rc != -ENOMEM)
+        log_fail(s, rc, "writing the hint of segment %" PRIu64, g->seg_base);
+    else if (rc)
+        say(SAY_WARN, "writing the hint of segment %" PRIu64 ": %s",
+            g->seg_base, hint_strerror(rc));
+}
+
 void
 compact_write_hints(struct store *s)
 {
@@ -351,28 +375,23 @@ compact_write_hints(struct store *s)
         pthread_mutex_unlock(&s->seg_mu);
         if (!g)
             return;
-        uint64_t size = g->seg_end - g->seg_base;
-        void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g->seg_fd, 0);
-        int rc = map == MAP_FAILED ? -errno : 0;
-        bool wrote = false;
-        if (rc == 0) {
-            rc = hint_write(s->dir, s->log_id, g->seg_base, map, size);
-            wrote = true;
-            munmap(map, size);
-        }
-        /* A hint is optional (start-up scans a segment without one), but
-         * a disk that fails to write it fails the log next: an I/O error
-         * in writing makes the store read-only now, as a failed log write
-         * does. Anything else: say so and do not retry. */
-        if (wrote && rc < 0 && rc > -1000 && rc != -ENOMEM)
-            log_fail(s, rc, "writing the hint of segment %" PRIu64,
-                     g->seg_base);
-        else if (rc)
-            say(SAY_WARN, "writing the hint of segment %" PRIu64 ": %s",
-                g->seg_base, hint_strerror(rc));
+        write_hint(s, g, g->seg_end - g->seg_base);
         atomic_store(&g->seg_hint, true);
         seg_unpin(g);
     }
+}
+
+void
+compact_write_active_hint(struct store *s)
+{
+    struct seg *g = s->active;
+    uint64_t end = atomic_load(&s->durable);
+    struct stat st;
+    /* only a file that ends where the log does (its padding trimmed) */
+    if (!g || g->seg_end || end <= g->seg_base || atomic_load(&s->failed) ||
+        fstat(g->seg_fd, &st) != 0 || (uint64_t)st.st_size != end - g->seg_base)
+        return;
+    write_hint(s, g, end - g->seg_base);
 }
 
 /*

@@ -94,7 +94,9 @@ struct apply {
 /*
  * A segment file. Lifecycle (the function that makes each transition):
  *   active     created by log_append() when the previous one is full, or
- *              by recovery; records are appended to it
+ *              by recovery; records are appended to it; a clean close
+ *              writes its hint (compact_write_active_hint), which the next
+ *              start-up reads and deletes
  *   sealed     log_append() reserved its footer (seg_end set); the writer
  *              writes the footer and fdatasyncs it; the background thread
  *              writes its hint once it is durable (compact_write_hints,
@@ -406,6 +408,9 @@ void compact_stop(struct store *s);
 uint64_t compact_garbage_permille(struct store *s);
 /* Write the hint of every sealed segment that lacks one. */
 void compact_write_hints(struct store *s);
+/* At a clean close (the writer stopped): the hint of the active segment as
+ * it is, which the next start-up reads once (recover.c, replay_hint). */
+void compact_write_active_hint(struct store *s);
 /* Remove the oldest segment from the table and delete its file (recovery
  * uses it for a segment a DROP record names). */
 int compact_remove_oldest(struct store *s, struct seg *g);

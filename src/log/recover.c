@@ -293,11 +293,26 @@ hint_apply(void *arg, const struct rec *r, uint64_t off)
     return 0;
 }
 
-/* A sealed segment with a valid hint is replayed from the hint alone. */
+/* The hint of the active segment, written at a clean close, is read once:
+ * the segment grows from here on, and a hint left behind would describe
+ * a size it no longer has. Gone before anything is appended. */
+static void
+drop_active_hint(struct scan *sc)
+{
+    char path[4096];
+    hint_path(sc->s->dir, sc->g->seg_base, path, sizeof(path));
+    if (unlink(path) != 0 || dir_sync(sc->s) != 0)
+        say(SAY_WARN, "%s: %s (start-up ignores it once the segment grows)",
+            path, strerror(errno));
+}
+
+/* A segment with a valid hint is replayed from the hint alone: a sealed
+ * one, or the last one when the hint is of its whole file (the active
+ * segment at a clean close). */
 static bool
 replay_hint(struct scan *sc)
 {
-    if (sc->last || sc->no_hint)
+    if (sc->no_hint)
         return false;
     struct hint h;
     int rc =
@@ -309,6 +324,11 @@ replay_hint(struct scan *sc)
     }
     if (rc == 0 && sc->sealed) {
         atomic_store(&sc->g->seg_hint, true);
+        sc->valid = sc->size;
+        return true;
+    }
+    if (rc == 0 && sc->last) {
+        drop_active_hint(sc);
         sc->valid = sc->size;
         return true;
     }
@@ -559,9 +579,13 @@ log_recover(struct store *s, char *err, size_t errlen)
     }
     struct stat last;
     char lpath[4096];
+    uint64_t lkb, le = n ? hint_entries(s->dir, bases[n - 1], &lkb) : 0;
     if (n)
         dir_seg_path(s, bases[n - 1], lpath, sizeof(lpath));
-    if (hinted && stat(lpath, &last) == 0) { /* the active segment's share */
+    if (le) { /* the active segment's hint of a clean close */
+        estimate += le;
+        key_bytes += lkb;
+    } else if (hinted && stat(lpath, &last) == 0) { /* its share */
         double share = (double)last.st_size / (double)hinted;
         estimate += (uint64_t)((double)estimate * share);
         key_bytes += (uint64_t)((double)key_bytes * share);

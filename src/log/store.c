@@ -473,8 +473,10 @@ store_close(store_t *s)
 {
     compact_stop(s);
     log_stop_writer(s);
-    if (!atomic_load(&s->failed))
-        compact_write_hints(s); /* so that the next start is fast */
+    if (!atomic_load(&s->failed)) { /* so that the next start is fast */
+        compact_write_hints(s);
+        compact_write_active_hint(s);
+    }
     say(SAY_INFO, "closed %s at log offset %" PRIu64, s->dir,
         (uint64_t)atomic_load(&s->durable));
     store_free(s);

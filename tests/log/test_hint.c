@@ -2,6 +2,7 @@
  * segments, and a stale or damaged hint is never trusted. */
 #include "helpers/server.h"
 #include "helpers/store_util.h"
+#include "helpers/tool.h"
 #include "log/hint.h"
 
 #include <criterion/criterion.h>
@@ -274,4 +275,68 @@ Test(hint, a_damaged_hint_falls_back_to_the_segment)
         cr_assert_not_null(v, "%s lost with a damaged hint", key);
         free(v);
     }
+}
+
+/* A clean close writes the hint of the active segment too, and the next
+ * start-up reads it instead of the segment, once: the file is deleted
+ * before the segment grows. */
+Test(hint, a_clean_close_writes_the_active_segments_hint_read_once_at_start)
+{
+    ts_init(&t, 0, 0);
+    ts_open(&t);
+    fill("k", 500, 100);
+    uint64_t cas_before;
+    free(ts_get(&t, "k7", NULL, &cas_before));
+    ts_close(&t);
+    uint64_t bases[8];
+    cr_assert_eq(ts_segments(&t, bases, 8), 1, "one segment, the active one");
+    char path[512], seg[512];
+    hint_path(t.dir, bases[0], path, sizeof(path));
+    cr_assert_eq(hint_entries(t.dir, bases[0], NULL), 1 + 500,
+                 "the header and every set");
+    /* k0's value, damaged: a scan of the segment refuses to open it (valid
+     * records follow), so an open that succeeds read the hint */
+    ts_seg_path(&t, bases[0], seg, sizeof(seg));
+    tt_flip(seg, 88 + 40 + 2 + 10, 0x10);
+    t.cfg.compactor = false;
+    ts_open(&t);
+    cr_assert_eq(ts_file_size(path), -1, "the hint outlived its start-up");
+    struct store_item it;
+    void *buf;
+    cr_assert_eq(store_get(t.s, "k0", 2, &it, &buf), STORE_CORRUPT);
+    uint64_t cas_after;
+    char *v = ts_get(&t, "k7", NULL, &cas_after);
+    cr_assert(v && strlen(v) == 100, "k7 lost");
+    cr_assert_eq(cas_after, cas_before);
+    free(v);
+    struct store_stats st;
+    store_stats(t.s, &st);
+    cr_assert_eq(st.items, 500);
+}
+
+/* A hint of the active segment at a size it no longer has (the segment
+ * grew after it was written) is not used: start-up scans the segment. */
+Test(hint, an_active_segments_hint_of_another_size_is_ignored)
+{
+    ts_init(&t, 0, 0);
+    ts_open(&t);
+    fill("a", 100, 50);
+    ts_close(&t);
+    char path[512], saved[600];
+    hint_path(t.dir, 0, path, sizeof(path));
+    snprintf(saved, sizeof(saved), "%s.saved", path);
+    cr_assert_eq(link(path, saved), 0);
+    t.cfg.compactor = false;
+    ts_open(&t);
+    fill("b", 100, 50);
+    ts_close(&t);
+    ts_remove_hints(&t);
+    cr_assert_eq(rename(saved, path), 0); /* the hint of 100 keys back */
+    ts_open(&t);
+    struct store_stats st;
+    store_stats(t.s, &st);
+    cr_assert_eq(st.items, 200, "start-up trusted a stale hint");
+    char *v = ts_get(&t, "b99", NULL, NULL);
+    cr_assert_not_null(v);
+    free(v);
 }
