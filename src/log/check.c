@@ -28,8 +28,8 @@
  *         records decoded from the segment. Repair rewrites (hint_write)
  *         a missing, stale, damaged or disagreeing hint of a clean segment.
  *         The same for the hint a clean close writes of the active segment
- *         (start-up reads it once), except that none, or one of another
- *         size (start-up ignores it), is only a note.
+ *         (start-up reads it once), except that none, or a stale one
+ *         (start-up ignores it), is only a note.
  *   3. Every record read is replayed into an index (src/index) as start-up
  *      would (later records win, DELETE removes, FLUSH empties what came
  *      before, expired items do not count) to count live keys and bytes.
@@ -508,8 +508,8 @@ check_hint(struct ck *c, struct segck *g)
     if (active && (rc == HINT_E_MISSING || rc == HINT_E_STALE)) {
         if (rc == HINT_E_STALE)
             report(c, CHECK_NOTE, CHECK_HINT, name, false, 0, 0,
-                   "a hint for the active segment at another size "
-                   "(start-up ignores it)");
+                   "a hint for the active segment: %s (start-up ignores it)",
+                   hint_strerror(rc));
         return;
     }
     if (rc == HINT_E_MISSING && g->lenient) {

@@ -511,3 +511,39 @@ Test(fsck, usage_errors_exit_16_and_missing_directories_8)
     th_rmrf(empty);
     free(empty);
 }
+
+/* A clean close leaves a hint of the active segment, which the next
+ * start-up reads: checked like a sealed segment's. A stale one (start-up
+ * ignores it) is a note. */
+Test(fsck, the_active_segments_hint_is_checked_and_a_stale_one_is_a_note)
+{
+    size_t last = nseg - 1;
+    cr_assert_gt(ts_file_size(hint_file(last)), 0, "close wrote no hint");
+    char *out, want[256];
+    cr_assert_eq(fsck(&out, NULL, NULL), 0, "%s", out);
+    snprintf(want, sizeof(want), "%zu valid", nseg);
+    assert_has(out, want);
+    free(out);
+
+    tt_flip(hint_file(last), 100, 0x04);
+    cr_assert_eq(fsck(&out, NULL, NULL), 4);
+    snprintf(want, sizeof(want), "error: %s: hint file is damaged",
+             base_name(hint_file(last)));
+    assert_has(out, want);
+    free(out);
+    assert_status("--repair", 1);
+    assert_status(NULL, 0);
+
+    /* segment 0's hint where the active segment's belongs */
+    size_t len;
+    char *h0 = tt_slurp(hint_file(0), &len);
+    FILE *f = fopen(hint_file(last), "wb");
+    cr_assert_eq(fwrite(h0, 1, len, f), len);
+    fclose(f);
+    free(h0);
+    cr_assert_eq(fsck(&out, NULL, NULL), 0, "%s", out);
+    snprintf(want, sizeof(want), "note: %s: a hint for the active segment: %s",
+             base_name(hint_file(last)), hint_strerror(HINT_E_STALE));
+    assert_has(out, want);
+    free(out);
+}
