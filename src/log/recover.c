@@ -332,11 +332,14 @@ replay_hint(struct scan *sc)
         sc->valid = sc->size;
         return true;
     }
-    if (rc != HINT_E_MISSING)
+    if (rc != HINT_E_MISSING) {
         say(SAY_WARN,
             "%s: %s; scanning the segment instead (the hint will "
             "be rewritten)",
             sc->path, hint_strerror(rc));
+        if (sc->last) /* not to be found again once the segment grows */
+            drop_active_hint(sc);
+    }
     if (sc->records) {
         /* cannot happen (hints are checked whole before use), but never
          * replay a segment twice */

@@ -336,6 +336,7 @@ Test(hint, an_active_segments_hint_of_another_size_is_ignored)
     struct store_stats st;
     store_stats(t.s, &st);
     cr_assert_eq(st.items, 200, "start-up trusted a stale hint");
+    cr_assert_eq(ts_file_size(path), -1, "the stale hint was kept");
     char *v = ts_get(&t, "b99", NULL, NULL);
     cr_assert_not_null(v);
     free(v);
