@@ -2,7 +2,8 @@
  * Hint files, format version 1.
  *
  * DATA/<base, 20 digits>.hint describes the sealed segment file of the same
- * base. Little-endian:
+ * base, or the active one as a clean close left it (recover.c reads that
+ * one once, and deletes it). Little-endian:
  *
  *   header (48 bytes)
  *     0  magic "MCDBHNT\0"

@@ -1,6 +1,7 @@
 /*
  * hint: a sealed segment's records without their values, so that start-up
- * rebuilds the index without reading every value (Bitcask's hint files).
+ * rebuilds the index without reading every value (Bitcask's hint files);
+ * also of the active segment at a clean close, for the next start-up only.
  * The format is described in hint.c. Used by the store and the tools.
  */
 #ifndef MCDB_HINT_H
@@ -21,7 +22,7 @@ const char *hint_strerror(int err);
 void hint_path(const char *dir, uint64_t base, char *out, size_t n);
 
 /*
- * Write the hint of the sealed segment [base, base + size) whose bytes are
+ * Write the hint of the segment [base, base + size) whose bytes are
  * at seg (written to a temporary file, synced, renamed). Returns 0, -errno,
  * or HINT_E_SEGMENT if the segment does not decode (no hint is written).
  */
