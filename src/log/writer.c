@@ -486,6 +486,36 @@ pad(struct store *s, struct seg *g, uint64_t pos)
     g->seg_size = pos;
 }
 
+/*
+ * With --preallocate, the mtime of the segment last written is moved past
+ * the second of its last write. rsync's quick check skips a file whose size
+ * and mtime (in whole seconds) have not changed since its last copy, and a
+ * padded file keeps its size: a write made in the second in which rsync
+ * looked at the file, with none after it, would never be copied. Once the
+ * clock is past that second, the writer sets the file's mtime to now (the
+ * kernel's coarse clock may still be in that second: fstat tells, and it
+ * tries again). Returns the second still waiting for it (0: none).
+ */
+static int64_t
+touch_mtime(struct seg *g, int64_t second)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (!g || now.tv_sec <= second)
+        return g ? second : 0;
+    const struct timespec t[2] = {{.tv_nsec = UTIME_OMIT},
+                                  {.tv_nsec = UTIME_NOW}};
+    struct stat st;
+    if (futimens(g->seg_fd, t) != 0 || fstat(g->seg_fd, &st) != 0) {
+        static atomic_bool warned; /* once: it would fail every second */
+        if (!atomic_exchange(&warned, true))
+            say(SAY_WARN, "setting the mtime of segment %" PRIu64 ": %s",
+                g->seg_base, strerror(errno));
+        return 0;
+    }
+    return st.st_mtim.tv_sec > second ? 0 : second;
+}
+
 /* Write [start, start + len) of the log from p, sealing segments on the way.
  * *wseg is the segment last written to (NULL at first). */
 static int
@@ -636,6 +666,8 @@ writer_main(void *arg)
     int64_t last_sync = clock_mono_ms();
     pthread_setname_np(pthread_self(), "mcdb-log");
     uint64_t unsynced_recs = 0;
+    int64_t touch = 0; /* --preallocate: the second of the last write */
+    struct timespec touch_at = {0}; /* when to move the mtime past it */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (s->fill_len == 0 && !s->stop &&
@@ -645,6 +677,16 @@ writer_main(void *arg)
                 struct timespec ts = clock_deadline_ms(1000);
                 pthread_cond_timedwait(&s->cv_work, &s->mu, &ts);
                 break;
+            }
+            if (touch) {
+                if (pthread_cond_timedwait(&s->cv_work, &s->mu, &touch_at) ==
+                    ETIMEDOUT) {
+                    pthread_mutex_unlock(&s->mu);
+                    touch = touch_mtime(wseg, touch);
+                    touch_at = clock_deadline_ms(20); /* if it must retry */
+                    pthread_mutex_lock(&s->mu);
+                }
+                continue;
             }
             pthread_cond_wait(&s->cv_work, &s->mu);
         }
@@ -676,6 +718,11 @@ writer_main(void *arg)
             s->wbuf = NULL;
             pthread_mutex_unlock(&s->mu);
             unsynced_recs += recs;
+            if (s->cfg.preallocate) { /* just past this second */
+                touch = clock_wall_ms() / 1000;
+                touch_at = (struct timespec){.tv_sec = touch + 1,
+                                             .tv_nsec = 20 * 1000 * 1000};
+            }
         }
         uint64_t written = atomic_load(&s->written);
         if (!atomic_load(&s->failed) && written > atomic_load(&s->durable) &&

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
@@ -326,4 +327,56 @@ Test(backup, rsync_checksum_of_a_preallocating_server_restores)
 {
     preallocate = true;
     rsync_under_writes_and_compaction();
+}
+
+/* rsync's quick check skips a file whose size and mtime (in whole seconds)
+ * have not changed since its last copy, and a preallocated segment keeps
+ * its size while it is written: a write made in the second in which rsync
+ * copied the file, with none after it, would never reach the backup unless
+ * the server moves the file's mtime past that second (writer.c). */
+Test(
+    backup,
+    a_plain_rsync_a_second_later_copies_a_preallocating_servers_write_made_in_the_second_of_the_last_copy)
+{
+    const char *extra[] = {"--preallocate", "yes", NULL};
+    cr_assert_eq(th_mcdbd_start(&srv, NULL, extra), 0);
+    int fd = th_connect(srv.port);
+    cr_assert(fd >= 0);
+    char *copy = th_tmpdir(), src[4200], dst[4200], seg[4300], cseg[4300];
+    snprintf(src, sizeof(src), "%s/", srv.dir);
+    snprintf(dst, sizeof(dst), "%s/", copy);
+    snprintf(seg, sizeof(seg), "%s/00000000000000000000.seg", srv.dir);
+    snprintf(cseg, sizeof(cseg), "%s/00000000000000000000.seg", copy);
+    const char *argv[] = {"rsync", "-a", "--delete", src, dst, NULL};
+    bool same_second = false;
+    for (int i = 0; i < 10 && !same_second; i++) {
+        char req[64], *out;
+        snprintf(req, sizeof(req), "set k 0 0 2\r\nv%d\r\n", i);
+        free(th_ask(fd, req, "\r\n"));
+        cr_assert_eq(tt_run(&out, argv), 0, "rsync: %s", out);
+        free(out);
+        char *r = th_ask(fd, "set k 0 0 3\r\nnew\r\n", "\r\n");
+        cr_assert_str_eq(r, "STORED\r\n");
+        free(r);
+        struct stat a, b;
+        cr_assert_eq(stat(seg, &a), 0);
+        cr_assert_eq(stat(cseg, &b), 0);
+        same_second = a.st_size == b.st_size && a.st_mtime == b.st_mtime;
+    }
+    cr_assert(same_second, "no write landed in the second of a copy in 10 "
+                           "tries: the test could not set up its case");
+    usleep(1500 * 1000); /* no writes: only the server can move the mtime */
+    char *out;
+    cr_assert_eq(tt_run(&out, argv), 0, "rsync: %s", out);
+    free(out);
+    size_t la, lb;
+    char *a = tt_slurp(seg, &la), *b = tt_slurp(cseg, &lb);
+    cr_assert(a && b && la == lb && memcmp(a, b, la) == 0,
+              "the copy misses the last write (rsync's quick check saw no "
+              "change)");
+    free(a);
+    free(b);
+    close(fd);
+    th_rmrf(copy);
+    free(copy);
 }
