@@ -289,10 +289,30 @@ bad_tail(struct ck *c, struct segck *g, uint64_t pos, const char *why)
     return g->size;
 }
 
+/* A live segment may be read while the writer copies a write into it: with
+ * --preallocate the bytes not reached yet are zeros inside the file, and a
+ * scan that met them can find records past them that the copy has since
+ * written. Such bytes decode when looked at again; true damage does not.
+ * (The mapping is of the page cache: the writer's bytes show in it.) */
+static bool
+decodes_later(struct ck *c, struct segck *g, uint64_t pos)
+{
+    for (int i = 0; g->lenient && i < 20; i++) {
+        usleep(5000);
+        struct rec r;
+        if (rec_decode(g->map + pos, g->size - pos, c->seed, g->base + pos,
+                       &r) > 0)
+            return true;
+    }
+    return false;
+}
+
 /* Bytes from pos that do not decode (why): where do records resume? */
 static uint64_t
 bad_bytes(struct ck *c, struct segck *g, uint64_t pos, const char *why)
 {
+    if (decodes_later(c, g, pos))
+        return pos; /* scanned again from pos */
     uint64_t q = log_resync(g->map, g->size, pos, c->seed, g->base);
     if (q == g->size || (g->last && log_torn(g->map, g->size, pos, q)))
         return bad_tail(c, g, pos, why);
