@@ -39,7 +39,8 @@
  * A live directory (a server holds LOCK) is read as it changes: the last
  * segment grows, and while the log rolls over the one before it may still
  * lack its footer when read, so bad or missing bytes at the end of those
- * two are notes; a segment or hint that compaction deletes while we read
+ * two are notes (and bad bytes in them are looked at again first:
+ * decodes_later); a segment or hint that compaction deletes while we read
  * is a note, and the log then simply starts later.
  */
 #include "log/check.h"
