@@ -16,7 +16,9 @@
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -546,4 +548,58 @@ Test(fsck, the_active_segments_hint_is_checked_and_a_stale_one_is_a_note)
              base_name(hint_file(last)), hint_strerror(HINT_E_STALE));
     assert_has(out, want);
     free(out);
+}
+
+/* A live check may read a record's bytes before the server's write reaches
+ * them (zeros, with --preallocate) and the records after them once it has:
+ * it looks at such bytes again before it calls them damage. Here the
+ * "write" puts a zeroed record back 30 ms after fsck starts. */
+struct late_write {
+    const char *path;
+    uint64_t pos;
+    const char *bytes;
+    size_t len;
+};
+
+static void *
+write_late(void *arg)
+{
+    struct late_write *w = arg;
+    usleep(30000);
+    int fd = open(w->path, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, w->bytes, w->len, (off_t)w->pos), (ssize_t)w->len);
+    close(fd);
+    return NULL;
+}
+
+Test(fsck, a_live_check_waits_for_zeros_that_a_write_is_filling_in)
+{
+    size_t last = nseg - 1, n, len;
+    uint64_t pos[256];
+    n = records(last, pos, 256);
+    cr_assert_geq(n, 4, "test setup: %zu records in the last segment", n);
+    char *seg = tt_slurp(seg_file(last), &len);
+    struct late_write w = {.path = seg_file(last),
+                           .pos = pos[1],
+                           .bytes = seg + pos[1],
+                           .len = pos[2] - pos[1]};
+    char zeros[8192] = {0};
+    cr_assert_leq(w.len, sizeof(zeros));
+    int sfd = open(w.path, O_WRONLY);
+    cr_assert_eq(pwrite(sfd, zeros, w.len, (off_t)w.pos), (ssize_t)w.len);
+    close(sfd);
+
+    int lfd;
+    char err[256], *out;
+    cr_assert_eq(logdir_lock(t.dir, &lfd, err, sizeof(err)), 0, "%s", err);
+    pthread_t th;
+    pthread_create(&th, NULL, write_late, &w);
+    int st = fsck(&out, NULL, NULL);
+    pthread_join(th, NULL);
+    cr_assert_eq(st, 0, "zeros being written were judged damage:\n%s", out);
+    assert_has(out, "live directory");
+    free(out);
+    close(lfd);
+    free(seg);
 }
