@@ -84,7 +84,7 @@ struct segck {
     const char *map;
     uint64_t size;
     bool last;    /* the log's last segment: a torn tail may end it */
-    bool lenient; /* live, and possibly being written */
+    bool lenient; /* live, and possibly being written: map is a copy */
     bool sealed;  /* its last record is a valid footer */
     uint64_t records;
     uint64_t bad; /* unreadable bytes */
@@ -290,16 +290,38 @@ bad_tail(struct ck *c, struct segck *g, uint64_t pos, const char *why)
     return g->size;
 }
 
+/* pread until len bytes or the end of the file: how many, or -errno. */
+static ssize_t
+pread_full(int fd, char *buf, size_t len, uint64_t at)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(at + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
 /* A live segment may be read while the writer copies a write into it: with
  * --preallocate the bytes not reached yet are zeros inside the file, and a
  * scan that met them can find records past them that the copy has since
- * written. Such bytes decode when looked at again; true damage does not.
- * (The mapping is of the page cache: the writer's bytes show in it.) */
+ * written. Such bytes decode when read again; true damage does not. Bytes
+ * after a footer are the padding that sealing cuts: not waited for. */
 static bool
 decodes_later(struct ck *c, struct segck *g, uint64_t pos)
 {
-    for (int i = 0; g->lenient && i < 20; i++) {
+    for (int i = 0; g->lenient && !g->sealed && i < 20; i++) {
         usleep(5000);
+        ssize_t n = pread_full(g->fd, (char *)g->map + pos, g->size - pos, pos);
+        if (n < 0)
+            return false;
+        g->size = pos + (uint64_t)n; /* cut meanwhile: what is left */
         struct rec r;
         if (rec_decode(g->map + pos, g->size - pos, c->seed, g->base + pos,
                        &r) > 0)
@@ -314,6 +336,8 @@ bad_bytes(struct ck *c, struct segck *g, uint64_t pos, const char *why)
 {
     if (decodes_later(c, g, pos))
         return pos; /* scanned again from pos */
+    if (pos >= g->size)
+        return g->size;
     uint64_t q = log_resync(g->map, g->size, pos, c->seed, g->base);
     if (q == g->size || (g->last && log_torn(g->map, g->size, pos, q)))
         return bad_tail(c, g, pos, why);
@@ -538,6 +562,17 @@ check_hint(struct ck *c, struct segck *g)
                "no hint yet for the segment sealed last");
         return;
     }
+    struct stat now;
+    if (rc == HINT_E_STALE && g->lenient && fstat(g->fd, &now) == 0 &&
+        (uint64_t)now.st_size != g->size) {
+        /* sealed (its padding cut) while we read it: the hint is of the
+         * file as it is now */
+        report(c, CHECK_NOTE, CHECK_LIVE, name, false, 0, 0,
+               "not checked: the segment changed size while it was read "
+               "(%" PRIu64 " -> %lld bytes)",
+               g->size, (long long)now.st_size);
+        return;
+    }
     const char *what = rc > 0 ? x.why : hint_strerror(rc);
     enum check_sev sev = rc == HINT_E_MISSING ? CHECK_NOTE : CHECK_ERROR;
     enum check_kind kind = rc < 0 && rc > -1000 ? CHECK_IO : CHECK_HINT;
@@ -575,6 +610,20 @@ open_segment(struct ck *c, struct segck *g)
     g->size = (uint64_t)st.st_size;
     if (g->size == 0)
         return 0;
+    if (g->lenient) {
+        /* A live segment is read into memory: a mapping would fault
+         * (SIGBUS) where the server cuts the file while we read it (the
+         * padding --preallocate gives it, cut when it is sealed). */
+        char *b = malloc(g->size);
+        if (!b)
+            return -ENOMEM;
+        g->map = b;
+        ssize_t n = pread_full(g->fd, b, g->size, 0);
+        if (n < 0)
+            return (int)n;
+        g->size = (uint64_t)n; /* cut meanwhile: what is left */
+        return 0;
+    }
     void *m = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, g->fd, 0);
     if (m == MAP_FAILED)
         return -errno;
@@ -586,7 +635,9 @@ open_segment(struct ck *c, struct segck *g)
 static void
 close_segment(struct segck *g, uint64_t mapped)
 {
-    if (g->map)
+    if (g->map && g->lenient)
+        free((void *)g->map);
+    else if (g->map)
         munmap((void *)g->map, mapped);
     if (g->fd >= 0)
         close(g->fd);
