@@ -390,8 +390,11 @@ uint64_t log_resync(const char *map, uint64_t size, uint64_t pos, uint64_t seed,
                     uint64_t base);
 /* Recovery rule 3's test for bytes [pos, next) of the last segment that do
  * not decode, next being log_resync's answer: a torn write when nothing
- * valid follows, or when a whole page of zeros lies between (a page the
- * kernel had not written when the machine stopped); else corruption. */
+ * valid follows, when a whole page of zeros lies between (a page the
+ * kernel had not written when the machine stopped), or when the bad record
+ * starts in at least 16 zero bytes that run to its page's end (a page
+ * written back as it was before the last write, or a live copy that read
+ * the page before the write reached it); else corruption. */
 bool log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next);
 /* Whether map[0, len) is all zero bytes. */
 bool log_all_zero(const char *map, uint64_t len);

@@ -72,9 +72,10 @@
  * first invalid record starts a torn tail (an interrupted write: nothing from
  * there on was ever acknowledged, because an acknowledgement needs an
  * fdatasync that covers every earlier byte), which is truncated, unless a
- * valid record follows it, which means the damage is not a torn write but
- * corruption. Corruption anywhere else stops start-up and names the file and
- * offset.
+ * valid record follows it with no sign of pages reaching the disk out of
+ * order between them (log_torn in recover.c), which means the damage is not
+ * a torn write but corruption. Corruption anywhere else stops start-up and
+ * names the file and offset.
  */
 #include "log/record.h"
 

@@ -16,9 +16,12 @@
  *      so that not even unacknowledged bytes are thrown away unseen. A
  *      torn write leaves either nothing valid after the bad record or,
  *      when the machine stopped with pages of the last write in any order
- *      on disk, a hole: a whole page of zeros. Bad bytes followed by valid
- *      records with no such hole are corruption (a flipped bit in an
- *      acknowledged record): open refuses (log_torn).
+ *      on disk, a hole: a whole page of zeros, or a page as it was before
+ *      the write reached it, so that the bad record starts in zeros that
+ *      run to the page's end (a live copy read while the page was written
+ *      looks the same). Bad bytes followed by valid records with no such
+ *      hole are corruption (a flipped bit in an acknowledged record): open
+ *      refuses (log_torn).
  *   4. Records are applied in offset order by apply_record (apply.c, where
  *      the rules are written), expired items are swept out at the end, and
  *      the next cas is above every cas seen and every segment's cas floor.
@@ -177,10 +180,20 @@ log_file_blank(const char *path)
     return rc;
 }
 
+/* Zero bytes at a record's start that rule out a damaged record: its
+ * checksum, type, flags and lengths (a valid header has a type). */
+#define STALE_MIN_ZEROS 16
+
 bool
 log_torn(const char *map, uint64_t size, uint64_t pos, uint64_t next)
 {
     if (next >= size)
+        return true;
+    /* a page written back as it was before the last write reached it: the
+     * bad record starts in zeros that run to the page's end */
+    uint64_t end = (pos / PAGE + 1) * PAGE;
+    if (end <= next && end - pos >= STALE_MIN_ZEROS &&
+        log_all_zero(map + pos, end - pos))
         return true;
     static const char zeros[PAGE];
     for (uint64_t p = (pos + PAGE - 1) / PAGE * PAGE; p + PAGE <= next;

@@ -471,3 +471,70 @@ Test(recovery, a_hole_of_zeros_followed_by_records_is_a_torn_write)
     cr_assert_null(v, "a record after the hole was kept");
     cr_assert_leq(ts_file_size(path), (long long)page);
 }
+
+/* Write `len` zeros at file position `at` of the segment file at path. */
+static void
+zero_range(const char *path, uint64_t at, size_t len)
+{
+    static const char zeros[4096];
+    cr_assert_leq(len, sizeof(zeros));
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0, "%s", path);
+    cr_assert_eq(pwrite(fd, zeros, len, (off_t)at), (ssize_t)len);
+    close(fd);
+}
+
+/* Records `a` durable, then a write of records `b` over several pages; the
+ * machine stops and the page that held the end of `a` reaches the disk as it
+ * was before `b` (zeros after `a`), the later pages with `b`. A live copy
+ * that read that page before `b` was written into it looks the same. That
+ * is a torn write: cut where `b` starts, keep every `a`. */
+Test(recovery, a_page_left_as_it_was_before_the_last_write_is_a_torn_write)
+{
+    fill(10, 20, "a");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    uint64_t keep = st.log_end; /* a record boundary inside the first page */
+    fill(40, 300, "b");
+    ts_close(&t);
+    ts_remove_hints(&t); /* a crash leaves no hint of the active segment */
+    char path[512];
+    ts_seg_path(&t, 0, path, sizeof(path));
+    uint64_t page_end = (keep / 4096 + 1) * 4096;
+    cr_assert_geq(page_end - keep, 16);
+    cr_assert_lt(page_end + 4096, (uint64_t)ts_file_size(path));
+    zero_range(path, keep, page_end - keep);
+    char err[1024] = "";
+    cr_assert_eq(ts_try_open(&t, err, sizeof(err)), 0, "%s", err);
+    check(10, 20, "a");
+    char *v = ts_get(&t, "b39", NULL, NULL);
+    cr_assert_null(v, "a record after the stale page was kept");
+    cr_assert_eq(ts_file_size(path), (long long)keep, "not cut where b starts");
+    char tail[600];
+    snprintf(tail, sizeof(tail), "%s.tail-%" PRIu64, path, keep);
+    cr_assert_gt(ts_file_size(tail), 0, "the cut bytes were not saved in %s",
+                 tail);
+}
+
+/* Zeros where a record should start that stop before the page's end, with
+ * valid records after them in the same page, are not what a machine stop
+ * leaves: that is damage, and open refuses rather than cut. */
+Test(recovery, a_zeroed_record_header_mid_page_before_valid_records_refuses)
+{
+    fill(10, 20, "a");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    uint64_t keep = st.log_end;
+    fill(40, 300, "b");
+    ts_close(&t);
+    ts_remove_hints(&t);
+    char path[512];
+    ts_seg_path(&t, 0, path, sizeof(path));
+    long long size = ts_file_size(path);
+    cr_assert_lt(keep + 40 + 2 + 300 + 40, (keep / 4096 + 1) * 4096);
+    zero_range(path, keep, 40); /* b0's header */
+    char err[1024] = "";
+    cr_assert_eq(ts_try_open(&t, err, sizeof(err)), STORE_CORRUPT, "%s", err);
+    cr_assert(strstr(err, path) && strstr(err, "not a torn write"), "%s", err);
+    cr_assert_eq(ts_file_size(path), size, "the segment was cut");
+}
