@@ -91,8 +91,8 @@
       "zero-fill the newest segment file a MiB ahead of its writes: an "       \
       "fdatasync that does not change the file's size is cheaper (faster "     \
       "durable writes), but the file's size no longer shows that it "          \
-      "changed (its mtime does, a second later): back it up with rsync "       \
-      "--checksum, not rsync's quick check")                                   \
+      "changed (its mtime does, a second later): passes of rsync into one "    \
+      "backup must start two seconds apart")                                   \
     X(STORAGE, direct_reads, "direct-reads", 0, YESNO, "no", "direct_reads",   \
       "read a value that is not in the page cache straight from the disk "     \
       "(O_DIRECT), not through the page cache: for more data than memory, "    \
