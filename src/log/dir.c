@@ -330,6 +330,44 @@ logdir_seg_path(const char *dir, uint64_t base, char *out, size_t n)
     snprintf(out, n, "%s/%020" PRIu64 ".seg", dir, base);
 }
 
+void
+logdir_seg_tmp_path(const char *dir, uint64_t base, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%020" PRIu64 ".seg.tmp", dir, base);
+}
+
+int
+logdir_remove_seg_tmps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        const char *name = de->d_name;
+        if (strlen(name) != 28 || strcmp(name + 20, ".seg.tmp") != 0 ||
+            strspn(name, "0123456789") != 20)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (log_file_blank(path) != 1)
+            say(SAY_WARN,
+                "%s: left in place: a new segment's temporary file "
+                "should be empty",
+                path);
+        else if (unlink(path) != 0)
+            rc = -errno;
+        else
+            say(SAY_INFO,
+                "removed %s: a segment file created as the log rolled over, "
+                "never written to",
+                path);
+    }
+    closedir(d);
+    return rc;
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {

@@ -118,8 +118,8 @@ struct seg {
     atomic_uint_fast64_t seg_live; /* bytes of records the index points at */
     uint64_t seg_records;          /* records appended (by log_append) */
     atomic_bool seg_hint;          /* its hint file is written and valid */
-    bool seg_new;                  /* created; its name not yet fsynced */
-    uint64_t seg_size;             /* the file's size (the writer's) */
+    bool seg_new;      /* created under its temporary name (create_locked) */
+    uint64_t seg_size; /* the file's size (the writer's) */
 };
 
 #define STORE_MAX_SUBS 256
@@ -233,6 +233,12 @@ static inline void
 dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n)
 {
     logdir_seg_path(s->dir, base, out, n);
+}
+
+static inline void
+dir_seg_tmp_path(const struct store *s, uint64_t base, char *out, size_t n)
+{
+    logdir_seg_tmp_path(s->dir, base, out, n);
 }
 
 static inline int

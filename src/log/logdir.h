@@ -51,6 +51,13 @@ int logdir_meta_read(const char *dir, uint8_t log_id[16], char *err,
 int logdir_list_segments(const char *dir, uint64_t **bases, size_t *n);
 
 void logdir_seg_path(const char *dir, uint64_t base, char *out, size_t n);
+/* The name a new segment file has until the writer starts writing into it
+ * (<segment>.tmp): nothing is ever written to a file under it. */
+void logdir_seg_tmp_path(const char *dir, uint64_t base, char *out, size_t n);
+/* Delete the files left under such names by a stop before the writer
+ * reached them (empty: never written), saying so; -errno on failure. One
+ * that is not empty is left in place with a warning. */
+int logdir_remove_seg_tmps(const char *dir);
 
 /* fsync the directory itself. */
 int logdir_sync(const char *dir);

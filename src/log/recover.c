@@ -574,7 +574,15 @@ log_recover(struct store *s, char *err, size_t errlen)
 {
     uint64_t *bases;
     size_t n;
-    int rc = logdir_list_segments(s->dir, &bases, &n);
+    int rc = logdir_remove_seg_tmps(s->dir);
+    if (rc) {
+        snprintf(err, errlen,
+                 "removing a new segment's temporary file in "
+                 "%s: %s",
+                 s->dir, store_strerror(rc));
+        return rc;
+    }
+    rc = logdir_list_segments(s->dir, &bases, &n);
     if (rc) {
         snprintf(err, errlen, "listing %s: %s", s->dir, store_strerror(rc));
         return rc;

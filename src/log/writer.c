@@ -91,7 +91,7 @@ int
 log_open_segment(struct store *s, uint64_t base, bool create, struct seg **out)
 {
     char path[4096];
-    dir_seg_path(s, base, path, sizeof(path));
+    (create ? dir_seg_tmp_path : dir_seg_path)(s, base, path, sizeof(path));
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
     /* Reads never update the access time: a get is not a change to the
      * file, and the kernel then skips the atime check on every read. */
@@ -178,9 +178,13 @@ seal_locked(struct store *s, int64_t now_ms)
 
 /*
  * Create the segment file that starts at base and add it to the table
- * (mu held); the caller makes it active and appends its header. The writer
- * fsyncs the directory before it writes into the file, so that the file's
- * name is durable before anything in it is.
+ * (mu held); the caller makes it active and appends its header. The file
+ * is created under a temporary name (<segment>.tmp): the writer gives it
+ * its name when it starts writing into it, which is after it has written
+ * the previous segment's footer, so that a segment file that has its name
+ * always follows a complete one (what a copy of a live directory relies
+ * on: docs/tools.md, Backups). It then fsyncs the directory, so that the
+ * name is durable before anything in the file is.
  */
 static int
 create_locked(struct store *s, uint64_t base, struct seg **out)
@@ -188,7 +192,7 @@ create_locked(struct store *s, uint64_t base, struct seg **out)
     int rc = log_open_segment(s, base, true, out);
     if (rc) {
         char path[4096];
-        dir_seg_path(s, base, path, sizeof(path));
+        dir_seg_tmp_path(s, base, path, sizeof(path));
         pthread_mutex_unlock(&s->mu);
         log_fail(s, rc, "creating %s", path);
         pthread_mutex_lock(&s->mu);
@@ -428,7 +432,8 @@ do_fdatasync(struct store *s, struct seg *g)
 }
 
 /* The segment to write log offset start into: *wseg, or the next one
- * once *wseg is full. A new file's name is made durable first. */
+ * once *wseg is full (and sealed: written up to its footer). A new file
+ * gets its name now, made durable before anything is written into it. */
 static struct seg *
 write_seg(struct store *s, struct seg **wseg, uint64_t start)
 {
@@ -441,6 +446,13 @@ write_seg(struct store *s, struct seg **wseg, uint64_t start)
         return NULL;
     }
     if (g->seg_new) {
+        char tmp[4096], path[4096];
+        dir_seg_tmp_path(s, g->seg_base, tmp, sizeof(tmp));
+        dir_seg_path(s, g->seg_base, path, sizeof(path));
+        if (rename(tmp, path) != 0) {
+            log_fail(s, -errno, "naming %s", path);
+            return NULL;
+        }
         int rc = dir_sync(s);
         if (rc) {
             log_fail(s, rc, "fsync of directory %s", s->dir);

@@ -488,6 +488,23 @@ path_fault(unsigned call, const char *fn, int dirfd, const char *path)
                : 0;
 }
 
+/* After a rename (rc 0) in the directory, descriptors open on the file go
+ * by its new name: mcdb names a new segment file once it writes into it. */
+static int
+renamed(int rc, int fd1, const char *from, int fd2, const char *to)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    if (rc != 0 || !rel_name(fd1, from, a, sizeof(a)) ||
+        !rel_name(fd2, to, b, sizeof(b)))
+        return rc;
+    int e = errno;
+    for (int fd = 0; fd < FD_MAX; fd++)
+        if (fd_names[fd] && strcmp(fd_names[fd], a) == 0)
+            track(fd, b);
+    errno = e;
+    return rc;
+}
+
 FS_EXPORT int
 rename(const char *from, const char *to)
 {
@@ -496,7 +513,7 @@ rename(const char *from, const char *to)
         errno = e;
         return -1;
     }
-    return real_rename(from, to);
+    return renamed(real_rename(from, to), AT_FDCWD, from, AT_FDCWD, to);
 }
 
 FS_EXPORT int
@@ -507,7 +524,7 @@ renameat(int fd1, const char *from, int fd2, const char *to)
         errno = e;
         return -1;
     }
-    return real_renameat(fd1, from, fd2, to);
+    return renamed(real_renameat(fd1, from, fd2, to), fd1, from, fd2, to);
 }
 
 FS_EXPORT int
@@ -518,7 +535,8 @@ renameat2(int fd1, const char *from, int fd2, const char *to, unsigned flags)
         errno = e;
         return -1;
     }
-    return real_renameat2(fd1, from, fd2, to, flags);
+    return renamed(real_renameat2(fd1, from, fd2, to, flags), fd1, from, fd2,
+                   to);
 }
 
 FS_EXPORT int

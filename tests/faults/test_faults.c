@@ -490,7 +490,7 @@ Test(
     a_new_segment_that_cannot_be_created_ENOSPC_answers_SERVER_ERROR_and_recovers_every_acknowledged_write)
 {
     run(&(struct scenario){
-        .f = {.calls = "open", .path = "*.seg", .err = "ENOSPC"},
+        .f = {.calls = "open", .path = "*.seg.tmp", .err = "ENOSPC"},
         .args = small_segments,
         .want = {"creating", ".seg", "No space left on device"}});
 }
@@ -500,9 +500,19 @@ Test(
     a_new_segment_that_cannot_be_created_EIO_answers_SERVER_ERROR_and_recovers_every_acknowledged_write)
 {
     run(&(struct scenario){
-        .f = {.calls = "open", .path = "*.seg", .err = "EIO"},
+        .f = {.calls = "open", .path = "*.seg.tmp", .err = "EIO"},
         .args = small_segments,
         .want = {"creating", ".seg", "Input/output error"}});
+}
+
+Test(
+    faults,
+    a_new_segment_that_cannot_be_named_answers_SERVER_ERROR_and_recovers_every_acknowledged_write)
+{
+    run(&(struct scenario){
+        .f = {.calls = "rename", .path = "*.seg.tmp", .err = "EIO"},
+        .args = small_segments,
+        .want = {"naming", ".seg", "Input/output error"}});
 }
 
 Test(

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -317,4 +318,64 @@ Test(durability, a_write_that_rolls_the_segment_wakes_a_gathering_writer)
     cr_assert_gt(s->active->seg_base, base,
                  "the write did not roll the segment");
     pthread_mutex_unlock(&s->mu);
+}
+
+/* What a copy of a live directory relies on (docs/tools.md, Backups): at
+ * any moment, every segment file that has its name, but the last, is
+ * complete: sealed, and ending where the next one starts. A copy that
+ * lists a new segment then finds the one before it whole, instead of a
+ * segment without its footer before a gap that start-up refuses. Checked
+ * each time the writer is about to write or sync while the log rolls. */
+struct named_check {
+    const char *dir;
+    atomic_int checks, bad;
+    char why[4400];
+};
+
+static int
+check_named(void *arg, const char *op)
+{
+    struct named_check *c = arg;
+    (void)op;
+    uint64_t *bases;
+    size_t n;
+    if (logdir_list_segments(c->dir, &bases, &n) != 0)
+        return 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        char path[4200];
+        logdir_seg_path(c->dir, bases[i], path, sizeof(path));
+        struct stat st;
+        if (stat(path, &st) == 0 &&
+            (uint64_t)st.st_size != bases[i + 1] - bases[i] &&
+            !atomic_exchange(&c->bad, 1))
+            snprintf(c->why, sizeof(c->why),
+                     "%s has %lld bytes while the next segment's file, at "
+                     "offset %" PRIu64 ", already has its name",
+                     path, (long long)st.st_size, bases[i + 1]);
+    }
+    atomic_fetch_add(&c->checks, 1);
+    free(bases);
+    return 0;
+}
+
+Test(durability, a_segment_file_is_named_only_once_the_one_before_it_is_sealed)
+{
+    static struct named_check c;
+    ts_init(&t, 64 << 10, 0);
+    c.dir = t.dir;
+    t.cfg.fault = check_named;
+    t.cfg.fault_arg = &c;
+    ts_open(&t);
+    char key[32], val[1001];
+    memset(val, 'v', 1000);
+    val[1000] = '\0';
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(ts_set(&t, key, val, 0, 0), 0);
+    }
+    ts_close(&t);
+    uint64_t bases[64];
+    cr_assert_geq(ts_segments(&t, bases, 64), 4, "the log did not roll over");
+    cr_assert_gt(atomic_load(&c.checks), 0);
+    cr_assert_eq(atomic_load(&c.bad), 0, "%s", c.why);
 }

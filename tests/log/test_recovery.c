@@ -401,6 +401,29 @@ Test(recovery, an_empty_next_segment_after_an_unsealed_one_is_removed)
     check(5, 10, "more");
 }
 
+/* A new segment file gets its name when the writer first writes into it;
+ * a stop before that leaves it, empty, under its temporary name. */
+Test(recovery, a_new_segments_temporary_file_left_by_a_stop_is_removed)
+{
+    fill(10, 100, "k");
+    struct store_stats st;
+    store_stats(t.s, &st);
+    ts_close(&t);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%020" PRIu64 ".seg.tmp", t.dir,
+             st.log_end);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    ts_open(&t);
+    check(10, 100, "k");
+    cr_assert_eq(ts_file_size(path), -1, "%s is still there", path);
+    fill(5, 10, "more");
+    ts_close(&t);
+    ts_open(&t);
+    check(5, 10, "more");
+}
+
 /* With a valid hint, start-up trusts it and does not read the segment: the
  * damage shows when the damaged record is read, naming file and offset. */
 Test(recovery, with_hints_a_flipped_value_byte_fails_the_read_of_that_key)

@@ -1099,13 +1099,15 @@ replica_check_image(const char *dir, int port, uint64_t cut, char *why,
 }
 
 /* The primary's whole log from its trace: a segment file's bytes are the
- * log's from the offset its name gives. */
+ * log's from the offset its name gives (the name it was created with: a
+ * new segment's temporary name, <segment>.tmp, gives the same). */
 static void
 log_byte(void *arg, const char *name, uint64_t off, const void *data,
          uint64_t len)
 {
     struct replica_check *rc = arg;
-    if (strlen(name) != 24 || strcmp(name + 20, ".seg") != 0)
+    if (strspn(name, "0123456789") != 20 ||
+        (strcmp(name + 20, ".seg") != 0 && strcmp(name + 20, ".seg.tmp") != 0))
         return;
     uint64_t at = strtoull(name, NULL, 10) + off;
     if (at + len > rc->log_len) {
