@@ -576,9 +576,7 @@ log_recover(struct store *s, char *err, size_t errlen)
     size_t n;
     int rc = logdir_remove_seg_tmps(s->dir);
     if (rc) {
-        snprintf(err, errlen,
-                 "removing a new segment's temporary file in "
-                 "%s: %s",
+        snprintf(err, errlen, "removing a segment's temporary file in %s: %s",
                  s->dir, store_strerror(rc));
         return rc;
     }
