@@ -215,13 +215,13 @@ verify(const char *dir, const uint32_t *snap, int round)
 }
 
 /*
- * docs/tools.md's procedure: rsync -a --delete DATA/ BACKUP/, again while
- * rsync exits 24 (a file vanished: compaction deleted a segment between
- * rsync's listing of the directory and its copy, so this pass may miss
- * data and is redone). snap gets the versions acknowledged before the pass
- * that succeeded began. Passes 2 s apart, as in the procedure: a server
- * with --preallocate moves its active file's mtime a second after a write
- * that rsync's quick check (size, mtime in whole seconds) would miss.
+ * docs/tools.md's procedure: rsync -a --delete --exclude='*.tmp' DATA/
+ * BACKUP/, again while rsync exits 24 (a file vanished: compaction deleted
+ * a segment between rsync's listing of the directory and its copy, so this
+ * pass may miss data and is redone). snap gets the versions acknowledged before
+ * the pass that succeeded began. Passes 2 s apart, as in the procedure: a
+ * server with --preallocate moves its active file's mtime a second after a
+ * write that rsync's quick check (size, mtime in whole seconds) would miss.
  *   MCDB_BACKUP_BWLIMIT=KBPS   rsync --bwlimit (a slow link)
  *   MCDB_BACKUP_PAUSE_MS=N     the pause between passes (default 2000)
  *   MCDB_BACKUP_ONE_PASS=1     a single rsync, whatever its exit status
@@ -248,7 +248,8 @@ backup(int sfd, const char *copy, uint32_t *snap, int round)
             snap[k] = atomic_load(&acked[k]);
         long long runs0 = compact_runs(sfd);
         uint64_t t1 = tg_now_ms();
-        const char *argv[] = {"rsync", "-a", "--delete", bw, src, dst, NULL};
+        const char *argv[] = {"rsync", "-a", "--delete", "--exclude=*.tmp",
+                              bw,      src,  dst,        NULL};
         char *out;
         int st = tt_run(&out, argv);
         long long runs1 = compact_runs(sfd);
