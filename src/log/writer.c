@@ -473,9 +473,10 @@ write_seg(struct store *s, struct seg **wseg, uint64_t start)
  * its footer. Recovery and mcdb-fsck read zeros at the end of the last
  * segment as its end (recover.c). The zeros are only a speed-up: a failure
  * to write them (a full disk) is left to the next write of records to
- * find. Not the default: a file whose size does not change between two
- * writes a second apart looks unchanged to rsync's quick check (size and
- * mtime in whole seconds), so a repeated rsync may keep a stale copy.
+ * find. Not the default: the zeros double the bytes written, and a file
+ * whose size does not change between two writes looks unchanged to rsync's
+ * quick check (size and mtime in whole seconds) until touch_mtime moves its
+ * mtime, so passes of rsync into one copy must start two seconds apart.
  */
 static void
 pad(struct store *s, struct seg *g, uint64_t pos)
