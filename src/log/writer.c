@@ -465,13 +465,14 @@ write_seg(struct store *s, struct seg **wseg, uint64_t start)
 
 /*
  * With --preallocate, a write that grows the segment file is followed by
- * zeros up to the next multiple of LOG_PAD (or the segment size, if that
- * comes first). An fdatasync of a file whose size changed writes its inode
- * too; of one written within its size, only the data. So one fdatasync in
- * about LOG_PAD bytes of log pays for the size, and the others are cheaper
- * (here about twice as fast on a busy disk). Sealing truncates the file to
- * its footer. Recovery and mcdb-fsck read zeros at the end of the last
- * segment as its end (recover.c). The zeros are only a speed-up: a failure
+ * zeros up to the next multiple of LOG_PAD (but no closer to the segment
+ * size than the largest record: see below). An fdatasync of a file whose
+ * size changed writes its inode too; of one written within its size, only
+ * the data. So one fdatasync in about LOG_PAD bytes of log pays for the
+ * size, and the others are cheaper (here about twice as fast on a busy
+ * disk). A clean stop trims the padding (trim_padding). Recovery and
+ * mcdb-fsck read zeros at the end of the last segment as its end
+ * (recover.c). The zeros are only a speed-up: a failure
  * to write them (a full disk) is left to the next write of records to
  * find. Not the default: the zeros double the bytes written, and a file
  * whose size does not change between two writes looks unchanged to rsync's
@@ -485,8 +486,17 @@ pad(struct store *s, struct seg *g, uint64_t pos)
     if (!s->cfg.preallocate)
         return;
     uint64_t end = (pos + LOG_PAD - 1) / LOG_PAD * LOG_PAD;
-    if (end > s->cfg.segment_size) /* no further than the segment goes */
-        end = s->cfg.segment_size;
+    /* No further than the segment can be sealed: it is sealed before a
+     * record that would take it past --segment-size, so no closer to that
+     * than the largest record. Sealing then never shrinks the file, which
+     * a copy may be reading (rsync fails a file that shrinks under it:
+     * "read errors mapping ...: No data available"). */
+    uint64_t rec = rec_size(STORE_MAX_KEY, s->cfg.max_item_size);
+    if (s->max_rec > rec)
+        rec = s->max_rec;
+    uint64_t cap = s->cfg.segment_size > rec ? s->cfg.segment_size - rec : 0;
+    if (end > cap)
+        end = cap;
     while (pos < end) {
         size_t n = end - pos < sizeof(zeros) ? end - pos : sizeof(zeros);
         ssize_t w = pwrite(g->seg_fd, zeros, n, (off_t)pos);

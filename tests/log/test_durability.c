@@ -379,3 +379,65 @@ Test(durability, a_segment_file_is_named_only_once_the_one_before_it_is_sealed)
     cr_assert_gt(atomic_load(&c.checks), 0);
     cr_assert_eq(atomic_load(&c.bad), 0, "%s", c.why);
 }
+
+/* With --preallocate, a segment file is padded with zeros ahead of its
+ * writes, but never past where it can be sealed: a file that shrinks while
+ * rsync reads it fails the pass ("read errors mapping ...: No data
+ * available"), so sealing must not cut padding. Checked each time the
+ * writer is about to write or sync while the log rolls over. */
+struct shrink_check {
+    const char *dir;
+    long long size[64];
+    atomic_int checks, bad;
+    char why[4400];
+};
+
+static int
+check_shrink(void *arg, const char *op)
+{
+    struct shrink_check *c = arg;
+    (void)op;
+    uint64_t *bases;
+    size_t n;
+    if (logdir_list_segments(c->dir, &bases, &n) != 0)
+        return 0;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        char path[4200];
+        logdir_seg_path(c->dir, bases[i], path, sizeof(path));
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        if (st.st_size < c->size[i] && !atomic_exchange(&c->bad, 1))
+            snprintf(c->why, sizeof(c->why),
+                     "%s shrank from %lld to %lld bytes", path, c->size[i],
+                     (long long)st.st_size);
+        c->size[i] = st.st_size;
+    }
+    atomic_fetch_add(&c->checks, 1);
+    free(bases);
+    return 0;
+}
+
+Test(durability,
+     with_preallocate_a_segment_file_never_shrinks_while_it_is_written)
+{
+    static struct shrink_check c;
+    ts_init(&t, 64 << 10, 0);
+    c.dir = t.dir;
+    t.cfg.preallocate = true;
+    t.cfg.max_item_size = 4096;
+    t.cfg.fault = check_shrink;
+    t.cfg.fault_arg = &c;
+    ts_open(&t);
+    char key[32], val[1001];
+    memset(val, 'v', 1000);
+    val[1000] = '\0';
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(ts_set(&t, key, val, 0, 0), 0);
+    }
+    uint64_t bases[64];
+    cr_assert_geq(ts_segments(&t, bases, 64), 4, "the log did not roll over");
+    cr_assert_gt(atomic_load(&c.checks), 0);
+    cr_assert_eq(atomic_load(&c.bad), 0, "%s", c.why);
+}
