@@ -320,51 +320,48 @@ Test(durability, a_write_that_rolls_the_segment_wakes_a_gathering_writer)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* What a copy of a live directory relies on (docs/tools.md, Backups): at
- * any moment, every segment file that has its name, but the last, is
- * complete: sealed, and ending where the next one starts. A copy that
- * lists a new segment then finds the one before it whole, instead of a
- * segment without its footer before a gap that start-up refuses. Checked
- * each time the writer is about to write or sync while the log rolls. */
-struct named_check {
+/* The segment files in dir that have their names, and their sizes (-1:
+ * gone meanwhile), at most max of them; 0 if the listing fails. */
+static size_t
+named_segments(const char *dir, uint64_t *bases, long long *sizes, size_t max)
+{
+    uint64_t *v;
+    size_t n;
+    if (logdir_list_segments(dir, &v, &n) != 0)
+        return 0;
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++) {
+        char path[4200];
+        struct stat st;
+        bases[i] = v[i];
+        logdir_seg_path(dir, v[i], path, sizeof(path));
+        sizes[i] = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    }
+    free(v);
+    return n;
+}
+
+/* What the writer's test hook below watches: the segment files as the
+ * writer is about to write or sync, while 300 KB roll over 64 KiB
+ * segments. */
+struct seg_watch {
     const char *dir;
-    atomic_int checks, bad;
+    long long last[64]; /* sizes at the previous look */
+    atomic_int looks, bad;
     char why[4400];
 };
 
-static int
-check_named(void *arg, const char *op)
+static void
+roll_over(struct seg_watch *w, int (*look)(void *, const char *),
+          bool preallocate)
 {
-    struct named_check *c = arg;
-    (void)op;
-    uint64_t *bases;
-    size_t n;
-    if (logdir_list_segments(c->dir, &bases, &n) != 0)
-        return 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        char path[4200];
-        logdir_seg_path(c->dir, bases[i], path, sizeof(path));
-        struct stat st;
-        if (stat(path, &st) == 0 &&
-            (uint64_t)st.st_size != bases[i + 1] - bases[i] &&
-            !atomic_exchange(&c->bad, 1))
-            snprintf(c->why, sizeof(c->why),
-                     "%s has %lld bytes while the next segment's file, at "
-                     "offset %" PRIu64 ", already has its name",
-                     path, (long long)st.st_size, bases[i + 1]);
-    }
-    atomic_fetch_add(&c->checks, 1);
-    free(bases);
-    return 0;
-}
-
-Test(durability, a_segment_file_is_named_only_once_the_one_before_it_is_sealed)
-{
-    static struct named_check c;
     ts_init(&t, 64 << 10, 0);
-    c.dir = t.dir;
-    t.cfg.fault = check_named;
-    t.cfg.fault_arg = &c;
+    w->dir = t.dir;
+    t.cfg.preallocate = preallocate;
+    t.cfg.max_item_size = 4096;
+    t.cfg.fault = look;
+    t.cfg.fault_arg = w;
     ts_open(&t);
     char key[32], val[1001];
     memset(val, 'v', 1000);
@@ -373,71 +370,70 @@ Test(durability, a_segment_file_is_named_only_once_the_one_before_it_is_sealed)
         snprintf(key, sizeof(key), "k%d", i);
         cr_assert_eq(ts_set(&t, key, val, 0, 0), 0);
     }
-    ts_close(&t);
     uint64_t bases[64];
     cr_assert_geq(ts_segments(&t, bases, 64), 4, "the log did not roll over");
-    cr_assert_gt(atomic_load(&c.checks), 0);
-    cr_assert_eq(atomic_load(&c.bad), 0, "%s", c.why);
+    cr_assert_gt(atomic_load(&w->looks), 0);
+    cr_assert_eq(atomic_load(&w->bad), 0, "%s", w->why);
+}
+
+/* What a copy of a live directory relies on (docs/tools.md, Backups): at
+ * any moment, every segment file that has its name, but the last, is
+ * complete: sealed, and ending where the next one starts. A copy that
+ * lists a new segment then finds the one before it whole, instead of a
+ * segment without its footer before a gap that start-up refuses. */
+static int
+look_named(void *arg, const char *op)
+{
+    struct seg_watch *w = arg;
+    uint64_t bases[64];
+    long long sizes[64];
+    size_t n = named_segments(w->dir, bases, sizes, 64);
+    (void)op;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (sizes[i] >= 0 && (uint64_t)sizes[i] != bases[i + 1] - bases[i] &&
+            !atomic_exchange(&w->bad, 1))
+            snprintf(w->why, sizeof(w->why),
+                     "segment %" PRIu64 " has %lld bytes while the next "
+                     "segment's file, at offset %" PRIu64
+                     ", already has its name",
+                     bases[i], sizes[i], bases[i + 1]);
+    atomic_fetch_add(&w->looks, 1);
+    return 0;
+}
+
+Test(durability, a_segment_file_is_named_only_once_the_one_before_it_is_sealed)
+{
+    static struct seg_watch w;
+    roll_over(&w, look_named, false);
 }
 
 /* With --preallocate, a segment file is padded with zeros ahead of its
  * writes, but never past where it can be sealed: a file that shrinks while
  * rsync reads it fails the pass ("read errors mapping ...: No data
- * available"), so sealing must not cut padding. Checked each time the
- * writer is about to write or sync while the log rolls over. */
-struct shrink_check {
-    const char *dir;
-    long long size[64];
-    atomic_int checks, bad;
-    char why[4400];
-};
-
+ * available"), so sealing must not cut padding. */
 static int
-check_shrink(void *arg, const char *op)
+look_shrink(void *arg, const char *op)
 {
-    struct shrink_check *c = arg;
+    struct seg_watch *w = arg;
+    uint64_t bases[64];
+    long long sizes[64];
+    size_t n = named_segments(w->dir, bases, sizes, 64);
     (void)op;
-    uint64_t *bases;
-    size_t n;
-    if (logdir_list_segments(c->dir, &bases, &n) != 0)
-        return 0;
-    for (size_t i = 0; i < n && i < 64; i++) {
-        char path[4200];
-        logdir_seg_path(c->dir, bases[i], path, sizeof(path));
-        struct stat st;
-        if (stat(path, &st) != 0)
-            continue;
-        if (st.st_size < c->size[i] && !atomic_exchange(&c->bad, 1))
-            snprintf(c->why, sizeof(c->why),
-                     "%s shrank from %lld to %lld bytes", path, c->size[i],
-                     (long long)st.st_size);
-        c->size[i] = st.st_size;
+    for (size_t i = 0; i < n; i++) {
+        if (sizes[i] >= 0 && sizes[i] < w->last[i] &&
+            !atomic_exchange(&w->bad, 1))
+            snprintf(w->why, sizeof(w->why),
+                     "segment %" PRIu64 " shrank from %lld to %lld bytes",
+                     bases[i], w->last[i], sizes[i]);
+        w->last[i] = sizes[i];
     }
-    atomic_fetch_add(&c->checks, 1);
-    free(bases);
+    atomic_fetch_add(&w->looks, 1);
     return 0;
 }
 
 Test(durability,
      with_preallocate_a_segment_file_never_shrinks_while_it_is_written)
 {
-    static struct shrink_check c;
-    ts_init(&t, 64 << 10, 0);
-    c.dir = t.dir;
-    t.cfg.preallocate = true;
-    t.cfg.max_item_size = 4096;
-    t.cfg.fault = check_shrink;
-    t.cfg.fault_arg = &c;
-    ts_open(&t);
-    char key[32], val[1001];
-    memset(val, 'v', 1000);
-    val[1000] = '\0';
-    for (int i = 0; i < 300; i++) {
-        snprintf(key, sizeof(key), "k%d", i);
-        cr_assert_eq(ts_set(&t, key, val, 0, 0), 0);
-    }
-    uint64_t bases[64];
-    cr_assert_geq(ts_segments(&t, bases, 64), 4, "the log did not roll over");
-    cr_assert_gt(atomic_load(&c.checks), 0);
-    cr_assert_eq(atomic_load(&c.bad), 0, "%s", c.why);
+    static struct seg_watch w;
+    roll_over(&w, look_shrink, true);
 }
