@@ -235,6 +235,16 @@ dir_seg_path(const struct store *s, uint64_t base, char *out, size_t n)
     logdir_seg_path(s->dir, base, out, n);
 }
 
+/* The largest record this store may hold: a value of --max-item-size under
+ * the longest key, or a larger one already in the log (compaction copies
+ * it). */
+static inline uint64_t
+log_max_record(const struct store *s)
+{
+    uint64_t rec = rec_size(STORE_MAX_KEY, s->cfg.max_item_size);
+    return s->max_rec > rec ? s->max_rec : rec;
+}
+
 static inline void
 dir_seg_tmp_path(const struct store *s, uint64_t base, char *out, size_t n)
 {

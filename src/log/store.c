@@ -363,10 +363,7 @@ store_free(struct store *s)
 static int
 alloc_buffers(struct store *s)
 {
-    uint64_t rec = rec_size(STORE_MAX_KEY, s->cfg.max_item_size);
-    if (s->max_rec > rec)
-        rec = s->max_rec;
-    s->buf_cap = 2 * rec + 4096;
+    s->buf_cap = 2 * log_max_record(s) + 4096;
     if (s->buf_cap < (8u << 20))
         s->buf_cap = 8u << 20;
     s->buf[0] = malloc(s->buf_cap);

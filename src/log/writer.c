@@ -491,9 +491,7 @@ pad(struct store *s, struct seg *g, uint64_t pos)
      * than the largest record. Sealing then never shrinks the file, which
      * a copy may be reading (rsync fails a file that shrinks under it:
      * "read errors mapping ...: No data available"). */
-    uint64_t rec = rec_size(STORE_MAX_KEY, s->cfg.max_item_size);
-    if (s->max_rec > rec)
-        rec = s->max_rec;
+    uint64_t rec = log_max_record(s);
     uint64_t cap = s->cfg.segment_size > rec ? s->cfg.segment_size - rec : 0;
     if (end > cap)
         end = cap;
