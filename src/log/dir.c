@@ -336,6 +336,14 @@ logdir_seg_tmp_path(const char *dir, uint64_t base, char *out, size_t n)
     snprintf(out, n, "%s/%020" PRIu64 ".seg.tmp", dir, base);
 }
 
+/* Whether name is a segment's file name with this suffix: 20 digits (the
+ * base), then suffix. */
+static bool
+is_seg_name(const char *name, const char *suffix)
+{
+    return strspn(name, "0123456789") == 20 && strcmp(name + 20, suffix) == 0;
+}
+
 int
 logdir_remove_seg_tmps(const char *dir)
 {
@@ -346,8 +354,7 @@ logdir_remove_seg_tmps(const char *dir)
     struct dirent *de;
     while (rc == 0 && (de = readdir(d))) {
         const char *name = de->d_name;
-        if (strlen(name) != 28 || strcmp(name + 20, ".seg.tmp") != 0 ||
-            strspn(name, "0123456789") != 20)
+        if (!is_seg_name(name, ".seg.tmp"))
             continue;
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -386,8 +393,7 @@ logdir_list_segments(const char *dir, uint64_t **out, size_t *n)
     struct dirent *de;
     while (v && (de = readdir(d))) {
         const char *name = de->d_name;
-        if (strlen(name) != 24 || strcmp(name + 20, ".seg") != 0 ||
-            strspn(name, "0123456789") != 20)
+        if (!is_seg_name(name, ".seg"))
             continue;
         if (cnt == cap) {
             uint64_t *nv = realloc(v, (cap *= 2) * sizeof(*v));
