@@ -539,7 +539,9 @@ opt_fail(const char *opt, const char *value, const char *why)
         fprintf(stderr, "mcdbd: %s '%s': %s\n", opt, value, why);
     else
         fprintf(stderr, "mcdbd: %s: %s\n", opt, why);
-    opt_usage(stderr);
+    /* Not the whole usage: the reason would scroll out of sight (systemctl
+     * status shows a unit's last lines). */
+    fputs("Try 'mcdbd --help'.\n", stderr);
     return NET_CONFIG_BAD;
 }
 
