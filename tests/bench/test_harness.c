@@ -1,0 +1,152 @@
+/*
+ * Smoke test of the benchmark harness scripts, bench/compare and
+ * bench/memtier: a short run of each against this build's mcdbd and
+ * memcached ends with a table that has a row for each and no problems, and
+ * the options a reader passes reach the servers. The figures themselves
+ * are not checked: speed is measured by bench/, never asserted here.
+ *   ctest --test-dir build -R bench/harness --output-on-failure
+ * memcached missing: skipped. memtier_benchmark is not a Debian package
+ * (bench/README.md says how to build it): its test is skipped without it.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers/server.h"
+#include "helpers/tool.h"
+
+#define COMPARE MCDB_SOURCE_DIR "/bench/compare"
+#define MEMTIER MCDB_SOURCE_DIR "/bench/memtier"
+
+static void
+need_memcached(void)
+{
+    if (system("command -v memcached >/dev/null 2>&1 || "
+               "test -x /usr/bin/memcached") != 0)
+        cr_skip_test("memcached is not installed: bench/compare's table "
+                     "needs it as its baseline");
+}
+
+/* The file a script named on its "written: PATH" line, read whole. */
+static char *
+written(const char *out)
+{
+    const char *w = strstr(out, "written: ");
+    cr_assert(w, "no \"written:\" line in the output:\n%s", out);
+    w += strlen("written: ");
+    char path[1024];
+    size_t n = strcspn(w, "\n");
+    cr_assert_lt(n, sizeof(path));
+    memcpy(path, w, n);
+    path[n] = '\0';
+    size_t len;
+    char *md = tt_slurp(path, &len);
+    cr_assert(md, "cannot read %s", path);
+    return md;
+}
+
+/* A table row of md that starts with "| name |" and has a number in it. */
+static void
+assert_row(const char *md, const char *name)
+{
+    char head[64];
+    snprintf(head, sizeof(head), "\n| %s | ", name);
+    const char *row = strstr(md, head);
+    cr_assert(row, "no row for %s in:\n%s", name, md);
+    row += strlen(head);
+    cr_assert(row[0] >= '1' && row[0] <= '9',
+              "%s's row starts with no rate: %.80s", name, row);
+}
+
+Test(harness, compare_runs_mcdbd_beside_memcached_and_reports_no_problems,
+     .timeout = 120)
+{
+    need_memcached();
+    char *dir = th_tmpdir();
+    const char *argv[] = {COMPARE,
+                          "--servers", "mcdbd-always,memcached",
+                          "--workloads", "get-p1,set-p1",
+                          "--runs", "1", "--duration", "1",
+                          "--warmup", "0.2", "--keys", "1000",
+                          "--settle", "0", "--retries", "0",
+                          "--mcdbd", MCDBD_PATH,
+                          "--bench", MCDB_BUILD_DIR "/bench/mcdb-bench",
+                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
+                          "--results", dir, "--tmpdir", dir, NULL};
+    char *out;
+    int st = tt_run(&out, argv);
+    cr_assert_eq(st, 0, "bench/compare exited %d:\n%s", st, out);
+    char *md = written(out);
+    assert_row(md, "mcdbd-always");
+    assert_row(md, "memcached");
+    cr_assert(strstr(md, "## set-only, pipeline 1"), "%s", md);
+    cr_assert(strstr(md, "None: every run completed"),
+              "the run saw problems:\n%s", md);
+    free(md);
+    free(out);
+    th_rmrf(dir);
+    free(dir);
+}
+
+/* --mcdbd-args reaches the server: an option mcdbd does not know makes its
+ * start fail, and the message names it. */
+Test(harness, compare_passes_mcdbd_args_to_every_mcdbd_it_starts,
+     .timeout = 120)
+{
+    char *dir = th_tmpdir();
+    const char *argv[] = {COMPARE,
+                          "--servers", "mcdbd-always",
+                          "--workloads", "get-p1",
+                          "--runs", "1", "--duration", "1",
+                          "--warmup", "0.2", "--keys", "100",
+                          "--settle", "0", "--retries", "0",
+                          "--mcdbd", MCDBD_PATH,
+                          "--bench", MCDB_BUILD_DIR "/bench/mcdb-bench",
+                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
+                          "--mcdbd-args", "--no-such-option 1",
+                          "--results", dir, "--tmpdir", dir, NULL};
+    char *out;
+    int st = tt_run(&out, argv);
+    cr_assert_neq(st, 0, "bench/compare ran a mcdbd given an unknown "
+                  "option:\n%s", out);
+    cr_assert(strstr(out, "no-such-option"),
+              "the failure does not name the option:\n%s", out);
+    free(out);
+    th_rmrf(dir);
+    free(dir);
+}
+
+Test(harness, memtier_runs_mcdbd_beside_memcached_and_reports_no_problems,
+     .timeout = 180)
+{
+    need_memcached();
+    char *dir = th_tmpdir();
+    const char *argv[] = {MEMTIER, "--quick",
+                          "--servers", "mcdbd-always,memcached",
+                          "--workloads", "get-p1",
+                          "--keys", "1000",
+                          "--mcdbd", MCDBD_PATH,
+                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
+                          "--mcdbd-args", "--value-cache 1m",
+                          "--results", dir, "--tmpdir", dir, NULL};
+    char *out;
+    int st = tt_run(&out, argv);
+    if (st == 77) {
+        th_rmrf(dir);
+        cr_skip_test("memtier_benchmark is not built (bench/README.md, "
+                     "\"memtier\"):\n%s", out);
+    }
+    cr_assert_eq(st, 0, "bench/memtier exited %d:\n%s", st, out);
+    char *md = written(out);
+    assert_row(md, "mcdbd-always");
+    assert_row(md, "memcached");
+    cr_assert(strstr(md, "--value-cache 1m"),
+              "the command line is not in the table's header:\n%s", md);
+    cr_assert(strstr(md, "None: every run completed"),
+              "the run saw problems:\n%s", md);
+    free(md);
+    free(out);
+    th_rmrf(dir);
+    free(dir);
+}
