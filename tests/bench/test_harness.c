@@ -59,30 +59,61 @@ assert_row(const char *md, const char *name)
               "%s's row starts with no rate: %.80s", name, row);
 }
 
+/* The table the run wrote: rows for mcdbd-always and memcached, and no
+ * problems seen. */
+static char *
+clean_table(const char *out)
+{
+    char *md = written(out);
+    assert_row(md, "mcdbd-always");
+    assert_row(md, "memcached");
+    cr_assert(strstr(md, "None: every run completed"),
+              "the run saw problems:\n%s", md);
+    return md;
+}
+
+/* Run bench/compare: one 1-second run of workloads by servers over keys,
+ * results and data dirs in dir; mcdbd_args NULL for none. */
+static int
+run_compare(char **out, const char *dir, const char *servers,
+            const char *workloads, const char *keys, const char *mcdbd_args)
+{
+    const char *opts[][2] = {
+        {"--servers", servers},
+        {"--workloads", workloads},
+        {"--runs", "1"},
+        {"--duration", "1"},
+        {"--warmup", "0.2"},
+        {"--keys", keys},
+        {"--settle", "0"},
+        {"--retries", "0"},
+        {"--mcdbd", MCDBD_PATH},
+        {"--bench", MCDB_BUILD_DIR "/bench/mcdb-bench"},
+        {"--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing"},
+        {"--results", dir},
+        {"--tmpdir", dir},
+        {"--mcdbd-args", mcdbd_args ? mcdbd_args : ""},
+    };
+    const char *argv[2 * sizeof(opts) / sizeof(opts[0]) + 2] = {COMPARE};
+    size_t n = 1;
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        argv[n++] = opts[i][0];
+        argv[n++] = opts[i][1];
+    }
+    return tt_run(out, argv);
+}
+
 Test(harness, compare_runs_mcdbd_beside_memcached_and_reports_no_problems,
      .timeout = 120)
 {
     need_memcached();
     char *dir = th_tmpdir();
-    const char *argv[] = {COMPARE,
-                          "--servers", "mcdbd-always,memcached",
-                          "--workloads", "get-p1,set-p1",
-                          "--runs", "1", "--duration", "1",
-                          "--warmup", "0.2", "--keys", "1000",
-                          "--settle", "0", "--retries", "0",
-                          "--mcdbd", MCDBD_PATH,
-                          "--bench", MCDB_BUILD_DIR "/bench/mcdb-bench",
-                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
-                          "--results", dir, "--tmpdir", dir, NULL};
     char *out;
-    int st = tt_run(&out, argv);
+    int st = run_compare(&out, dir, "mcdbd-always,memcached", "get-p1,set-p1",
+                         "1000", NULL);
     cr_assert_eq(st, 0, "bench/compare exited %d:\n%s", st, out);
-    char *md = written(out);
-    assert_row(md, "mcdbd-always");
-    assert_row(md, "memcached");
+    char *md = clean_table(out);
     cr_assert(strstr(md, "## set-only, pipeline 1"), "%s", md);
-    cr_assert(strstr(md, "None: every run completed"),
-              "the run saw problems:\n%s", md);
     free(md);
     free(out);
     th_rmrf(dir);
@@ -95,21 +126,13 @@ Test(harness, compare_passes_mcdbd_args_to_every_mcdbd_it_starts,
      .timeout = 120)
 {
     char *dir = th_tmpdir();
-    const char *argv[] = {COMPARE,
-                          "--servers", "mcdbd-always",
-                          "--workloads", "get-p1",
-                          "--runs", "1", "--duration", "1",
-                          "--warmup", "0.2", "--keys", "100",
-                          "--settle", "0", "--retries", "0",
-                          "--mcdbd", MCDBD_PATH,
-                          "--bench", MCDB_BUILD_DIR "/bench/mcdb-bench",
-                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
-                          "--mcdbd-args", "--no-such-option 1",
-                          "--results", dir, "--tmpdir", dir, NULL};
     char *out;
-    int st = tt_run(&out, argv);
-    cr_assert_neq(st, 0, "bench/compare ran a mcdbd given an unknown "
-                  "option:\n%s", out);
+    int st = run_compare(&out, dir, "mcdbd-always", "get-p1", "100",
+                         "--no-such-option 1");
+    cr_assert_neq(st, 0,
+                  "bench/compare ran a mcdbd given an unknown "
+                  "option:\n%s",
+                  out);
     cr_assert(strstr(out, "no-such-option"),
               "the failure does not name the option:\n%s", out);
     free(out);
@@ -122,29 +145,37 @@ Test(harness, memtier_runs_mcdbd_beside_memcached_and_reports_no_problems,
 {
     need_memcached();
     char *dir = th_tmpdir();
-    const char *argv[] = {MEMTIER, "--quick",
-                          "--servers", "mcdbd-always,memcached",
-                          "--workloads", "get-p1",
-                          "--keys", "1000",
-                          "--mcdbd", MCDBD_PATH,
-                          "--nothing", MCDB_BUILD_DIR "/bench/mcdb-nothing",
-                          "--mcdbd-args", "--value-cache 1m",
-                          "--results", dir, "--tmpdir", dir, NULL};
+    const char *argv[] = {MEMTIER,
+                          "--quick",
+                          "--servers",
+                          "mcdbd-always,memcached",
+                          "--workloads",
+                          "get-p1",
+                          "--keys",
+                          "1000",
+                          "--mcdbd",
+                          MCDBD_PATH,
+                          "--nothing",
+                          MCDB_BUILD_DIR "/bench/mcdb-nothing",
+                          "--mcdbd-args",
+                          "--value-cache 1m",
+                          "--results",
+                          dir,
+                          "--tmpdir",
+                          dir,
+                          NULL};
     char *out;
     int st = tt_run(&out, argv);
     if (st == 77) {
         th_rmrf(dir);
         cr_skip_test("memtier_benchmark is not built (bench/README.md, "
-                     "\"memtier\"):\n%s", out);
+                     "\"memtier\"):\n%s",
+                     out);
     }
     cr_assert_eq(st, 0, "bench/memtier exited %d:\n%s", st, out);
-    char *md = written(out);
-    assert_row(md, "mcdbd-always");
-    assert_row(md, "memcached");
+    char *md = clean_table(out);
     cr_assert(strstr(md, "--value-cache 1m"),
               "the command line is not in the table's header:\n%s", md);
-    cr_assert(strstr(md, "None: every run completed"),
-              "the run saw problems:\n%s", md);
     free(md);
     free(out);
     th_rmrf(dir);
